@@ -1,0 +1,1 @@
+"""Pulumi components for a self-hosted Convex deployment."""
