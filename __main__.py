@@ -1,0 +1,39 @@
+"""convex-selfhost: a self-hosted Convex deployment per stack.
+
+Read the stack's settings (all errors at once), declare the deployments, export what
+users and CI need. Secrets among the outputs stay Pulumi secrets.
+"""
+
+import pulumi
+
+from components.deployment import ConvexDeployment, DeploymentArgs
+from components.settings import load_settings
+
+OUTPUTS = {
+    "backendUrl": "backend_url",
+    "siteUrl": "site_url",
+    "dashboardUrl": "dashboard_url",
+    "instanceName": "instance_name",
+    "instanceSecret": "instance_secret",
+    "adminKey": "admin_key",
+    "readOnlyAdminKey": "read_only_admin_key",
+    "envLocal": "env_local",
+}
+
+settings = load_settings()
+for warning in settings.warnings:
+    pulumi.log.warn(warning)
+
+deployments = {
+    d.key: ConvexDeployment(d.key, DeploymentArgs(settings, d)) for d in settings.deployments
+}
+
+for output_name, attribute in OUTPUTS.items():
+    if settings.multi:
+        # One map per output, keyed by deployment name; a map holding any secret value
+        # is secret as a whole.
+        pulumi.export(output_name, pulumi.Output.all(
+            **{key: getattr(d, attribute) for key, d in deployments.items()}))
+    else:
+        (only,) = deployments.values()
+        pulumi.export(output_name, getattr(only, attribute))

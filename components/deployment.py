@@ -1,0 +1,115 @@
+"""ConvexDeployment: one self-hosted Convex deployment and everything it needs.
+
+Network, instance secret, image pulls and volumes do not depend on each other, so the
+engine creates them at once; the only chain is those -> backend (healthy) -> dashboard
+(and the TLS proxy).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+import pulumi
+import pulumi_docker as docker
+import pulumi_random as random
+
+from components import docker_common
+from components.admin_key import issue_admin_key
+from components.backend import BackendArgs, ConvexBackend
+from components.dashboard import ConvexDashboard, DashboardArgs
+from components.postgres import ConvexPostgres, PostgresArgs
+from components.settings import DeploymentSettings, StackSettings
+from components.tls_proxy import TlsProxy, TlsProxyArgs
+
+
+@dataclass(frozen=True)
+class DeploymentArgs:
+    settings: StackSettings
+    deployment: DeploymentSettings
+
+
+def env_local(url: str, admin_key: str) -> str:
+    """The `.env.local` lines `npx convex` reads for a self-hosted deployment."""
+    return f"CONVEX_SELF_HOSTED_URL={url}\nCONVEX_SELF_HOSTED_ADMIN_KEY={admin_key}\n"
+
+
+class ConvexDeployment(pulumi.ComponentResource):
+    """Backend, dashboard, secret and admin keys of one Convex instance."""
+
+    def __init__(self, name: str, args: DeploymentArgs,
+                 opts: Optional[pulumi.ResourceOptions] = None):
+        super().__init__("convex:selfhost:Deployment", name, None, opts)
+        settings, deployment = args.settings, args.deployment
+        instance = deployment.instance_name
+        child = pulumi.ResourceOptions(parent=self)
+
+        self.network = docker.Network(
+            f"{name}-network", name=f"{instance}-net",
+            labels=[docker.NetworkLabelArgs(label=k, value=v) for k, v in
+                    docker_common.label_pairs(settings.stack, instance, "network")],
+            opts=child)
+
+        if deployment.instance_secret is not None:
+            # Adopting a running deployment: its secret keeps existing admin keys valid.
+            self.secret_resource = None
+            self.instance_secret = pulumi.Output.secret(deployment.instance_secret.reveal())
+        else:
+            # Losing this secret invalidates every admin key: protect it with the data.
+            self.secret_resource = random.RandomBytes(
+                f"{name}-instance-secret", length=32,
+                opts=pulumi.ResourceOptions(parent=self, protect=settings.protect_data))
+            self.instance_secret = pulumi.Output.secret(self.secret_resource.hex)
+
+        self.postgres = None
+        database_url = None
+        backend_depends_on = []
+        if settings.database.kind == "provisioned-postgres":
+            self.postgres = ConvexPostgres(
+                f"{name}-postgres",
+                PostgresArgs(settings, deployment, self.network.name), opts=child)
+            database_url = self.postgres.url
+            backend_depends_on.append(self.postgres.container)
+
+        self.backend = ConvexBackend(
+            f"{name}-backend",
+            BackendArgs(settings, deployment, self.network.name, self.instance_secret,
+                        database_url, backend_depends_on),
+            opts=child)
+
+        self.dashboard = None
+        proxied = [self.backend.container]
+        if settings.dashboard:
+            self.dashboard = ConvexDashboard(
+                f"{name}-dashboard",
+                DashboardArgs(settings, deployment, self.network.name, self.backend.container),
+                opts=child)
+            proxied.append(self.dashboard.container)
+
+        self.tls_proxy = None
+        if settings.tls is not None:
+            self.tls_proxy = TlsProxy(
+                f"{name}-tls",
+                TlsProxyArgs(settings, deployment, self.network.name, proxied), opts=child)
+
+        self.instance_name = instance
+        self.backend_url = deployment.cloud_origin
+        self.site_url = deployment.site_origin
+        self.dashboard_url = deployment.dashboard_url if settings.dashboard else None
+        self.admin_key = pulumi.Output.secret(self.instance_secret.apply(
+            lambda secret: issue_admin_key(instance, secret)))
+        self.read_only_admin_key = pulumi.Output.secret(self.instance_secret.apply(
+            lambda secret: issue_admin_key(instance, secret, read_only=True)))
+        self.env_local = pulumi.Output.secret(self.admin_key.apply(
+            lambda key: env_local(deployment.cloud_origin, key)))
+
+        self.register_outputs({
+            "backendUrl": self.backend_url,
+            "siteUrl": self.site_url,
+            "dashboardUrl": self.dashboard_url,
+            "instanceName": self.instance_name,
+            "instanceSecret": self.instance_secret,
+            "adminKey": self.admin_key,
+            "readOnlyAdminKey": self.read_only_admin_key,
+            "envLocal": self.env_local,
+        })

@@ -1,0 +1,13 @@
+import sys
+from pathlib import Path
+
+# Tests import the project's modules (components, policy) and the harness directly.
+REPO = Path(__file__).resolve().parents[1]
+for path in (REPO, REPO / "tests"):
+    if str(path) not in sys.path:
+        sys.path.insert(0, str(path))
+
+
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers", "integration: needs the Pulumi CLI and a Docker engine (opt-in: -m integration)")

@@ -1,0 +1,234 @@
+"""Runs the real Pulumi program (`__main__.py`) under the SDK's mock engine.
+
+`evaluate(stack)` builds the config the Pulumi CLI would hand the program for
+`stacks/Pulumi.<stack>.yaml` (Pulumi.yaml defaults applied, every value a string,
+arrays as JSON), runs the program, and returns every registered resource with its
+inputs, options and dependencies, plus the resolved stack outputs and their secretness.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextvars
+import hashlib
+import json
+import logging
+import runpy
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping, Optional
+from unittest import mock
+
+import pulumi
+import yaml
+from google.protobuf import json_format
+from pulumi.runtime import mocks as pulumi_mocks
+from pulumi.runtime import rpc, settings as runtime_settings
+from pulumi.runtime.stack import wait_for_rpcs
+
+REPO = Path(__file__).resolve().parents[1]
+PROJECT = "convex-selfhost"
+STACKS = sorted(p.name.split(".")[1] for p in (REPO / "stacks").glob("Pulumi.*.yaml"))
+SECRET_SIG = {rpc._special_sig_key: rpc._special_secret_sig}
+# A valid instance secret for adoption tests (not a real deployment's).
+SAMPLE_SECRET = "5f" * 32
+
+
+def project_file() -> dict:
+    return yaml.safe_load((REPO / "Pulumi.yaml").read_text())
+
+
+def stack_file(stack: str) -> dict:
+    return yaml.safe_load((REPO / "stacks" / f"Pulumi.{stack}.yaml").read_text()) or {}
+
+
+def cli_string(value: Any) -> str:
+    """How the Pulumi CLI passes a config value to a Python program."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (list, dict)):
+        return json.dumps(value)
+    return str(value)
+
+
+def stack_config(stack: Optional[str], overrides: Optional[Mapping[str, Any]] = None,
+                 secrets: Optional[Mapping[str, str]] = None) -> tuple[dict[str, str], list[str]]:
+    """Config for the program: project defaults, then the stack file, then overrides.
+
+    `overrides` uses short or namespaced keys; a value of None removes the key.
+    `secrets` are set as `pulumi config set --secret` would.
+    """
+    values: dict[str, Any] = {f"{PROJECT}:{name}": entry["default"]
+                              for name, entry in project_file()["config"].items()
+                              if "default" in entry}
+    if stack is not None:
+        values.update((stack_file(stack).get("config") or {}))
+
+    def full(key: str) -> str:
+        return key if ":" in key else f"{PROJECT}:{key}"
+
+    for key, value in (overrides or {}).items():
+        if value is None:
+            values.pop(full(key), None)
+        else:
+            values[full(key)] = value
+    for key, value in (secrets or {}).items():
+        values[full(key)] = value
+    return ({k: cli_string(v) for k, v in values.items()},
+            [full(k) for k in (secrets or {})])
+
+
+@dataclass
+class Registered:
+    type: str
+    name: str
+    urn: str
+    parent: str
+    custom: bool
+    inputs: dict  # secrets unwrapped
+    raw: dict  # as sent to the engine: secret values wrapped in the secret signature
+    protect: bool
+    delete_before_replace: bool
+    retain_on_delete: bool
+    dependencies: list[str]
+    additional_secret_outputs: list[str]
+    provider: str
+
+
+@dataclass
+class Evaluation:
+    resources: list[Registered]
+    outputs: dict[str, Any]
+    secret_outputs: set[str]
+    warnings: list[str] = field(default_factory=list)
+
+    def of_type(self, type_token: str) -> list[Registered]:
+        return [r for r in self.resources if r.type == type_token]
+
+    def named(self, name: str) -> Registered:
+        matches = [r for r in self.resources if r.name == name]
+        assert len(matches) == 1, f"expected one resource named {name}, got {len(matches)}"
+        return matches[0]
+
+    def by_urn(self, urn: str) -> Registered:
+        return next(r for r in self.resources if r.urn == urn)
+
+    def containers(self) -> dict[str, Registered]:
+        return {r.inputs["name"]: r for r in self.of_type("docker:index/container:Container")}
+
+    def env(self, container_name: str) -> dict[str, str]:
+        entries = self.containers()[container_name].inputs.get("envs") or []
+        return dict(entry.split("=", 1) for entry in entries)
+
+
+def fake_digest(*parts: str) -> str:
+    return hashlib.sha256("/".join(parts).encode()).hexdigest()
+
+
+class Mocks(pulumi.runtime.Mocks):
+    """Deterministic provider outputs: the same program gives the same values."""
+
+    def new_resource(self, args: pulumi.runtime.MockResourceArgs):
+        outputs = dict(args.inputs)
+        if args.typ == "docker:index/remoteImage:RemoteImage":
+            digest = fake_digest("image", args.inputs["name"])
+            outputs.update(imageId=f"sha256:{digest}",
+                           repoDigest=f"{args.inputs['name'].split(':')[0]}@sha256:{digest}")
+        elif args.typ == "random:index/randomBytes:RandomBytes":
+            raw = bytes.fromhex(fake_digest("bytes", args.name))[: int(args.inputs["length"])]
+            outputs.update(hex=raw.hex(), base64=base64.b64encode(raw).decode())
+        elif args.typ == "random:index/randomPassword:RandomPassword":
+            outputs.update(result=fake_digest("password", args.name)[: int(args.inputs["length"])])
+        return f"{args.name}-id", outputs
+
+    def call(self, args: pulumi.runtime.MockCallArgs):
+        return {}
+
+
+class RecordingMonitor(pulumi_mocks.MockMonitor):
+    def __init__(self, mocks: Mocks):
+        super().__init__(mocks)
+        self.registered: list[Registered] = []
+
+    def RegisterResource(self, request):
+        response = super().RegisterResource(request)
+        if request.type != "pulumi:pulumi:Stack":
+            raw = json_format.MessageToDict(request.object)
+            self.registered.append(Registered(
+                type=request.type,
+                name=request.name,
+                urn=response.urn,
+                parent=request.parent,
+                custom=request.custom,
+                inputs=_unwrap(raw),
+                raw=raw,
+                protect=request.protect,
+                delete_before_replace=request.deleteBeforeReplace,
+                retain_on_delete=request.retainOnDelete,
+                dependencies=list(request.dependencies),
+                additional_secret_outputs=list(request.additionalSecretOutputs),
+                provider=request.provider,
+            ))
+        return response
+
+
+def _unwrap(value: Any) -> Any:
+    if isinstance(value, dict):
+        if value.get(rpc._special_sig_key) == rpc._special_secret_sig:
+            return _unwrap(value.get("value"))
+        return {k: _unwrap(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_unwrap(v) for v in value]
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+class _Collect(logging.Handler):
+    def __init__(self):
+        super().__init__(logging.WARNING)
+        self.messages: list[str] = []
+
+    def emit(self, record):
+        self.messages.append(record.getMessage())
+
+
+def evaluate(stack: Optional[str] = "dev", overrides: Optional[Mapping[str, Any]] = None,
+             secrets: Optional[Mapping[str, str]] = None, stack_name: Optional[str] = None,
+             program: Path = REPO / "__main__.py") -> Evaluation:
+    """Run the program for a stack file (or none) under the mock engine."""
+    config, secret_keys = stack_config(stack, overrides, secrets)
+    name = stack_name or stack or "test"
+    # Each run gets fresh Pulumi runtime state (settings, root stack, config).
+    return contextvars.copy_context().run(_run, name, config, secret_keys, program)
+
+
+def _run(stack: str, config: dict, secret_keys: list, program: Path) -> Evaluation:
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    runtime_settings.ROOT.set(None)
+    monitor = RecordingMonitor(Mocks())
+    logger = logging.getLogger(f"convex-selfhost-test-{id(monitor)}")
+    collector = _Collect()
+    logger.addHandler(collector)
+    logger.propagate = False
+    pulumi.runtime.set_mocks(monitor.mocks, project=PROJECT, stack=stack, preview=False,
+                             logger=logger, monitor=monitor)
+    pulumi.runtime.set_all_config(config, secret_keys)
+    exports: dict[str, Any] = {}
+    try:
+        with mock.patch.object(pulumi, "export", lambda k, v: exports.__setitem__(k, v)):
+            runpy.run_path(str(program), run_name="__main__")
+        outputs, secret_outputs = {}, set()
+        for key, value in exports.items():
+            output = pulumi.Output.from_input(value)
+            outputs[key] = loop.run_until_complete(output.future())
+            if loop.run_until_complete(output.is_secret()):
+                secret_outputs.add(key)
+        loop.run_until_complete(wait_for_rpcs())
+    finally:
+        logger.removeHandler(collector)
+        asyncio.set_event_loop(None)
+        loop.close()
+    return Evaluation(monitor.registered, outputs, secret_outputs, collector.messages)
