@@ -1,0 +1,552 @@
+"""Unit tests for the CrossGuard policy pack in policy/.
+
+There is no Pulumi CLI here, so the policies are exercised the way
+pulumi-policy's analyzer calls them: props are deserialized with
+``deserialize_properties`` and wrapped with ``unknown_checking_proxy`` (as in
+``_PolicyAnalyzerServicer.Analyze``/``AnalyzeStack``), and the args objects are
+pulumi-policy's own ``ResourceValidationArgs`` / ``StackValidationArgs``.  A few
+tests go one step further and feed protobuf requests to the analyzer servicer
+itself (without starting its gRPC server).
+"""
+
+from __future__ import annotations
+
+import ast
+import copy
+import importlib
+import sys
+from pathlib import Path
+
+import pytest
+from google.protobuf import json_format, struct_pb2
+from pulumi.runtime import proto
+from pulumi_policy import (
+    EnforcementLevel,
+    Policy,
+    PolicyCustomTimeouts,
+    PolicyResource,
+    PolicyResourceOptions,
+    ResourceValidationArgs,
+    StackValidationArgs,
+)
+from pulumi_policy.deserialize import SPECIAL_SECRET_SIG, SPECIAL_SIG_KEY, deserialize_properties
+from pulumi_policy.policy import _PolicyAnalyzerServicer
+from pulumi_policy.proxy import UNKNOWN_STRING_VALUE, UnknownValueError, unknown_checking_proxy
+
+POLICY_DIR = Path(__file__).resolve().parent.parent / "policy"
+if str(POLICY_DIR) not in sys.path:
+    sys.path.insert(0, str(POLICY_DIR))
+cp = importlib.import_module("convex_policies")
+
+REMOTE_IMAGE = "docker:index/remoteImage:RemoteImage"
+CONTAINER = "docker:index/container:Container"
+VOLUME = "docker:index/volume:Volume"
+
+BACKEND = "ghcr.io/get-convex/convex-backend"
+DASHBOARD = "ghcr.io/get-convex/convex-dashboard"
+SHA_TAG = "4d3b0a5de955a258e70e3813bbff486051d88820"
+DIGEST = "sha256:" + "ab" * 32
+
+EXPECTED_POLICY_NAMES = {
+    "pinned-images",
+    "convex-versions-match",
+    "no-admin-key-in-dashboard",
+    "protect-data-in-prod",
+    "no-public-ports-without-tls",
+    "secret-envs-are-secret",
+}
+
+
+# ---------------------------------------------------------------------------
+# helpers: build args exactly as pulumi_policy.policy does
+# ---------------------------------------------------------------------------
+
+class Violations:
+    """report_violation collector with the ReportViolation signature."""
+
+    def __init__(self):
+        self.items = []
+
+    def __call__(self, message, urn=None):
+        assert isinstance(message, str) and message
+        assert urn is None or isinstance(urn, str)
+        self.items.append((message, urn))
+
+    @property
+    def messages(self):
+        return [m for m, _ in self.items]
+
+    @property
+    def urns(self):
+        return [u for _, u in self.items]
+
+    def __len__(self):
+        return len(self.items)
+
+
+def urn(rtype, name, stack="dev"):
+    return f"urn:pulumi:{stack}::convex-selfhost::{rtype}::{name}"
+
+
+def analyze_props(wire, proxy_secrets=False):
+    """Same as Analyze/AnalyzeStack: deserialize the wire props, then proxy unknowns."""
+    return unknown_checking_proxy(deserialize_properties(copy.deepcopy(wire), proxy_secrets))
+
+
+def options(protect=False, secret_outputs=()):
+    return PolicyResourceOptions(protect, [], None, [], PolicyCustomTimeouts(0, 0, 0), list(secret_outputs), None)
+
+
+def resource_args(rtype, wire, name="res", opts=None, config=None, proxy_secrets=False):
+    return ResourceValidationArgs(rtype, analyze_props(wire, proxy_secrets), urn(rtype, name), name,
+                                  opts or options(), None, config)
+
+
+def stack_resource(rtype, wire, name, protect=False, secret_outputs=()):
+    return PolicyResource(rtype, analyze_props(wire), urn(rtype, name), name,
+                          options(protect, secret_outputs), None, None, [], {})
+
+
+def run(policy, args):
+    v = Violations()
+    result = policy.validate(args, v)
+    assert result is None  # all validations are synchronous
+    return v
+
+
+def labels(stack="dev", deployment="main", role=None):
+    out = [
+        {"label": "convex-selfhost.stack", "value": stack},
+        {"label": "convex-selfhost.deployment", "value": deployment},
+    ]
+    if role is not None:
+        out.append({"label": "convex-selfhost.role", "value": role})
+    return out
+
+
+def image(name):
+    return {"name": name, "keepLocally": True}
+
+
+def container(name, role, envs=(), ports=(), stack="dev"):
+    return {"name": name, "image": "sha256:" + "0" * 64, "envs": list(envs), "ports": list(ports),
+            "labels": labels(stack=stack, role=role)}
+
+
+def volume(name, role, stack):
+    return {"name": name, "labels": labels(stack=stack, role=role)}
+
+
+def secret(value):
+    return {SPECIAL_SIG_KEY: SPECIAL_SECRET_SIG, "value": value}
+
+
+# ---------------------------------------------------------------------------
+# 1. pinned-images
+# ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("ref, expect", [
+    (BACKEND, "no tag or digest"),
+    (f"{BACKEND}:latest", "moving tag 'latest'"),
+    ("postgres:main", "moving tag 'main'"),
+    ("caddy:Master", "moving tag 'Master'"),
+    ("caddy:stable", "moving tag 'stable'"),
+    ("caddy:edge", "moving tag 'edge'"),
+    ("caddy:nightly", "moving tag 'nightly'"),
+    ("localhost:5000/convex-backend", "no tag or digest"),  # registry port is not a tag
+    ("postgres@sha256:abc", "malformed digest"),
+])
+def test_pinned_images_rejects_unpinned(ref, expect):
+    v = run(cp.pinned_images, resource_args(REMOTE_IMAGE, image(ref), "img"))
+    assert len(v) == 1, v.items
+    assert expect in v.messages[0]
+    assert ref in v.messages[0]
+    if "malformed" not in expect:
+        assert "@sha256:<digest>" in v.messages[0]  # says how to fix
+
+
+@pytest.mark.parametrize("ref", [
+    f"{BACKEND}:{SHA_TAG}",
+    f"{DASHBOARD}:{SHA_TAG}",
+    "postgres:17.2-alpine",
+    f"postgres@{DIGEST}",
+    f"postgres:latest@{DIGEST}",  # the digest pins it, the tag is informational
+    "localhost:5000/convex-backend:1.2.3",
+])
+def test_pinned_images_accepts_pinned(ref):
+    assert len(run(cp.pinned_images, resource_args(REMOTE_IMAGE, image(ref), "img"))) == 0
+
+
+def test_pinned_images_ignores_other_types():
+    args = resource_args(CONTAINER, container("c", "backend") | {"image": "latest"}, "c")
+    assert len(run(cp.pinned_images, args)) == 0
+
+
+def test_parse_image_ref():
+    assert cp.parse_image_ref(f"{BACKEND}:{SHA_TAG}") == (BACKEND, SHA_TAG, None)
+    assert cp.parse_image_ref(f"localhost:5000/a/b:1@{DIGEST}") == ("localhost:5000/a/b", "1", DIGEST)
+    assert cp.parse_image_ref("localhost:5000/a") == ("localhost:5000/a", None, None)
+
+
+# ---------------------------------------------------------------------------
+# 2. convex-versions-match
+# ---------------------------------------------------------------------------
+
+def images_stack(*refs):
+    return StackValidationArgs([stack_resource(REMOTE_IMAGE, image(r), f"img{i}") for i, r in enumerate(refs)])
+
+
+def test_convex_versions_mismatch_reported_on_each_image():
+    other = "1111111111111111111111111111111111111111"
+    v = run(cp.convex_versions_match, images_stack(f"{BACKEND}:{SHA_TAG}", f"{DASHBOARD}:{other}"))
+    assert len(v) == 2
+    assert sorted(v.urns) == sorted([urn(REMOTE_IMAGE, "img0"), urn(REMOTE_IMAGE, "img1")])
+    for m in v.messages:
+        assert SHA_TAG in m and other in m
+        assert "same tag" in m
+
+
+def test_convex_versions_match_passes_with_same_tag_and_ignores_other_images():
+    v = run(cp.convex_versions_match,
+            images_stack(f"{BACKEND}:{SHA_TAG}", f"{DASHBOARD}:{SHA_TAG}", "postgres:17", "caddy:2.8"))
+    assert len(v) == 0
+
+
+def test_convex_versions_untagged_dashboard_counts_as_latest():
+    v = run(cp.convex_versions_match, images_stack(f"{BACKEND}:{SHA_TAG}", DASHBOARD))
+    assert len(v) == 2
+    assert "'latest'" in " ".join(v.messages)
+
+
+def test_convex_versions_digest_only_cannot_be_compared():
+    v = run(cp.convex_versions_match, images_stack(f"{BACKEND}:{SHA_TAG}", f"{DASHBOARD}@{DIGEST}"))
+    assert len(v) == 1
+    assert v.urns == [urn(REMOTE_IMAGE, "img1")]
+    assert "digest only" in v.messages[0]
+
+
+def test_convex_versions_tag_plus_digest_uses_tag():
+    v = run(cp.convex_versions_match,
+            images_stack(f"{BACKEND}:{SHA_TAG}@{DIGEST}", f"{DASHBOARD}:{SHA_TAG}@sha256:{'cd' * 32}"))
+    assert len(v) == 0
+
+
+# ---------------------------------------------------------------------------
+# 3. no-admin-key-in-dashboard
+# ---------------------------------------------------------------------------
+
+def test_admin_key_in_dashboard_env_is_rejected():
+    wire = container("convex-dashboard", "dashboard",
+                     envs=["NEXT_PUBLIC_DEPLOYMENT_URL=https://api.example.com", "NEXT_PUBLIC_ADMIN_KEY=convex|abc"])
+    v = run(cp.no_admin_key_in_dashboard, resource_args(CONTAINER, wire, "dash"))
+    assert len(v) == 1
+    assert "NEXT_PUBLIC_ADMIN_KEY" in v.messages[0]
+    assert "convex-dashboard" in v.messages[0]
+    assert "Remove" in v.messages[0]
+
+
+def test_admin_key_rejected_on_any_container():
+    wire = container("convex-backend", "backend", envs=["NEXT_PUBLIC_ADMIN_KEY="])
+    assert len(run(cp.no_admin_key_in_dashboard, resource_args(CONTAINER, wire, "be"))) == 1
+
+
+def test_dashboard_without_admin_key_passes():
+    wire = container("convex-dashboard", "dashboard", envs=["NEXT_PUBLIC_DEPLOYMENT_URL=https://api.example.com"])
+    assert len(run(cp.no_admin_key_in_dashboard, resource_args(CONTAINER, wire, "dash"))) == 0
+    # the backend's (secret) admin key variable is a different name and fine here
+    be = container("convex-backend", "backend", envs=["CONVEX_SELF_HOSTED_ADMIN_KEY=x"])
+    assert len(run(cp.no_admin_key_in_dashboard, resource_args(CONTAINER, be, "be"))) == 0
+
+
+def test_admin_key_unknown_env_element_is_not_silently_passed():
+    wire = container("convex-dashboard", "dashboard", envs=["A=1", UNKNOWN_STRING_VALUE])
+    with pytest.raises(UnknownValueError):
+        run(cp.no_admin_key_in_dashboard, resource_args(CONTAINER, wire, "dash"))
+    # ...but a known violation is still reported even with unknown siblings
+    wire = container("convex-dashboard", "dashboard", envs=[UNKNOWN_STRING_VALUE, "NEXT_PUBLIC_ADMIN_KEY=k"])
+    assert len(run(cp.no_admin_key_in_dashboard, resource_args(CONTAINER, wire, "dash"))) == 1
+
+
+# ---------------------------------------------------------------------------
+# 4. protect-data-in-prod
+# ---------------------------------------------------------------------------
+
+def volumes_stack(stack, protect=False, config=None, roles=("data", "postgres-data", "tls-data")):
+    resources = [stack_resource(VOLUME, volume(f"convex-{r}", r, stack), f"vol-{r}", protect=protect)
+                 for r in roles]
+    return StackValidationArgs(resources, config)
+
+
+@pytest.mark.parametrize("stack", ["prod", "production", "prod-eu", "production-2"])
+def test_unprotected_data_volumes_in_prod_are_rejected(stack):
+    v = run(cp.protect_data_in_prod, volumes_stack(stack))
+    assert sorted(v.urns) == sorted([urn(VOLUME, "vol-data"), urn(VOLUME, "vol-postgres-data")])
+    for m in v.messages:
+        assert stack in m and "protect=True" in m
+
+
+def test_protected_data_volumes_in_prod_pass():
+    assert len(run(cp.protect_data_in_prod, volumes_stack("prod", protect=True))) == 0
+
+
+@pytest.mark.parametrize("stack", ["dev", "staging", "preprod", "prod2", "my-prod"])
+def test_non_prod_stacks_need_no_protection(stack):
+    assert len(run(cp.protect_data_in_prod, volumes_stack(stack))) == 0
+
+
+def test_prod_pattern_comes_from_policy_config():
+    cfg = {"prodStackPattern": "^live$"}
+    assert len(run(cp.protect_data_in_prod, volumes_stack("live", config=cfg))) == 2
+    assert len(run(cp.protect_data_in_prod, volumes_stack("prod", config=cfg))) == 0
+
+
+def test_invalid_prod_pattern_is_reported():
+    v = run(cp.protect_data_in_prod, volumes_stack("dev", config={"prodStackPattern": "(["}))
+    assert len(v) == 1 and "prodStackPattern" in v.messages[0]
+
+
+def test_missing_stack_label_falls_back_to_pulumi_stack(monkeypatch):
+    wire = {"name": "convex-data", "labels": [{"label": "convex-selfhost.role", "value": "data"}]}
+    args = StackValidationArgs([stack_resource(VOLUME, wire, "vol")])
+    monkeypatch.setenv("PULUMI_STACK", "prod")
+    assert len(run(cp.protect_data_in_prod, args)) == 1
+    monkeypatch.setenv("PULUMI_STACK", "dev")
+    assert len(run(cp.protect_data_in_prod, args)) == 0
+
+
+def test_unlabelled_volume_gets_role_from_mounting_container():
+    """An adopted data volume carries no labels; the backend container that mounts it does."""
+    adopted = {"name": "legacy-convex-data"}  # no labels at all
+    be = container("main-backend", "backend", stack="prod") | {
+        "volumes": [{"volumeName": "legacy-convex-data", "containerPath": "/convex/data"}]}
+    proxy = container("main-caddy", "tls-proxy", stack="prod") | {
+        "volumes": [{"volumeName": "caddy-data", "containerPath": "/data"}]}
+    unprotected = StackValidationArgs([stack_resource(VOLUME, adopted, "vol"),
+                                       stack_resource(VOLUME, {"name": "caddy-data"}, "caddy-vol"),
+                                       stack_resource(CONTAINER, be, "be"),
+                                       stack_resource(CONTAINER, proxy, "proxy")])
+    v = run(cp.protect_data_in_prod, unprotected)
+    assert v.urns == [urn(VOLUME, "vol")]
+    assert "legacy-convex-data" in v.messages[0]
+    protected = StackValidationArgs([stack_resource(VOLUME, adopted, "vol", protect=True),
+                                     stack_resource(CONTAINER, be, "be")])
+    assert len(run(cp.protect_data_in_prod, protected)) == 0
+
+
+def test_protect_config_schema_default():
+    schema = cp.protect_data_in_prod.config_schema
+    assert schema.properties["prodStackPattern"]["default"] == r"^prod(uction)?(-.*)?$"
+
+
+# ---------------------------------------------------------------------------
+# 5. no-public-ports-without-tls
+# ---------------------------------------------------------------------------
+
+def port(ip=None, internal=3210, external=3210):
+    p = {"internal": internal, "external": external, "protocol": "tcp"}
+    if ip is not None:
+        p["ip"] = ip
+    return p
+
+
+@pytest.mark.parametrize("ip", [None, "", "0.0.0.0", "::", "8.8.8.8", "2001:4860:4860::8888", "example.com"])
+def test_public_port_on_non_proxy_container_is_rejected(ip):
+    res = stack_resource(CONTAINER, container("convex-backend", "backend", ports=[port(ip)]), "backend")
+    v = run(cp.no_public_ports_without_tls, StackValidationArgs([res]))
+    assert len(v) == 1
+    m = v.messages[0]
+    assert v.urns == [urn(CONTAINER, "backend")]
+    assert "convex-backend" in m and "3210" in m
+    assert (ip if ip else "0.0.0.0") in m
+    assert "bindAddress to 127.0.0.1" in m and "TLS proxy" in m
+
+
+@pytest.mark.parametrize("ip", ["127.0.0.1", "127.0.0.53", "::1", "10.1.2.3", "172.16.0.10", "192.168.1.20",
+                                "fd00::1", "[::1]", "::ffff:127.0.0.1"])
+def test_loopback_and_private_ports_pass(ip):
+    res = stack_resource(CONTAINER, container("convex-backend", "backend", ports=[port(ip)]), "backend")
+    assert len(run(cp.no_public_ports_without_tls, StackValidationArgs([res]))) == 0
+
+
+def test_tls_proxy_may_publish_publicly_and_others_are_still_checked():
+    resources = [
+        stack_resource(CONTAINER, container("caddy", "tls-proxy", ports=[port("0.0.0.0", 443, 443)]), "proxy"),
+        stack_resource(CONTAINER, container("convex-dashboard", "dashboard", ports=[port(None, 6791, 6791)]),
+                       "dashboard"),
+        stack_resource(CONTAINER, container("convex-backend", "backend",
+                                            ports=[port("127.0.0.1"), port("127.0.0.1", 3211, 3211)]), "backend"),
+        stack_resource(CONTAINER, container("postgres", "postgres"), "pg"),
+    ]
+    v = run(cp.no_public_ports_without_tls, StackValidationArgs(resources))
+    assert v.urns == [urn(CONTAINER, "dashboard")]
+    assert "6791" in v.messages[0]
+
+
+def test_unlabelled_container_is_checked():
+    wire = {"name": "mystery", "ports": [port("0.0.0.0")]}
+    v = run(cp.no_public_ports_without_tls, StackValidationArgs([stack_resource(CONTAINER, wire, "m")]))
+    assert len(v) == 1
+
+
+def test_unknown_port_ip_reports_known_violations_then_raises():
+    resources = [
+        stack_resource(CONTAINER, container("a", "backend", ports=[port(UNKNOWN_STRING_VALUE)]), "a"),
+        stack_resource(CONTAINER, container("b", "dashboard", ports=[port("0.0.0.0")]), "b"),
+    ]
+    v = Violations()
+    with pytest.raises(UnknownValueError):
+        cp.no_public_ports_without_tls.validate(StackValidationArgs(resources), v)
+    assert v.urns == [urn(CONTAINER, "b")]
+
+
+# ---------------------------------------------------------------------------
+# 6. secret-envs-are-secret
+# ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("key", sorted(cp.SECRET_ENV_KEYS))
+def test_sensitive_env_without_secret_marker_is_rejected(key):
+    wire = container("convex-backend", "backend", envs=["DO_NOT_TRACK=1", f"{key}=s3cr3t"])
+    v = run(cp.secret_envs_are_secret, resource_args(CONTAINER, wire, "be"))
+    assert len(v) == 1
+    assert key in v.messages[0]
+    assert 'additional_secret_outputs=["envs"]' in v.messages[0]
+
+
+def test_sensitive_env_with_additional_secret_outputs_passes():
+    wire = container("convex-backend", "backend", envs=["INSTANCE_SECRET=abc", "POSTGRES_URL=postgres://u:p@db"])
+    args = resource_args(CONTAINER, wire, "be", opts=options(secret_outputs=["envs"]))
+    assert len(run(cp.secret_envs_are_secret, args)) == 0
+
+
+def test_other_secret_outputs_do_not_count():
+    wire = container("convex-backend", "backend", envs=["INSTANCE_SECRET=abc"])
+    args = resource_args(CONTAINER, wire, "be", opts=options(secret_outputs=["labels"]))
+    assert len(run(cp.secret_envs_are_secret, args)) == 1
+
+
+def test_container_without_sensitive_envs_passes():
+    wire = container("convex-dashboard", "dashboard", envs=["NEXT_PUBLIC_DEPLOYMENT_URL=http://127.0.0.1:3210"])
+    assert len(run(cp.secret_envs_are_secret, resource_args(CONTAINER, wire, "dash"))) == 0
+
+
+def test_declared_secret_envs_are_not_read_even_if_unknown():
+    wire = container("convex-backend", "backend") | {"envs": "6a19a0b0-7e62-4c92-b797-7f8e31da9cc2"}  # unknown array
+    args = resource_args(CONTAINER, wire, "be", opts=options(secret_outputs=["envs"]))
+    assert len(run(cp.secret_envs_are_secret, args)) == 0
+    with pytest.raises(UnknownValueError):
+        run(cp.secret_envs_are_secret, resource_args(CONTAINER, wire, "be"))
+
+
+def test_secret_marker_is_invisible_to_analyze_but_seen_when_provided():
+    """Documents the limitation: the engine sends envs wrapped in the secret
+    signature, but Analyze deserializes with proxy_secrets=False, which drops it."""
+    wire = container("convex-backend", "backend") | {"envs": secret(["INSTANCE_SECRET=abc"])}
+    analyze_style = resource_args(CONTAINER, wire, "be")  # proxy_secrets=False, as in Analyze
+    assert list(analyze_style.props["envs"]) == ["INSTANCE_SECRET=abc"]  # plain value, marker gone
+    assert len(run(cp.secret_envs_are_secret, analyze_style)) == 1
+    # If pulumi-policy does hand over the marker (remediation-style deserialization), it is honoured.
+    remediate_style = resource_args(CONTAINER, wire, "be", proxy_secrets=True)
+    assert len(run(cp.secret_envs_are_secret, remediate_style)) == 0
+    # Per-element markers: every sensitive element must be secret.
+    wire2 = container("convex-backend", "backend") | {"envs": ["A=1", secret("INSTANCE_SECRET=abc"),
+                                                               "POSTGRES_URL=postgres://x"]}
+    assert len(run(cp.secret_envs_are_secret, resource_args(CONTAINER, wire2, "be", proxy_secrets=True))) == 1
+
+
+# ---------------------------------------------------------------------------
+# End to end through pulumi-policy's analyzer servicer (no gRPC server started)
+# ---------------------------------------------------------------------------
+
+def servicer():
+    return _PolicyAnalyzerServicer("convex-selfhost", "0.0.1", list(cp.ALL_POLICIES), EnforcementLevel.MANDATORY)
+
+
+def struct(d):
+    s = struct_pb2.Struct()
+    json_format.ParseDict(d, s)
+    return s
+
+
+def rpc_opts(protect=False, secret_outputs=()):
+    return proto.AnalyzerResourceOptions(protect=protect, additionalSecretOutputs=list(secret_outputs))
+
+
+def test_servicer_analyze_secret_wrapped_envs_still_need_additional_secret_outputs():
+    wire = container("convex-backend", "backend", envs=[]) | {"envs": secret(["INSTANCE_SECRET=abc"])}
+    req = proto.AnalyzeRequest(type=CONTAINER, urn=urn(CONTAINER, "be"), name="be",
+                               properties=struct(wire), options=rpc_opts())
+    diags = servicer().Analyze(req, None).diagnostics
+    assert [d.policyName for d in diags] == ["secret-envs-are-secret"]
+    assert diags[0].enforcementLevel == proto.MANDATORY
+
+    req.options.CopyFrom(rpc_opts(secret_outputs=["envs"]))
+    assert list(servicer().Analyze(req, None).diagnostics) == []
+
+
+def test_servicer_analyze_unknown_becomes_advisory():
+    wire = container("convex-dashboard", "dashboard") | {"envs": [UNKNOWN_STRING_VALUE]}
+    req = proto.AnalyzeRequest(type=CONTAINER, urn=urn(CONTAINER, "d"), name="d", properties=struct(wire),
+                               options=rpc_opts())
+    diags = servicer().Analyze(req, None).diagnostics
+    assert diags and all(d.enforcementLevel == proto.ADVISORY for d in diags)
+    assert all("during preview" in d.message for d in diags)
+
+
+def test_servicer_analyze_stack_with_policy_config():
+    svc = servicer()
+    cfg = proto.PolicyConfig(enforcementLevel=proto.MANDATORY, properties=struct({"prodStackPattern": "^live$"}))
+    svc.Configure(proto.ConfigureAnalyzerRequest(policyConfig={"protect-data-in-prod": cfg}), None)
+    resources = [
+        proto.AnalyzerResource(type=VOLUME, urn=urn(VOLUME, "data"), name="data",
+                               properties=struct(volume("convex-data", "data", "live")), options=rpc_opts()),
+        proto.AnalyzerResource(type=VOLUME, urn=urn(VOLUME, "pg"), name="pg",
+                               properties=struct(volume("convex-pg", "postgres-data", "live")),
+                               options=rpc_opts(protect=True)),
+        proto.AnalyzerResource(type=CONTAINER, urn=urn(CONTAINER, "be"), name="be",
+                               properties=struct(container("convex-backend", "backend", ports=[port("127.0.0.1")])),
+                               options=rpc_opts()),
+    ]
+    diags = svc.AnalyzeStack(proto.AnalyzeStackRequest(resources=resources), None).diagnostics
+    assert [(d.policyName, d.urn) for d in diags] == [("protect-data-in-prod", urn(VOLUME, "data"))]
+
+
+# ---------------------------------------------------------------------------
+# Pack wiring
+# ---------------------------------------------------------------------------
+
+def test_all_policies_lists_every_policy_in_module():
+    module_policies = {id(obj): obj for obj in vars(cp).values() if isinstance(obj, Policy)}
+    listed = {id(p) for p in cp.ALL_POLICIES}
+    assert set(module_policies) == listed
+    names = [p.name for p in cp.ALL_POLICIES]
+    assert len(names) == len(set(names))
+    assert set(names) == EXPECTED_POLICY_NAMES
+    for p in cp.ALL_POLICIES:
+        assert p.description
+
+
+def test_main_builds_pack_from_all_policies():
+    main_src = (POLICY_DIR / "__main__.py").read_text()
+    tree = ast.parse(main_src)
+    calls = [n for n in ast.walk(tree) if isinstance(n, ast.Call)
+             and getattr(n.func, "id", getattr(n.func, "attr", None)) == "PolicyPack"]
+    assert len(calls) == 1
+    kw = {k.arg: k.value for k in calls[0].keywords}
+    assert ast.literal_eval(kw["name"]) == "convex-selfhost"
+    assert ast.unparse(kw["enforcement_level"]) == "EnforcementLevel.MANDATORY"
+    assert "ALL_POLICIES" in ast.unparse(kw["policies"])
+    imports = [n for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module == "convex_policies"]
+    assert any(a.name == "ALL_POLICIES" for n in imports for a in n.names)
+
+
+def test_policies_module_never_starts_a_pack():
+    tree = ast.parse((POLICY_DIR / "convex_policies.py").read_text())
+    assert not any(isinstance(n, ast.Call) and getattr(n.func, "id", getattr(n.func, "attr", None)) == "PolicyPack"
+                   for n in ast.walk(tree))
+
+
+def test_pack_metadata_files():
+    yaml_text = (POLICY_DIR / "PulumiPolicy.yaml").read_text()
+    assert "name: python" in yaml_text and "virtualenv: venv" in yaml_text and "description:" in yaml_text
+    reqs = (POLICY_DIR / "requirements.txt").read_text()
+    assert "pulumi-policy" in reqs and "pulumi>=" in reqs
