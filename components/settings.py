@@ -444,7 +444,7 @@ def _check_domain(reader: _Reader, name: str) -> str:
 
 
 def _check_instance_name(reader: _Reader, name: str, value: str, source: str) -> None:
-    if not INSTANCE_NAME_PATTERN.fullmatch(value):
+    if len(value) > 63 or not INSTANCE_NAME_PATTERN.fullmatch(value):
         reader.problem(name, f"{source} {value!r} is not a valid instance name; use lowercase "
                              "letters, digits and single dashes, at most 63 characters, "
                              "e.g. convex-prod.")

@@ -208,6 +208,10 @@ def _run(stack: str, config: dict, secret_keys: list, program: Path) -> Evaluati
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
     runtime_settings.ROOT.set(None)
+    # Output tasks the SDK tracks process-wide; a previous run that stopped on an error
+    # leaves some behind on its (closed) event loop.
+    with runtime_settings.SETTINGS.lock:
+        runtime_settings.SETTINGS.outputs.clear()
     monitor = RecordingMonitor(Mocks())
     logger = logging.getLogger(f"convex-selfhost-test-{id(monitor)}")
     collector = _Collect()
@@ -227,6 +231,11 @@ def _run(stack: str, config: dict, secret_keys: list, program: Path) -> Evaluati
             if loop.run_until_complete(output.is_secret()):
                 secret_outputs.add(key)
         loop.run_until_complete(wait_for_rpcs())
+    except Exception as error:
+        # Lets tests prove that a configuration error stopped the program before any
+        # resource was declared.
+        error.registered = monitor.registered
+        raise
     finally:
         logger.removeHandler(collector)
         asyncio.set_event_loop(None)

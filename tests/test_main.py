@@ -1,0 +1,177 @@
+"""The real program, evaluated for every stack file under the mock engine."""
+
+import pytest
+
+from components.admin_key import check_admin_key
+from components.settings import BACKEND_IMAGE, DASHBOARD_IMAGE, DEFAULT_VERSION, KEYS_BY_NAME
+from harness import STACKS, evaluate, stack_file
+
+OUTPUT_NAMES = {"backendUrl", "siteUrl", "dashboardUrl", "instanceName", "instanceSecret",
+                "adminKey", "readOnlyAdminKey", "envLocal"}
+SECRET_OUTPUTS = {"instanceSecret", "adminKey", "readOnlyAdminKey", "envLocal"}
+CONTAINER = "docker:index/container:Container"
+VOLUME = "docker:index/volume:Volume"
+IMAGE = "docker:index/remoteImage:RemoteImage"
+
+
+def configured(stack, key):
+    value = (stack_file(stack).get("config") or {}).get(f"convex-selfhost:{key}")
+    return KEYS_BY_NAME[key].default if value is None else value
+
+
+@pytest.fixture(scope="module", params=STACKS)
+def stack(request):
+    return request.param
+
+
+@pytest.fixture(scope="module")
+def run(stack):
+    return evaluate(stack)
+
+
+def per_deployment(run, output):
+    value = run.outputs[output]
+    return value if isinstance(value, dict) else {run.outputs["instanceName"]: value}
+
+
+def test_all_stacks_present():
+    assert {"dev", "staging", "prod"} <= set(STACKS)
+
+
+def test_stack_evaluates_without_warnings(run):
+    assert run.warnings == []
+    assert run.resources
+
+
+def test_outputs_are_complete_and_secrets_are_secret(run):
+    assert set(run.outputs) == OUTPUT_NAMES
+    assert run.secret_outputs == SECRET_OUTPUTS
+
+
+def test_admin_keys_decode_under_the_instance_secret(run):
+    names = per_deployment(run, "instanceName")
+    secrets = per_deployment(run, "instanceSecret")
+    keys = per_deployment(run, "adminKey")
+    read_only = per_deployment(run, "readOnlyAdminKey")
+    for key, instance in names.items():
+        info = check_admin_key(keys[key], instance, secrets[key])
+        assert (info.member_id, info.read_only, info.system) == (0, False, False)
+        info = check_admin_key(read_only[key], instance, secrets[key])
+        assert info.read_only is True
+        assert len(secrets[key]) == 64
+
+
+def test_env_local_feeds_npx_convex(run):
+    urls, keys = per_deployment(run, "backendUrl"), per_deployment(run, "adminKey")
+    for key, env_local in per_deployment(run, "envLocal").items():
+        assert env_local == (f"CONVEX_SELF_HOSTED_URL={urls[key]}\n"
+                             f"CONVEX_SELF_HOSTED_ADMIN_KEY={keys[key]}\n")
+
+
+def test_backend_container(run, stack):
+    containers = run.containers()
+    for key, instance in per_deployment(run, "instanceName").items():
+        backend = containers[f"{instance}-backend"]
+        inputs = backend.inputs
+        image = run.named(backend.name.replace("-container", "-image"))
+        assert image.inputs["name"] == f"{BACKEND_IMAGE}:{configured(stack, 'version')}"
+        assert inputs["image"].startswith("sha256:")  # the pulled image's id, not a tag
+        assert {(p["internal"], p["ip"]) for p in inputs["ports"]} == {
+            (3210, configured(stack, "bindAddress")), (3211, configured(stack, "bindAddress"))}
+        assert inputs["volumes"][0]["containerPath"] == "/convex/data"
+        health = inputs["healthcheck"]
+        assert health["tests"] == ["CMD-SHELL", "curl -f http://localhost:3210/version"]
+        assert health["startInterval"] == "1s"
+        assert inputs["stopSignal"] == "SIGINT" and inputs["stopTimeout"] == 10
+        assert inputs["wait"] is True
+        assert inputs["waitTimeout"] == configured(stack, "backendStartTimeoutSeconds")
+        assert inputs["restart"] == "unless-stopped"
+        assert inputs["logOpts"] == {"max-size": "10m", "max-file": "3"}
+        env = run.env(f"{instance}-backend")
+        assert env["INSTANCE_NAME"] == instance
+        assert env["INSTANCE_SECRET"] == per_deployment(run, "instanceSecret")[key]
+        assert env["CONVEX_CLOUD_ORIGIN"] == per_deployment(run, "backendUrl")[key]
+        assert env["CONVEX_SITE_ORIGIN"] == per_deployment(run, "siteUrl")[key]
+        # The env carries the instance secret: secret in state, secret as an output.
+        assert "4dabf18193072939515e22adb298388d" in backend.raw["envs"]
+        assert "envs" in backend.additional_secret_outputs
+
+
+def test_dashboard_follows_the_backend(run, stack):
+    containers = run.containers()
+    for key, instance in per_deployment(run, "instanceName").items():
+        dashboard = containers[f"{instance}-dashboard"]
+        backend = containers[f"{instance}-backend"]
+        env = run.env(f"{instance}-dashboard")
+        assert env["NEXT_PUBLIC_DEPLOYMENT_URL"] == per_deployment(run, "backendUrl")[key]
+        assert "NEXT_PUBLIC_ADMIN_KEY" not in env
+        assert dashboard.inputs["ports"][0]["internal"] == 6791
+        assert backend.urn in dashboard.dependencies
+        image = run.named(dashboard.name.replace("-container", "-image"))
+        assert image.inputs["name"] == f"{DASHBOARD_IMAGE}:{configured(stack, 'version')}"
+
+
+def test_named_containers_are_deleted_before_replacement(run):
+    for container in run.of_type(CONTAINER):
+        assert container.delete_before_replace, container.name
+
+
+def test_data_volumes_are_retained_and_protected_as_configured(run, stack):
+    protect = configured(stack, "protectData")
+    data = [v for v in run.of_type(VOLUME) if v.name.endswith(("backend-data", "postgres-data"))]
+    assert data
+    for volume in data:
+        assert volume.retain_on_delete, volume.name
+        assert volume.protect is protect, volume.name
+
+
+def test_independent_resources_have_no_dependencies(run):
+    """Images, volumes, network and secret can all be created at once."""
+    for resource in run.resources:
+        if resource.type in (IMAGE, VOLUME, "docker:index/network:Network",
+                             "random:index/randomBytes:RandomBytes",
+                             "random:index/randomPassword:RandomPassword"):
+            assert resource.dependencies == [], resource.name
+
+
+def test_backend_depends_only_on_its_inputs(run):
+    for instance in per_deployment(run, "instanceName").values():
+        backend = run.containers()[f"{instance}-backend"]
+        kinds = {run.by_urn(urn).type for urn in backend.dependencies}
+        assert kinds <= {IMAGE, VOLUME, "docker:index/network:Network",
+                         "random:index/randomBytes:RandomBytes", CONTAINER,
+                         "random:index/randomPassword:RandomPassword"}
+        for urn in backend.dependencies:
+            dependency = run.by_urn(urn)
+            if dependency.type == CONTAINER:
+                assert dependency.inputs["name"] == f"{instance}-postgres"
+
+
+def test_evaluation_is_reproducible(stack, run):
+    again = evaluate(stack)
+    assert again.outputs == run.outputs
+    # Registration order depends on the event loop; the graph itself must not.
+    assert ({r.urn: (r.raw, sorted(r.dependencies)) for r in again.resources}
+            == {r.urn: (r.raw, sorted(r.dependencies)) for r in run.resources})
+
+
+def test_stacks_share_one_docker_host_without_clashes():
+    names, ports = {}, {}
+    for stack in STACKS:
+        run = evaluate(stack)
+        for resource in run.resources:
+            if resource.type in (CONTAINER, VOLUME, "docker:index/network:Network"):
+                physical = (resource.type, resource.inputs["name"])
+                assert physical not in names, f"{physical} in {stack} and {names.get(physical)}"
+                names[physical] = stack
+        for container in run.of_type(CONTAINER):
+            for port in container.inputs.get("ports", []):
+                assert port["external"] not in ports, (stack, port, ports.get(port["external"]))
+                ports[port["external"]] = stack
+
+
+def test_default_version_is_pinned_and_shared():
+    run = evaluate(None, stack_name="anything")
+    tags = {r.inputs["name"].rsplit(":", 1)[1] for r in run.of_type(IMAGE)}
+    assert tags == {DEFAULT_VERSION}
+    assert run.outputs["instanceName"] == "convex-anything"
