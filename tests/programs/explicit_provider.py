@@ -1,0 +1,14 @@
+"""A program that hands ConvexDeployment an explicit Docker provider (e.g. a remote host)."""
+
+import pulumi
+import pulumi_docker as docker
+
+from components.deployment import ConvexDeployment, DeploymentArgs
+from components.settings import load_settings
+
+settings = load_settings()
+remote = docker.Provider("remote-host", host="ssh://deploy@convex.example.com")
+for deployment in settings.deployments:
+    created = ConvexDeployment(deployment.key, DeploymentArgs(settings, deployment),
+                               opts=pulumi.ResourceOptions(providers=[remote]))
+    pulumi.export("backendUrl", created.backend_url)

@@ -1,0 +1,93 @@
+"""ConvexDeployment: secrets, adoption, providers, upgrades, many deployments."""
+
+from components.admin_key import check_admin_key
+from harness import REPO, SAMPLE_SECRET, evaluate
+
+CONTAINER = "docker:index/container:Container"
+VOLUME = "docker:index/volume:Volume"
+NETWORK = "docker:index/network:Network"
+RANDOM_BYTES = "random:index/randomBytes:RandomBytes"
+
+
+def test_generated_secret_is_32_random_bytes_protected_with_the_data():
+    run = evaluate("staging")
+    (secret,) = run.of_type(RANDOM_BYTES)
+    assert secret.inputs == {"length": 32}
+    assert secret.protect is True
+    assert evaluate("dev").of_type(RANDOM_BYTES)[0].protect is False
+
+
+def test_adopting_an_instance_secret_creates_none_and_keeps_keys_valid():
+    run = evaluate("dev", {"instanceName": "convex-self-hosted",
+                           "dataVolumeName": "self-hosted_data"},
+                   {"instanceSecret": SAMPLE_SECRET})
+    assert run.of_type(RANDOM_BYTES) == []
+    assert run.outputs["instanceSecret"] == SAMPLE_SECRET
+    assert "instanceSecret" in run.secret_outputs
+    info = check_admin_key(run.outputs["adminKey"], "convex-self-hosted", SAMPLE_SECRET)
+    assert info.member_id == 0
+    assert run.env("convex-self-hosted-backend")["INSTANCE_SECRET"] == SAMPLE_SECRET
+    (volume,) = run.of_type(VOLUME)
+    # An adopted volume keeps its name and gets no labels, so `pulumi import` matches it.
+    assert volume.inputs == {"name": "self-hosted_data"}
+
+
+def test_network_joins_backend_and_dashboard():
+    run = evaluate("dev")
+    (network,) = run.of_type(NETWORK)
+    assert network.inputs["name"] == "convex-dev-net"
+    for container in run.of_type(CONTAINER):
+        assert container.inputs["networksAdvanced"][0]["name"] == "convex-dev-net"
+
+
+def test_dashboard_can_be_turned_off():
+    run = evaluate("dev", {"dashboard": False})
+    assert set(run.containers()) == {"convex-dev-backend"}
+    assert run.outputs["dashboardUrl"] is None
+
+
+def test_explicit_provider_reaches_every_docker_resource():
+    run = evaluate("dev", program=REPO / "tests" / "programs" / "explicit_provider.py")
+    docker_resources = [r for r in run.resources if r.type.startswith("docker:index/")]
+    assert docker_resources
+    for resource in docker_resources:
+        assert "::remote-host::" in resource.provider, resource.name
+
+
+def test_version_bump_replaces_containers_only():
+    before = evaluate("prod")
+    after = evaluate("prod", {"version": "00bd92723422f3bff968230c94ccdeb8c1719832"})
+    old = {r.urn: r.raw for r in before.resources}
+    new = {r.urn: r.raw for r in after.resources}
+    assert old.keys() == new.keys()
+    changed = {urn for urn in old if old[urn] != new[urn]}
+    changed_names = {urn.rsplit("::", 1)[1] for urn in changed}
+    assert changed_names == {"convex-prod-backend-image", "convex-prod-dashboard-image",
+                             "convex-prod-backend-container",
+                             "convex-prod-dashboard-container"}
+    # Same admin keys: CI secrets do not churn on an upgrade.
+    assert before.outputs == after.outputs
+
+
+def test_each_deployment_is_independent_and_outputs_are_maps():
+    run = evaluate("preview")
+    assert set(run.outputs["instanceName"]) == {"pr-101", "pr-102"}
+    assert run.secret_outputs == {"instanceSecret", "adminKey", "readOnlyAdminKey", "envLocal"}
+    secrets = run.outputs["instanceSecret"]
+    assert secrets["pr-101"] != secrets["pr-102"]
+    for key in ("pr-101", "pr-102"):
+        instance = f"convex-preview-{key}"
+        assert run.outputs["instanceName"][key] == instance
+        check_admin_key(run.outputs["adminKey"][key], instance, secrets[key])
+    assert len(run.of_type(NETWORK)) == 2 and len(run.of_type(RANDOM_BYTES)) == 2
+    volumes = {v.inputs["name"] for v in run.of_type(VOLUME)}
+    assert volumes == {"convex-preview-pr-101-data", "convex-preview-pr-102-data"}
+
+
+def test_adding_a_deployment_leaves_the_others_untouched():
+    two = evaluate("preview")
+    three = evaluate("preview", {"deployments": ["pr-101", "pr-102", "pr-103"]})
+    old = {r.urn: r.raw for r in two.resources}
+    new = {r.urn: r.raw for r in three.resources}
+    assert all(new[urn] == raw for urn, raw in old.items())
+    assert three.outputs["backendUrl"]["pr-103"] == "http://127.0.0.1:3320"

@@ -1,0 +1,78 @@
+"""No secret reaches state, outputs, names or labels in plain text."""
+
+import pytest
+
+from harness import SAMPLE_SECRET, SECRET_SIG, STACKS, evaluate
+
+DATABASE_URL = "postgres://convex:db-pa55word@db.internal:5432"
+AWS_KEY_ID, AWS_SECRET, AWS_TOKEN = "AKIAEXAMPLEKEYID", "aws-secret-EXAMPLE", "aws-token-EXAMPLE"
+
+CASES = {f"stack-{stack}": (stack, {}, {}) for stack in STACKS}
+CASES["external-db-s3-adopted"] = (
+    "staging", {"s3Region": "eu-west-1", "s3BucketPrefix": "acme"},
+    {"databaseUrl": DATABASE_URL, "instanceSecret": SAMPLE_SECRET,
+     "awsAccessKeyId": AWS_KEY_ID, "awsSecretAccessKey": AWS_SECRET,
+     "awsSessionToken": AWS_TOKEN})
+
+
+def plain_strings(value, inside_secret=False):
+    """Every string leaf not wrapped in the engine's secret signature."""
+    if isinstance(value, dict):
+        if value.get(next(iter(SECRET_SIG))) == SECRET_SIG[next(iter(SECRET_SIG))]:
+            return
+        for item in value.values():
+            yield from plain_strings(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from plain_strings(item)
+    elif isinstance(value, str):
+        yield value
+
+
+def secret_values(run, secrets):
+    values = set(secrets.values())
+    for name in ("instanceSecret", "adminKey", "readOnlyAdminKey"):
+        output = run.outputs[name]
+        values.update(output.values() if isinstance(output, dict) else [output])
+    for container in run.containers().values():
+        for entry in container.inputs.get("envs") or []:
+            name, _, value = entry.partition("=")
+            if name in ("POSTGRES_PASSWORD", "POSTGRES_URL", "INSTANCE_SECRET"):
+                values.add(value)
+    # The key part after "name|" is what must not leak.
+    return {v.split("|", 1)[-1] for v in values if v}
+
+
+@pytest.mark.parametrize("stack,overrides,secrets", CASES.values(), ids=CASES.keys())
+def test_no_secret_in_plain_inputs_names_or_labels(stack, overrides, secrets):
+    run = evaluate(stack, overrides, secrets)
+    hidden = secret_values(run, secrets)
+    assert SAMPLE_SECRET in hidden or not secrets
+    for resource in run.resources:
+        for text in [resource.urn, *plain_strings(resource.raw)]:
+            leaked = [s for s in hidden if s in text]
+            assert not leaked, f"{resource.name} exposes a secret in {text[:60]!r}"
+
+
+@pytest.mark.parametrize("stack,overrides,secrets", CASES.values(), ids=CASES.keys())
+def test_secret_outputs_are_secret_and_others_are_not(stack, overrides, secrets):
+    run = evaluate(stack, overrides, secrets)
+    assert run.secret_outputs == {"instanceSecret", "adminKey", "readOnlyAdminKey", "envLocal"}
+    hidden = secret_values(run, secrets)
+    for name, value in run.outputs.items():
+        if name not in run.secret_outputs:
+            assert not any(s in str(value) for s in hidden), name
+
+
+def test_envs_with_credentials_are_secret_everywhere():
+    run = evaluate(*CASES["external-db-s3-adopted"])
+    for container in run.containers().values():
+        envs = " ".join(container.inputs.get("envs") or [])
+        if any(s in envs for s in (AWS_SECRET, DATABASE_URL, SAMPLE_SECRET)):
+            assert "envs" in container.additional_secret_outputs
+            assert list(plain_strings(container.raw["envs"])) == []
+
+
+def test_nothing_secret_is_logged():
+    run = evaluate(*CASES["external-db-s3-adopted"])
+    assert not any(SAMPLE_SECRET in w or "db-pa55word" in w for w in run.warnings)
