@@ -21,6 +21,7 @@ NETWORK_ALIAS = "backend"
 class BackendArgs:
     settings: StackSettings
     deployment: DeploymentSettings
+    image_id: pulumi.Input[str]  # the pulled backend image (ConvexImages)
     network_name: pulumi.Input[str]
     instance_secret: pulumi.Output[str]  # secret
     # Set for a provisioned Postgres (secret); external URLs come from settings.
@@ -92,7 +93,7 @@ def build_backend_env(settings: StackSettings, deployment: DeploymentSettings,
 
 
 class ConvexBackend(pulumi.ComponentResource):
-    """The Convex backend: pinned image, data volume, healthy container."""
+    """The Convex backend: data volume and healthy container."""
 
     def __init__(self, name: str, args: BackendArgs,
                  opts: Optional[pulumi.ResourceOptions] = None):
@@ -101,7 +102,6 @@ class ConvexBackend(pulumi.ComponentResource):
         stack, instance = settings.stack, deployment.instance_name
         adopted_volume = deployment.data_volume_name != f"{instance}-data"
 
-        self.image = docker_common.pinned_image(f"{name}-image", settings.backend_image, self)
         # An adopted volume keeps its own (label-free) definition so that `pulumi import`
         # matches it exactly and no replacement is ever planned.
         self.volume = docker.Volume(
@@ -119,7 +119,7 @@ class ConvexBackend(pulumi.ComponentResource):
         self.container = docker.Container(
             f"{name}-container",
             name=f"{instance}-backend",
-            image=self.image.image_id,
+            image=args.image_id,
             # The env carries the instance secret and any database or AWS credentials.
             envs=pulumi.Output.secret(env),
             ports=[

@@ -19,6 +19,7 @@ NETWORK_ALIAS = "dashboard"
 class DashboardArgs:
     settings: StackSettings
     deployment: DeploymentSettings
+    image_id: pulumi.Input[str]  # the pulled dashboard image (ConvexImages)
     network_name: pulumi.Input[str]
     backend: pulumi.Resource  # the backend container; created healthy (wait=True)
 
@@ -41,11 +42,10 @@ class ConvexDashboard(pulumi.ComponentResource):
         settings, deployment = args.settings, args.deployment
         instance = deployment.instance_name
 
-        self.image = docker_common.pinned_image(f"{name}-image", settings.dashboard_image, self)
         self.container = docker.Container(
             f"{name}-container",
             name=f"{instance}-dashboard",
-            image=self.image.image_id,
+            image=args.image_id,
             envs=build_dashboard_env(settings, deployment),
             ports=[docker_common.published_port(DASHBOARD_PORT, deployment.dashboard_port,
                                                 settings.bind_address)],

@@ -18,6 +18,7 @@ from components import docker_common
 from components.admin_key import issue_admin_key
 from components.backend import BackendArgs, ConvexBackend
 from components.dashboard import ConvexDashboard, DashboardArgs
+from components.images import ConvexImages
 from components.postgres import ConvexPostgres, PostgresArgs
 from components.settings import DeploymentSettings, StackSettings
 from components.tls_proxy import TlsProxy, TlsProxyArgs
@@ -27,6 +28,7 @@ from components.tls_proxy import TlsProxy, TlsProxyArgs
 class DeploymentArgs:
     settings: StackSettings
     deployment: DeploymentSettings
+    images: ConvexImages  # pulled once per stack, shared by its deployments
 
 
 def env_local(url: str, admin_key: str) -> str:
@@ -40,7 +42,7 @@ class ConvexDeployment(pulumi.ComponentResource):
     def __init__(self, name: str, args: DeploymentArgs,
                  opts: Optional[pulumi.ResourceOptions] = None):
         super().__init__("convex:selfhost:Deployment", name, None, opts)
-        settings, deployment = args.settings, args.deployment
+        settings, deployment, images = args.settings, args.deployment, args.images
         instance = deployment.instance_name
         child = pulumi.ResourceOptions(parent=self)
 
@@ -67,14 +69,14 @@ class ConvexDeployment(pulumi.ComponentResource):
         if settings.database.kind == "provisioned-postgres":
             self.postgres = ConvexPostgres(
                 f"{name}-postgres",
-                PostgresArgs(settings, deployment, self.network.name), opts=child)
+                PostgresArgs(settings, deployment, images.postgres.image_id, self.network.name), opts=child)
             database_url = self.postgres.url
             backend_depends_on.append(self.postgres.container)
 
         self.backend = ConvexBackend(
             f"{name}-backend",
-            BackendArgs(settings, deployment, self.network.name, self.instance_secret,
-                        database_url, backend_depends_on),
+            BackendArgs(settings, deployment, images.backend.image_id, self.network.name,
+                        self.instance_secret, database_url, backend_depends_on),
             opts=child)
 
         self.dashboard = None
@@ -82,7 +84,8 @@ class ConvexDeployment(pulumi.ComponentResource):
         if settings.dashboard:
             self.dashboard = ConvexDashboard(
                 f"{name}-dashboard",
-                DashboardArgs(settings, deployment, self.network.name, self.backend.container),
+                DashboardArgs(settings, deployment, images.dashboard.image_id, self.network.name,
+                              self.backend.container),
                 opts=child)
             proxied.append(self.dashboard.container)
 
@@ -90,7 +93,8 @@ class ConvexDeployment(pulumi.ComponentResource):
         if settings.tls is not None:
             self.tls_proxy = TlsProxy(
                 f"{name}-tls",
-                TlsProxyArgs(settings, deployment, self.network.name, proxied), opts=child)
+                TlsProxyArgs(settings, deployment, images.caddy.image_id, self.network.name,
+                             proxied), opts=child)
 
         self.instance_name = instance
         self.backend_url = deployment.cloud_origin

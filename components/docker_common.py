@@ -6,7 +6,7 @@ Docker object belongs to when several stacks share one host.
 
 from __future__ import annotations
 
-from typing import Optional, Sequence
+from typing import Sequence
 
 import pulumi
 import pulumi_docker as docker
@@ -54,19 +54,6 @@ def runtime_options(containers: ContainerSettings) -> dict:
     if containers.cpus:
         options["cpus"] = containers.cpus
     return options
-
-
-def pinned_image(name: str, image: str, parent: pulumi.Resource,
-                 opts: Optional[pulumi.ResourceOptions] = None) -> docker.RemoteImage:
-    """A pulled image. Containers reference its image id, so a tag bump replaces them.
-
-    keep_locally: deployments of one stack pull the same image; removing it when one of
-    them goes away would pull the rug from under the others.
-    """
-    return docker.RemoteImage(
-        name, name=image, keep_locally=True,
-        opts=pulumi.ResourceOptions.merge(pulumi.ResourceOptions(parent=parent), opts),
-    )
 
 
 def container_options(parent: pulumi.Resource, depends_on: Sequence[pulumi.Resource] = (),

@@ -26,6 +26,7 @@ DATA_PATH = "/var/lib/postgresql/data"
 class PostgresArgs:
     settings: StackSettings
     deployment: DeploymentSettings
+    image_id: pulumi.Input[str]  # the pulled Postgres image (ConvexImages)
     network_name: pulumi.Input[str]
 
 
@@ -44,8 +45,6 @@ class ConvexPostgres(pulumi.ComponentResource):
         self.password = random.RandomPassword(
             f"{name}-password", length=32, special=False,
             opts=pulumi.ResourceOptions(parent=self, protect=settings.protect_data))
-        self.image = docker_common.pinned_image(f"{name}-image", settings.database.postgres_image,
-                                                self)
         self.volume = docker.Volume(
             f"{name}-data",
             name=f"{instance}-pgdata",
@@ -60,7 +59,7 @@ class ConvexPostgres(pulumi.ComponentResource):
         self.container = docker.Container(
             f"{name}-container",
             name=container_name,
-            image=self.image.image_id,
+            image=args.image_id,
             envs=pulumi.Output.secret(env),
             volumes=[docker.ContainerVolumeArgs(volume_name=self.volume.name,
                                                 container_path=DATA_PATH)],

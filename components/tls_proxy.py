@@ -22,6 +22,7 @@ from components.settings import DeploymentSettings, StackSettings
 class TlsProxyArgs:
     settings: StackSettings
     deployment: DeploymentSettings
+    image_id: pulumi.Input[str]  # the pulled Caddy image (ConvexImages)
     network_name: pulumi.Input[str]
     depends_on: Sequence[pulumi.Resource] = ()
 
@@ -48,7 +49,6 @@ class TlsProxy(pulumi.ComponentResource):
         settings, deployment = args.settings, args.deployment
         tls, stack, instance = settings.tls, settings.stack, deployment.instance_name
 
-        self.image = docker_common.pinned_image(f"{name}-image", tls.image, self)
         # Certificates live here: losing them means re-issuing, which ACME rate-limits.
         self.volume = docker.Volume(
             f"{name}-data", name=f"{instance}-caddy-data",
@@ -58,7 +58,7 @@ class TlsProxy(pulumi.ComponentResource):
         self.container = docker.Container(
             f"{name}-container",
             name=f"{instance}-proxy",
-            image=self.image.image_id,
+            image=args.image_id,
             ports=[docker_common.published_port(80, tls.http_port, tls.bind_address),
                    docker_common.published_port(443, tls.https_port, tls.bind_address)],
             uploads=[docker.ContainerUploadArgs(file="/etc/caddy/Caddyfile",

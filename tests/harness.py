@@ -237,6 +237,10 @@ def _run(stack: str, config: dict, secret_keys: list, program: Path) -> Evaluati
         error.registered = monitor.registered
         raise
     finally:
+        pending = asyncio.all_tasks(loop)
+        for task in pending:
+            task.cancel()
+        loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
         logger.removeHandler(collector)
         asyncio.set_event_loop(None)
         loop.close()

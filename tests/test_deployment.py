@@ -62,7 +62,7 @@ def test_version_bump_replaces_containers_only():
     assert old.keys() == new.keys()
     changed = {urn for urn in old if old[urn] != new[urn]}
     changed_names = {urn.rsplit("::", 1)[1] for urn in changed}
-    assert changed_names == {"convex-prod-backend-image", "convex-prod-dashboard-image",
+    assert changed_names == {"images-backend", "images-dashboard",
                              "convex-prod-backend-container",
                              "convex-prod-dashboard-container"}
     # Same admin keys: CI secrets do not churn on an upgrade.
@@ -80,6 +80,9 @@ def test_each_deployment_is_independent_and_outputs_are_maps():
         assert run.outputs["instanceName"][key] == instance
         check_admin_key(run.outputs["adminKey"][key], instance, secrets[key])
     assert len(run.of_type(NETWORK)) == 2 and len(run.of_type(RANDOM_BYTES)) == 2
+    # Both deployments run the same pulled images.
+    assert len(run.of_type("docker:index/remoteImage:RemoteImage")) == 2
+    assert len({c.inputs["image"] for c in run.of_type(CONTAINER)}) == 2
     volumes = {v.inputs["name"] for v in run.of_type(VOLUME)}
     assert volumes == {"convex-preview-pr-101-data", "convex-preview-pr-102-data"}
 
@@ -91,3 +94,11 @@ def test_adding_a_deployment_leaves_the_others_untouched():
     new = {r.urn: r.raw for r in three.resources}
     assert all(new[urn] == raw for urn, raw in old.items())
     assert three.outputs["backendUrl"]["pr-103"] == "http://127.0.0.1:3320"
+
+
+def test_version_bump_with_many_deployments_replaces_their_containers_only():
+    before = evaluate("preview")
+    after = evaluate("preview", {"version": "00bd92723422f3bff968230c94ccdeb8c1719832"})
+    old = {r.urn: r.raw for r in before.resources}
+    changed = {r.type for r in after.resources if old[r.urn] != r.raw}
+    assert changed == {"docker:index/remoteImage:RemoteImage", CONTAINER}

@@ -4,7 +4,7 @@ import pytest
 
 from components.admin_key import check_admin_key
 from components.settings import BACKEND_IMAGE, DASHBOARD_IMAGE, DEFAULT_VERSION, KEYS_BY_NAME
-from harness import STACKS, evaluate, stack_file
+from harness import STACKS, evaluate, fake_digest, stack_file
 
 OUTPUT_NAMES = {"backendUrl", "siteUrl", "dashboardUrl", "instanceName", "instanceSecret",
                 "adminKey", "readOnlyAdminKey", "envLocal"}
@@ -73,9 +73,10 @@ def test_backend_container(run, stack):
     for key, instance in per_deployment(run, "instanceName").items():
         backend = containers[f"{instance}-backend"]
         inputs = backend.inputs
-        image = run.named(backend.name.replace("-container", "-image"))
+        image = run.named("images-backend")
         assert image.inputs["name"] == f"{BACKEND_IMAGE}:{configured(stack, 'version')}"
-        assert inputs["image"].startswith("sha256:")  # the pulled image's id, not a tag
+        assert inputs["image"] == f"sha256:{fake_digest('image', image.inputs['name'])}"
+        assert image.urn in backend.dependencies
         assert {(p["internal"], p["ip"]) for p in inputs["ports"]} == {
             (3210, configured(stack, "bindAddress")), (3211, configured(stack, "bindAddress"))}
         assert inputs["volumes"][0]["containerPath"] == "/convex/data"
@@ -107,8 +108,9 @@ def test_dashboard_follows_the_backend(run, stack):
         assert "NEXT_PUBLIC_ADMIN_KEY" not in env
         assert dashboard.inputs["ports"][0]["internal"] == 6791
         assert backend.urn in dashboard.dependencies
-        image = run.named(dashboard.name.replace("-container", "-image"))
+        image = run.named("images-dashboard")
         assert image.inputs["name"] == f"{DASHBOARD_IMAGE}:{configured(stack, 'version')}"
+        assert dashboard.inputs["image"] == f"sha256:{fake_digest('image', image.inputs['name'])}"
 
 
 def test_named_containers_are_deleted_before_replacement(run):

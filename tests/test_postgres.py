@@ -1,6 +1,6 @@
 """ConvexPostgres: a provisioned database beside the backend."""
 
-from harness import evaluate
+from harness import evaluate, fake_digest
 
 CONTAINER = "docker:index/container:Container"
 
@@ -12,9 +12,9 @@ def run_with_postgres(stack="dev", **overrides):
 def test_postgres_container_volume_and_password():
     run = run_with_postgres()
     postgres = run.containers()["convex-dev-postgres"]
-    image = run.named("convex-dev-postgres-image")
+    image = run.named("images-postgres")
     assert image.inputs["name"] == "postgres:17.6-alpine"
-    assert postgres.inputs["image"].startswith("sha256:")
+    assert postgres.inputs["image"] == f"sha256:{fake_digest('image', 'postgres:17.6-alpine')}"
     assert "ports" not in postgres.inputs  # reachable only on the deployment's network
     assert postgres.inputs["networksAdvanced"][0]["name"] == "convex-dev-net"
     assert postgres.inputs["volumes"][0]["containerPath"] == "/var/lib/postgresql/data"

@@ -7,7 +7,7 @@ from harness import evaluate
 def test_prod_stack_serves_domains_through_caddy():
     run = evaluate("prod")
     proxy = run.containers()["convex-prod-proxy"]
-    assert run.named("convex-prod-tls-image").inputs["name"] == \
+    assert run.named("images-caddy").inputs["name"] == \
         KEYS_BY_NAME["caddyImage"].default
     assert {(p["internal"], p["external"], p["ip"]) for p in proxy.inputs["ports"]} == {
         (80, 80, "0.0.0.0"), (443, 443, "0.0.0.0")}

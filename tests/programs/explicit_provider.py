@@ -4,11 +4,13 @@ import pulumi
 import pulumi_docker as docker
 
 from components.deployment import ConvexDeployment, DeploymentArgs
+from components.images import ConvexImages
 from components.settings import load_settings
 
 settings = load_settings()
 remote = docker.Provider("remote-host", host="ssh://deploy@convex.example.com")
+images = ConvexImages("images", settings, opts=pulumi.ResourceOptions(providers=[remote]))
 for deployment in settings.deployments:
-    created = ConvexDeployment(deployment.key, DeploymentArgs(settings, deployment),
+    created = ConvexDeployment(deployment.key, DeploymentArgs(settings, deployment, images),
                                opts=pulumi.ResourceOptions(providers=[remote]))
     pulumi.export("backendUrl", created.backend_url)
