@@ -1,0 +1,122 @@
+"""Pulumi.yaml, stack files, README and scripts stay in step with the code."""
+
+import json
+import os
+import re
+import subprocess
+
+import jsonschema
+import pytest
+
+from components.settings import KEYS, KEYS_BY_NAME, NAMESPACE
+from harness import REPO, STACKS, project_file, stack_file
+
+SCHEMA = REPO.parent / "shared" / "reference" / "pulumi-project.schema.json"
+README = (REPO / "README.md").read_text()
+
+
+def test_pulumi_yaml_matches_the_cli_schema():
+    if not SCHEMA.exists():
+        pytest.skip(f"the Pulumi project schema is not at {SCHEMA}")
+    jsonschema.validate(project_file(), json.loads(SCHEMA.read_text()))
+
+
+def test_project_basics():
+    project = project_file()
+    assert project["name"] == NAMESPACE
+    assert project["runtime"]["name"] == "python"
+    assert project["runtime"]["options"]["virtualenv"] == "venv"
+    assert project["stackConfigDir"] == "stacks"
+
+
+def test_every_setting_is_declared_with_type_default_and_description():
+    declared = project_file()["config"]
+    assert list(declared) == [key.name for key in KEYS]
+    for key in KEYS:
+        entry = declared[key.name]
+        assert entry["type"] == key.type, key.name
+        assert entry["default"] == key.default, key.name
+        assert len(entry["description"]) > 20, key.name
+        if key.type == "array":
+            assert entry["items"] == {"type": "string"}
+        # The CLI refuses a secret key whose (plain) default applies; the program checks.
+        assert "secret" not in entry
+        if key.secret:
+            assert "--secret" in entry["description"], key.name
+
+
+def value_has_type(value, declared_type):
+    return {
+        "string": lambda v: isinstance(v, (str, int, float)) and not isinstance(v, bool),
+        "integer": lambda v: isinstance(v, int) and not isinstance(v, bool),
+        "boolean": lambda v: isinstance(v, bool),
+        "array": lambda v: isinstance(v, list) and all(isinstance(i, str) for i in v),
+    }[declared_type](value)
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_stack_file_values_have_the_declared_types(stack):
+    config = stack_file(stack)["config"]
+    for full_key, value in config.items():
+        namespace, _, name = full_key.partition(":")
+        if namespace != NAMESPACE:
+            continue
+        assert name in KEYS_BY_NAME, f"{stack}: undeclared key {name}"
+        key = KEYS_BY_NAME[name]
+        assert value_has_type(value, key.type), f"{stack}: {name}={value!r} is not {key.type}"
+        assert not key.secret, f"{stack}: secret {name} in plain text"
+
+
+def test_readme_documents_every_key_and_output():
+    for key in KEYS:
+        assert f"| `{key.name}` | {key.type} |" in README, key.name
+    for output in ("backendUrl", "siteUrl", "dashboardUrl", "instanceName", "instanceSecret",
+                   "adminKey", "readOnlyAdminKey", "envLocal"):
+        assert f"| `{output}` |" in README, output
+    for stack in STACKS:
+        assert f"stacks/Pulumi.{stack}.yaml" in README
+
+
+def test_readme_defaults_match_pulumi_yaml():
+    for key in KEYS:
+        row = re.search(rf"^\| `{key.name}` \| {key.type} \| ([^|]+) \|", README, re.M).group(1).strip()
+        if key.default in ("", []):
+            assert row in ("(empty)", "`[]`"), key.name
+        else:
+            expected = json.dumps(key.default) if isinstance(key.default, bool) else key.default
+            assert row == f"`{expected}`", key.name
+
+
+def test_readme_policy_table_names_every_policy():
+    policies = re.findall(r'name="([a-z-]+)"', (REPO / "policy" / "convex_policies.py").read_text())
+    assert policies
+    for name in policies:
+        assert f"| `{name}` |" in README
+
+
+def test_the_two_commands_exist_and_ci_runs_the_readme_test_command():
+    assert "./up.sh        # set up a virtualenv, then `pulumi up` the dev stack" in README
+    assert "./test.sh      # install into .venv-test and run the test suite" in README
+    for script in ("up.sh", "test.sh", ".ci/run"):
+        assert os.access(REPO / script, os.X_OK), script
+        subprocess.run(["bash", "-n", str(REPO / script)], check=True)
+    assert "./test.sh" in (REPO / ".ci" / "run").read_text()
+
+
+def test_up_script_uses_a_local_state_backend_and_never_prompts():
+    up = (REPO / "up.sh").read_text()
+    assert 'PULUMI_BACKEND_URL="${PULUMI_BACKEND_URL:-file://$PWD/.pulumi-state}"' in up
+    assert "PULUMI_CONFIG_PASSPHRASE_FILE" in up
+    assert 'stack="${1:-dev}"' in up
+    assert "pulumi up --yes" in up
+    assert ".pulumi-state/" in (REPO / ".gitignore").read_text()
+
+
+def test_up_script_refuses_clearly_without_pulumi(tmp_path):
+    env = {"PATH": str(tmp_path), "HOME": str(tmp_path)}  # no pulumi, no docker
+    (tmp_path / "dirname").symlink_to("/usr/bin/dirname")
+    result = subprocess.run(["/bin/bash", str(REPO / "up.sh")], env=env, capture_output=True,
+                            text=True)
+    assert result.returncode == 1
+    assert "the Pulumi CLI is not installed" in result.stderr
+    assert "Traceback" not in result.stderr
