@@ -274,7 +274,6 @@ class ContainerSettings:
 
 @dataclass(frozen=True)
 class StackSettings:
-    project: str
     stack: str
     version: str
     bind_address: str
@@ -584,10 +583,10 @@ def load_settings() -> StackSettings:
     raw = _all_config()
     secret_keys = set(runtime_config._SECRET_KEYS.get()) | set(
         runtime_config.get_config_secret_keys_env())
-    return settings_from_config(pulumi.get_project(), pulumi.get_stack(), raw, secret_keys)
+    return settings_from_config(pulumi.get_stack(), raw, secret_keys)
 
 
-def settings_from_config(project: str, stack: str, raw: Mapping[str, Any],
+def settings_from_config(stack: str, raw: Mapping[str, Any],
                          secret_keys: set[str]) -> StackSettings:
     reader = _Reader(raw, secret_keys)
     warnings: list[str] = []
@@ -767,7 +766,6 @@ def settings_from_config(project: str, stack: str, raw: Mapping[str, Any],
                                         "1024 or more.")
 
     settings = StackSettings(
-        project=project,
         stack=stack,
         version=version,
         bind_address=bind,

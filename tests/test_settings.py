@@ -10,8 +10,7 @@ from harness import SAMPLE_SECRET, evaluate, stack_config
 
 def load(stack="dev", overrides=None, secrets=None, stack_name=None):
     config, secret_keys = stack_config(stack, overrides, secrets)
-    return settings_from_config("convex-selfhost", stack_name or stack or "test", config,
-                                set(secret_keys))
+    return settings_from_config(stack_name or stack or "test", config, set(secret_keys))
 
 
 def problems(stack="dev", overrides=None, secrets=None, stack_name=None):
