@@ -1,5 +1,7 @@
 """ConvexDeployment: secrets, adoption, providers, upgrades, many deployments."""
 
+import json
+
 from components.admin_key import check_admin_key
 from harness import REPO, SAMPLE_SECRET, evaluate
 
@@ -102,3 +104,23 @@ def test_version_bump_with_many_deployments_replaces_their_containers_only():
     old = {r.urn: r.raw for r in before.resources}
     changed = {r.type for r in after.resources if old[r.urn] != r.raw}
     assert changed == {"docker:index/remoteImage:RemoteImage", CONTAINER}
+
+
+def test_readme_import_file_matches_the_declared_resources():
+    readme = (REPO / "README.md").read_text()
+    block = readme.split("`adopt.json` puts", 1)[1].split("```json\n", 1)[1].split("```", 1)[0]
+    wanted = json.loads(block)["resources"]
+    run = evaluate(None, {"instanceName": "convex-self-hosted",
+                          "dataVolumeName": "self-hosted_data"},
+                   {"instanceSecret": SAMPLE_SECRET}, stack_name="selfhosted")
+    by_name = {r.name: r for r in run.resources}
+    for entry in wanted:
+        declared = by_name[entry["name"]]
+        assert declared.type == entry["type"]
+        assert declared.custom == (not entry.get("component", False))
+        if "parent" in entry:
+            assert declared.parent == by_name[entry["parent"]].urn
+        else:  # a top-level resource: its parent is the stack itself
+            assert "::pulumi:pulumi:Stack::" in declared.parent
+        if "id" in entry:
+            assert declared.inputs["name"] == entry["id"]
