@@ -413,7 +413,7 @@ def _check_positive(reader: _Reader, name: str, *, zero_means_unset: bool = Fals
     if value is None:
         return default
     if value < 0 or (value == 0 and not zero_means_unset):
-        hint = " (0 means no limit)" if zero_means_unset else ""
+        hint = " (0 leaves it unset)" if zero_means_unset else ""
         reader.problem(name, f"{value} must be greater than zero{hint}.")
         return default
     return value
