@@ -120,3 +120,14 @@ def test_up_script_refuses_clearly_without_pulumi(tmp_path):
     assert result.returncode == 1
     assert "the Pulumi CLI is not installed" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_example_workflow_is_valid_yaml_with_preview_and_deploy():
+    import yaml
+
+    workflow = yaml.safe_load((REPO / "examples" / "convex-deploy.workflow.yml").read_text())
+    jobs = workflow["jobs"]
+    assert {"preview", "deploy", "convex-functions"} <= set(jobs)
+    steps = " ".join(str(step.get("run", "")) for job in jobs.values() for step in job["steps"])
+    assert "pulumi preview" in steps and "pulumi up" in steps and "npx convex deploy" in steps
+    assert "::add-mask::" in steps
