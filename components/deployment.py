@@ -100,12 +100,14 @@ class ConvexDeployment(pulumi.ComponentResource):
         self.backend_url = deployment.cloud_origin
         self.site_url = deployment.site_origin
         self.dashboard_url = deployment.dashboard_url if settings.dashboard else None
+        # Keys exist as soon as the secret does; engines that report no value for it
+        # (a mock engine without random's outputs) get no keys rather than a crash.
         self.admin_key = pulumi.Output.secret(self.instance_secret.apply(
-            lambda secret: issue_admin_key(instance, secret)))
+            lambda secret: issue_admin_key(instance, secret) if secret else None))
         self.read_only_admin_key = pulumi.Output.secret(self.instance_secret.apply(
-            lambda secret: issue_admin_key(instance, secret, read_only=True)))
+            lambda secret: issue_admin_key(instance, secret, read_only=True) if secret else None))
         self.env_local = pulumi.Output.secret(self.admin_key.apply(
-            lambda key: env_local(deployment.cloud_origin, key)))
+            lambda key: env_local(deployment.cloud_origin, key) if key else None))
 
         self.register_outputs({
             "backendUrl": self.backend_url,

@@ -79,7 +79,9 @@ class ConvexPostgres(pulumi.ComponentResource):
         )
         # No database in the path: the backend picks the instance's database itself.
         # The network is private to the deployment, so SSL is not required on it.
-        self.url = pulumi.Output.secret(pulumi.Output.concat(
-            "postgresql://", USER, ":", self.password.result, "@", container_name, ":", str(PORT)))
+        # (A password an engine does not report yields a URL the backend refuses loudly,
+        # never a missing URL, which would silently mean SQLite.)
+        self.url = pulumi.Output.secret(self.password.result.apply(
+            lambda password: f"postgresql://{USER}:{password or ''}@{container_name}:{PORT}"))
         self.register_outputs({"containerName": self.container.name,
                                "volumeName": self.volume.name})

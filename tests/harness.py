@@ -147,7 +147,7 @@ class Mocks(pulumi.runtime.Mocks):
 
 
 class RecordingMonitor(pulumi_mocks.MockMonitor):
-    def __init__(self, mocks: Mocks):
+    def __init__(self, mocks: pulumi.runtime.Mocks):
         super().__init__(mocks)
         self.registered: list[Registered] = []
 
@@ -194,17 +194,30 @@ class _Collect(logging.Handler):
         self.messages.append(record.getMessage())
 
 
+class EchoMocks(pulumi.runtime.Mocks):
+    """The simplest mocks: every resource's outputs are just its inputs."""
+
+    def new_resource(self, args: pulumi.runtime.MockResourceArgs):
+        return f"{args.name}-id", dict(args.inputs)
+
+    def call(self, args: pulumi.runtime.MockCallArgs):
+        return {}
+
+
 def evaluate(stack: Optional[str] = "dev", overrides: Optional[Mapping[str, Any]] = None,
              secrets: Optional[Mapping[str, str]] = None, stack_name: Optional[str] = None,
-             program: Path = REPO / "__main__.py") -> Evaluation:
+             program: Path = REPO / "__main__.py",
+             mocks: Optional[pulumi.runtime.Mocks] = None) -> Evaluation:
     """Run the program for a stack file (or none) under the mock engine."""
     config, secret_keys = stack_config(stack, overrides, secrets)
     name = stack_name or stack or "test"
     # Each run gets fresh Pulumi runtime state (settings, root stack, config).
-    return contextvars.copy_context().run(_run, name, config, secret_keys, program)
+    return contextvars.copy_context().run(_run, name, config, secret_keys, program,
+                                          mocks or Mocks())
 
 
-def _run(stack: str, config: dict, secret_keys: list, program: Path) -> Evaluation:
+def _run(stack: str, config: dict, secret_keys: list, program: Path,
+         mocks: pulumi.runtime.Mocks) -> Evaluation:
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
     runtime_settings.ROOT.set(None)
@@ -212,7 +225,7 @@ def _run(stack: str, config: dict, secret_keys: list, program: Path) -> Evaluati
     # leaves some behind on its (closed) event loop.
     with runtime_settings.SETTINGS.lock:
         runtime_settings.SETTINGS.outputs.clear()
-    monitor = RecordingMonitor(Mocks())
+    monitor = RecordingMonitor(mocks)
     logger = logging.getLogger(f"convex-selfhost-test-{id(monitor)}")
     collector = _Collect()
     logger.addHandler(collector)

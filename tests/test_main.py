@@ -4,7 +4,7 @@ import pytest
 
 from components.admin_key import check_admin_key
 from components.settings import BACKEND_IMAGE, DASHBOARD_IMAGE, DEFAULT_VERSION, KEYS_BY_NAME
-from harness import STACKS, evaluate, fake_digest, stack_file
+from harness import STACKS, EchoMocks, evaluate, fake_digest, stack_file
 
 OUTPUT_NAMES = {"backendUrl", "siteUrl", "dashboardUrl", "instanceName", "instanceSecret",
                 "adminKey", "readOnlyAdminKey", "envLocal"}
@@ -177,3 +177,16 @@ def test_default_version_is_pinned_and_shared():
     tags = {r.inputs["name"].rsplit(":", 1)[1] for r in run.of_type(IMAGE)}
     assert tags == {DEFAULT_VERSION}
     assert run.outputs["instanceName"] == "convex-anything"
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_program_survives_mocks_that_only_echo_inputs(stack):
+    """Engines that report no provider outputs (plain mocks) still get a full graph."""
+    run = evaluate(stack, mocks=EchoMocks())
+    assert run.containers()
+    assert set(run.outputs) == OUTPUT_NAMES
+    assert run.secret_outputs == SECRET_OUTPUTS
+    adopted = evaluate(stack, secrets={"instanceSecret": "5f" * 32}, mocks=EchoMocks()) \
+        if stack != "preview" else None
+    if adopted:
+        check_admin_key(adopted.outputs["adminKey"], adopted.outputs["instanceName"], "5f" * 32)
