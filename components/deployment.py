@@ -69,7 +69,8 @@ class ConvexDeployment(pulumi.ComponentResource):
         if settings.database.kind == "provisioned-postgres":
             self.postgres = ConvexPostgres(
                 f"{name}-postgres",
-                PostgresArgs(settings, deployment, images.postgres.image_id, self.network.name), opts=child)
+                PostgresArgs(settings, deployment, images.postgres.image_id, self.network.name),
+                opts=child)
             database_url = self.postgres.url
             backend_depends_on.append(self.postgres.container)
 
