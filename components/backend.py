@@ -107,7 +107,8 @@ class ConvexBackend(pulumi.ComponentResource):
         self.volume = docker.Volume(
             f"{name}-data",
             name=deployment.data_volume_name,
-            labels=None if adopted_volume else docker_common.volume_labels(stack, instance, "data"),
+            labels=None if adopted_volume else docker_common.labels(
+                docker.VolumeLabelArgs, stack, instance, "data"),
             opts=docker_common.data_volume_options(self, settings.protect_data),
         )
 
@@ -146,7 +147,7 @@ class ConvexBackend(pulumi.ComponentResource):
             destroy_grace_seconds=10,
             wait=True,
             wait_timeout=start_timeout,
-            labels=docker_common.container_labels(stack, instance, "backend"),
+            labels=docker_common.labels(docker.ContainerLabelArgs, stack, instance, "backend"),
             **docker_common.runtime_options(settings.containers),
             opts=docker_common.container_options(self, args.depends_on, ["envs"]),
         )

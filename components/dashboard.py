@@ -54,7 +54,8 @@ class ConvexDashboard(pulumi.ComponentResource):
             stop_signal="SIGINT",
             stop_timeout=10,
             destroy_grace_seconds=10,
-            labels=docker_common.container_labels(settings.stack, instance, "dashboard"),
+            labels=docker_common.labels(docker.ContainerLabelArgs, settings.stack, instance,
+                                        "dashboard"),
             **docker_common.runtime_options(settings.containers),
             opts=docker_common.container_options(self, [args.backend]),
         )

@@ -48,8 +48,8 @@ class ConvexDeployment(pulumi.ComponentResource):
 
         self.network = docker.Network(
             f"{name}-network", name=f"{instance}-net",
-            labels=[docker.NetworkLabelArgs(label=k, value=v) for k, v in
-                    docker_common.label_pairs(settings.stack, instance, "network")],
+            labels=docker_common.labels(docker.NetworkLabelArgs, settings.stack, instance,
+                                        "network"),
             opts=child)
 
         if deployment.instance_secret is not None:

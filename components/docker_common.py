@@ -16,22 +16,10 @@ from components.settings import ContainerSettings
 LABEL_PREFIX = "convex-selfhost"
 
 
-def label_pairs(stack: str, instance_name: str, role: str) -> list[tuple[str, str]]:
-    return [
-        (f"{LABEL_PREFIX}.stack", stack),
-        (f"{LABEL_PREFIX}.deployment", instance_name),
-        (f"{LABEL_PREFIX}.role", role),
-    ]
-
-
-def container_labels(stack: str, instance_name: str, role: str) -> list[docker.ContainerLabelArgs]:
-    return [docker.ContainerLabelArgs(label=k, value=v)
-            for k, v in label_pairs(stack, instance_name, role)]
-
-
-def volume_labels(stack: str, instance_name: str, role: str) -> list[docker.VolumeLabelArgs]:
-    return [docker.VolumeLabelArgs(label=k, value=v)
-            for k, v in label_pairs(stack, instance_name, role)]
+def labels(label_type: type, stack: str, instance_name: str, role: str) -> list:
+    """The stack/deployment/role labels, as `label_type` (ContainerLabelArgs, ...)."""
+    return [label_type(label=f"{LABEL_PREFIX}.{key}", value=value)
+            for key, value in (("stack", stack), ("deployment", instance_name), ("role", role))]
 
 
 def published_port(internal: int, external: int, ip: str) -> docker.ContainerPortArgs:

@@ -48,7 +48,7 @@ class ConvexPostgres(pulumi.ComponentResource):
         self.volume = docker.Volume(
             f"{name}-data",
             name=f"{instance}-pgdata",
-            labels=docker_common.volume_labels(stack, instance, "postgres-data"),
+            labels=docker_common.labels(docker.VolumeLabelArgs, stack, instance, "postgres-data"),
             opts=docker_common.data_volume_options(self, settings.protect_data),
         )
         env = self.password.result.apply(lambda password: [
@@ -73,7 +73,7 @@ class ConvexPostgres(pulumi.ComponentResource):
             stop_timeout=30,
             wait=True,
             wait_timeout=180,
-            labels=docker_common.container_labels(stack, instance, "postgres"),
+            labels=docker_common.labels(docker.ContainerLabelArgs, stack, instance, "postgres"),
             **docker_common.runtime_options(settings.containers),
             opts=docker_common.container_options(self, secret_outputs=["envs"]),
         )

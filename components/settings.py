@@ -34,7 +34,6 @@ MOVING_TAGS = frozenset({"latest", "main", "master", "stable", "edge", "nightly"
 
 RESTART_POLICIES = ("no", "on-failure", "always", "unless-stopped")
 RUST_BACKTRACE_VALUES = ("", "0", "1", "full")
-S3_BUCKET_KINDS = ("exports", "snapshot-imports", "modules", "files", "search")
 # Env vars a typed key owns; `extraEnv` may not set them behind the typed key's back.
 OWNED_ENV_VARS = frozenset(
     {
@@ -142,6 +141,7 @@ S3_BUCKET_KEYS = {
     "files": "s3FilesBucket",
     "search": "s3SearchBucket",
 }
+S3_BUCKET_KINDS = tuple(S3_BUCKET_KEYS)
 
 
 class ConfigError(pulumi.RunError):
@@ -397,13 +397,15 @@ def _check_port(reader: _Reader, name: str) -> Optional[int]:
     return port
 
 
-def _check_ip(reader: _Reader, name: str) -> str:
+def _check_ip(reader: _Reader, name: str) -> Optional[str]:
+    """The address, or None (with a problem reported) when it is not one."""
     value = reader.string(name)
     try:
         ipaddress.ip_address(value)
     except ValueError:
         reader.problem(name, f"{value!r} is not an IP address; use 127.0.0.1 (this host "
                              "only), 0.0.0.0 (every interface) or one interface's address.")
+        return None
     return value
 
 
@@ -563,7 +565,7 @@ def _published_ports(deployments: Sequence[DeploymentSettings], bind: str, dashb
 
 def _check_port_clashes(reader: _Reader, ports: list[tuple[str, str, int]]) -> None:
     def overlaps(a: str, b: str) -> bool:
-        return a == b or ipaddress.ip_address(a).is_unspecified or ipaddress.ip_address(b).is_unspecified
+        return a == b or any(ipaddress.ip_address(ip).is_unspecified for ip in (a, b))
 
     for i, (name_a, ip_a, port_a) in enumerate(ports):
         for name_b, ip_b, port_b in ports[i + 1:]:
@@ -629,7 +631,7 @@ def settings_from_config(stack: str, raw: Mapping[str, Any],
     if reader.boolean("tlsProxy"):
         tls = TlsSettings(
             email=reader.string("tlsEmail"),
-            bind_address=_check_ip(reader, "tlsBindAddress"),
+            bind_address=_check_ip(reader, "tlsBindAddress") or "",
             http_port=_check_port(reader, "httpPort") or 80,
             https_port=_check_port(reader, "httpsPort") or 443,
             image=reader.string("caddyImage"),
@@ -689,7 +691,7 @@ def settings_from_config(stack: str, raw: Mapping[str, Any],
     deployments = []
     if None not in (backend_port, site_port, dashboard_port):
         # URLs a user on this host can open: an "every interface" bind is reached on loopback.
-        unspecified = not _valid_ip(bind) or ipaddress.ip_address(bind).is_unspecified
+        unspecified = bind is None or ipaddress.ip_address(bind).is_unspecified
         host = "127.0.0.1" if unspecified else bind
         for index, name in enumerate(names):
             offset = index * DEPLOYMENT_PORT_STRIDE
@@ -718,10 +720,10 @@ def settings_from_config(stack: str, raw: Mapping[str, Any],
             if any(p > 65535 for p in ports):
                 reader.problem("deployments", f"deployment {name!r} would need host ports "
                                               f"{ports}, beyond 65535; lower the base ports.")
-        if _valid_ip(bind) and (tls is None or _valid_ip(tls.bind_address)):
+        if bind and (tls is None or tls.bind_address):
             _check_port_clashes(reader, _published_ports(deployments, bind, dashboard, tls))
 
-    if tls and _valid_ip(bind) and not ipaddress.ip_address(bind).is_loopback:
+    if tls and bind and not ipaddress.ip_address(bind).is_loopback:
         reader.problem("bindAddress", f"{bind} publishes the raw backend ports beside the TLS "
                                       "proxy; keep them on 127.0.0.1 when tlsProxy is true.")
 
@@ -768,7 +770,7 @@ def settings_from_config(stack: str, raw: Mapping[str, Any],
     settings = StackSettings(
         stack=stack,
         version=version,
-        bind_address=bind,
+        bind_address=bind or "",
         dashboard=dashboard,
         dashboard_load_monaco_internally=reader.boolean("dashboardLoadMonacoInternally"),
         protect_data=reader.boolean("protectData"),
@@ -793,14 +795,6 @@ def _check_choice(reader: _Reader, name: str, choices: Sequence[str]) -> str:
         reader.problem(name, f"{value!r} is not one of {shown}.")
         return KEYS_BY_NAME[name].default
     return value
-
-
-def _valid_ip(value: str) -> bool:
-    try:
-        ipaddress.ip_address(value)
-        return True
-    except ValueError:
-        return False
 
 
 def _url_host(host: str) -> str:

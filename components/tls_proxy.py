@@ -52,7 +52,7 @@ class TlsProxy(pulumi.ComponentResource):
         # Certificates live here: losing them means re-issuing, which ACME rate-limits.
         self.volume = docker.Volume(
             f"{name}-data", name=f"{instance}-caddy-data",
-            labels=docker_common.volume_labels(stack, instance, "tls-data"),
+            labels=docker_common.labels(docker.VolumeLabelArgs, stack, instance, "tls-data"),
             opts=pulumi.ResourceOptions(parent=self, retain_on_delete=True))
         self.caddyfile = build_caddyfile(settings, deployment)
         self.container = docker.Container(
@@ -66,7 +66,7 @@ class TlsProxy(pulumi.ComponentResource):
             volumes=[docker.ContainerVolumeArgs(volume_name=self.volume.name,
                                                 container_path="/data")],
             networks_advanced=[docker.ContainerNetworksAdvancedArgs(name=args.network_name)],
-            labels=docker_common.container_labels(stack, instance, "tls-proxy"),
+            labels=docker_common.labels(docker.ContainerLabelArgs, stack, instance, "tls-proxy"),
             **docker_common.runtime_options(settings.containers),
             opts=docker_common.container_options(self, args.depends_on),
         )

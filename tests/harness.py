@@ -126,11 +126,21 @@ def fake_digest(*parts: str) -> str:
     return hashlib.sha256("/".join(parts).encode()).hexdigest()
 
 
-class Mocks(pulumi.runtime.Mocks):
+class EchoMocks(pulumi.runtime.Mocks):
+    """The simplest mocks: every resource's outputs are just its inputs."""
+
+    def new_resource(self, args: pulumi.runtime.MockResourceArgs):
+        return f"{args.name}-id", dict(args.inputs)
+
+    def call(self, args: pulumi.runtime.MockCallArgs):
+        return {}
+
+
+class Mocks(EchoMocks):
     """Deterministic provider outputs: the same program gives the same values."""
 
     def new_resource(self, args: pulumi.runtime.MockResourceArgs):
-        outputs = dict(args.inputs)
+        resource_id, outputs = super().new_resource(args)
         if args.typ == "docker:index/remoteImage:RemoteImage":
             digest = fake_digest("image", args.inputs["name"])
             outputs.update(imageId=f"sha256:{digest}",
@@ -140,10 +150,7 @@ class Mocks(pulumi.runtime.Mocks):
             outputs.update(hex=raw.hex(), base64=base64.b64encode(raw).decode())
         elif args.typ == "random:index/randomPassword:RandomPassword":
             outputs.update(result=fake_digest("password", args.name)[: int(args.inputs["length"])])
-        return f"{args.name}-id", outputs
-
-    def call(self, args: pulumi.runtime.MockCallArgs):
-        return {}
+        return resource_id, outputs
 
 
 class RecordingMonitor(pulumi_mocks.MockMonitor):
@@ -192,16 +199,6 @@ class _Collect(logging.Handler):
 
     def emit(self, record):
         self.messages.append(record.getMessage())
-
-
-class EchoMocks(pulumi.runtime.Mocks):
-    """The simplest mocks: every resource's outputs are just its inputs."""
-
-    def new_resource(self, args: pulumi.runtime.MockResourceArgs):
-        return f"{args.name}-id", dict(args.inputs)
-
-    def call(self, args: pulumi.runtime.MockCallArgs):
-        return {}
 
 
 def evaluate(stack: Optional[str] = "dev", overrides: Optional[Mapping[str, Any]] = None,
