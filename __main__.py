@@ -4,12 +4,10 @@ Read the stack's settings (all errors at once), declare the deployments, export 
 users and CI need. Secrets among the outputs stay Pulumi secrets.
 """
 
-import gc
-
 import pulumi
 
 from components.deployment import ConvexDeployment, DeploymentArgs
-from components.images import ConvexImages
+from components.images import ConvexImages, ImageSet
 from components.settings import load_settings
 
 OUTPUTS = {
@@ -23,16 +21,17 @@ OUTPUTS = {
     "envLocal": "env_local",
 }
 
-# The program is short-lived but keeps every resource and Output alive to the end; with
-# the default thresholds the cyclic collector rescans them over and over (a third of
-# evaluation time for 50 deployments). Collect far less often.
-gc.set_threshold(100_000, 50, 100)
-
 settings = load_settings()
 for warning in settings.warnings:
     pulumi.log.warn(warning)
 
-images = ConvexImages("images", settings)
+images = ConvexImages("images", ImageSet(
+    backend=settings.backend_image,
+    dashboard=settings.dashboard_image if settings.dashboard else None,
+    postgres=(settings.database.postgres_image
+              if settings.database.kind == "provisioned-postgres" else None),
+    caddy=settings.tls.image if settings.tls else None,
+))
 deployments = {
     d.key: ConvexDeployment(d.key, DeploymentArgs(settings, d, images))
     for d in settings.deployments

@@ -2,62 +2,76 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Optional
+from dataclasses import dataclass, field
+from typing import Optional, Sequence
 
 import pulumi
 import pulumi_docker as docker
 
 from components import docker_common
-from components.settings import DeploymentSettings, StackSettings
+from components.docker_common import ContainerLimits
+from components.health import HealthGate
 
 DASHBOARD_PORT = 6791
 NETWORK_ALIAS = "dashboard"
+# `/` is rendered on the server and recent images answer it with 500 in some setups
+# (get-convex/convex-backend#553); a static file of the image's public/ directory is
+# served by Next's standalone server whenever the server is up. The image has curl.
+HEALTH_PATH = "/favicon.ico"
+HEALTH_TEST = ["CMD", "curl", "-fsS", "-o", "/dev/null",
+               f"http://127.0.0.1:{DASHBOARD_PORT}{HEALTH_PATH}"]
+START_TIMEOUT_SECONDS = 120
 
 
 @dataclass(frozen=True)
 class DashboardArgs:
-    settings: StackSettings
-    deployment: DeploymentSettings
-    image_id: pulumi.Input[str]  # the pulled dashboard image (ConvexImages)
+    instance_name: str
+    image: pulumi.Input[str]
     network_name: pulumi.Input[str]
-    backend: pulumi.Resource  # the backend container; created healthy (wait=True)
+    deployment_url: str  # the backend's public URL, opened by the user's browser
+    port: int = DASHBOARD_PORT  # host port
+    bind_address: str = "127.0.0.1"
+    limits: ContainerLimits = field(default_factory=ContainerLimits)
+    stack: str = ""
+    docker_host: str = ""
+    depends_on: Sequence[pulumi.Resource] = ()  # e.g. the backend's health gate
 
 
-def build_dashboard_env(settings: StackSettings, deployment: DeploymentSettings) -> list[str]:
+def dashboard_env(deployment_url: str) -> list[str]:
     # The dashboard runs in the user's browser and reaches the backend through its public
     # URL. NEXT_PUBLIC_ADMIN_KEY is never set: it would be sent to every visitor.
-    env = [f"NEXT_PUBLIC_DEPLOYMENT_URL={deployment.cloud_origin}"]
-    if settings.dashboard_load_monaco_internally:
-        env.append("NEXT_PUBLIC_LOAD_MONACO_INTERNALLY=true")
-    return env
+    return [f"NEXT_PUBLIC_DEPLOYMENT_URL={deployment_url}"]
 
 
 class ConvexDashboard(pulumi.ComponentResource):
-    """The Convex dashboard, same version as the backend."""
+    """The Convex dashboard (same version as the backend), healthy before `up` ends."""
+
+    container: docker.Container
+    healthy: HealthGate
 
     def __init__(self, name: str, args: DashboardArgs,
                  opts: Optional[pulumi.ResourceOptions] = None):
         super().__init__("convex:selfhost:Dashboard", name, None, opts)
-        settings, deployment = args.settings, args.deployment
-        instance = deployment.instance_name
-
         self.container = docker.Container(
             f"{name}-container",
-            name=f"{instance}-dashboard",
-            image=args.image_id,
-            envs=build_dashboard_env(settings, deployment),
-            ports=[docker_common.published_port(DASHBOARD_PORT, deployment.dashboard_port,
-                                                settings.bind_address)],
+            name=f"{args.instance_name}-dashboard",
+            image=args.image,
+            envs=dashboard_env(args.deployment_url),
+            ports=[docker_common.published_port(DASHBOARD_PORT, args.port, args.bind_address)],
             networks_advanced=[docker.ContainerNetworksAdvancedArgs(
                 name=args.network_name, aliases=[NETWORK_ALIAS])],
+            healthcheck=docker_common.healthcheck(HEALTH_TEST, interval=10, timeout=5,
+                                                  retries=3, start_period=START_TIMEOUT_SECONDS),
             stop_signal="SIGINT",
             stop_timeout=10,
             destroy_grace_seconds=10,
-            labels=docker_common.labels(docker.ContainerLabelArgs, settings.stack, instance,
-                                        "dashboard"),
-            **docker_common.runtime_options(settings.containers),
-            opts=docker_common.container_options(self, [args.backend]),
+            labels=docker_common.container_labels(args.stack, args.instance_name, "dashboard",
+                                                  args.limits),
+            **docker_common.runtime_options(args.limits),
+            opts=docker_common.container_options(self, args.depends_on),
         )
-        self.url = deployment.dashboard_url
-        self.register_outputs({"containerName": self.container.name, "url": self.url})
+        self.healthy = HealthGate(f"{name}-healthy", self.container,
+                                  f"{args.instance_name}-dashboard", START_TIMEOUT_SECONDS,
+                                  args.docker_host, pulumi.ResourceOptions(parent=self))
+        self.url = args.deployment_url
+        self.register_outputs({"containerName": self.container.name})

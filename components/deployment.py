@@ -1,8 +1,8 @@
 """ConvexDeployment: one self-hosted Convex deployment and everything it needs.
 
 Network, instance secret, image pulls and volumes do not depend on each other, so the
-engine creates them at once; the only chain is those -> backend (healthy) -> dashboard
-(and the TLS proxy).
+engine creates them at once; the chain is those -> (Postgres healthy) -> backend
+healthy -> dashboard healthy -> TLS proxy healthy.
 """
 
 from __future__ import annotations
@@ -14,14 +14,14 @@ import pulumi
 import pulumi_docker as docker
 import pulumi_random as random
 
-from components import docker_common
+from components import docker_common, mapping
 from components.admin_key import issue_admin_key
-from components.backend import BackendArgs, ConvexBackend
-from components.dashboard import ConvexDashboard, DashboardArgs
+from components.backend import ConvexBackend
+from components.dashboard import ConvexDashboard
 from components.images import ConvexImages
-from components.postgres import ConvexPostgres, PostgresArgs
+from components.postgres import ConvexPostgres
 from components.settings import DeploymentSettings, StackSettings
-from components.tls_proxy import TlsProxy, TlsProxyArgs
+from components.tls_proxy import TlsProxy
 
 
 @dataclass(frozen=True)
@@ -39,6 +39,10 @@ def env_local(url: str, admin_key: str) -> str:
 class ConvexDeployment(pulumi.ComponentResource):
     """Backend, dashboard, secret and admin keys of one Convex instance."""
 
+    admin_key: pulumi.Output[Optional[str]]
+    read_only_admin_key: pulumi.Output[Optional[str]]
+    instance_secret: pulumi.Output[str]
+
     def __init__(self, name: str, args: DeploymentArgs,
                  opts: Optional[pulumi.ResourceOptions] = None):
         super().__init__("convex:selfhost:Deployment", name, None, opts)
@@ -50,18 +54,10 @@ class ConvexDeployment(pulumi.ComponentResource):
             f"{name}-network", name=f"{instance}-net",
             labels=docker_common.labels(docker.NetworkLabelArgs, settings.stack, instance,
                                         "network"),
-            opts=child)
-
-        if deployment.instance_secret is not None:
-            # Adopting a running deployment: its secret keeps existing admin keys valid.
-            self.secret_resource = None
-            self.instance_secret = pulumi.Output.secret(deployment.instance_secret.reveal())
-        else:
-            # Losing this secret invalidates every admin key: protect it with the data.
-            self.secret_resource = random.RandomBytes(
-                f"{name}-instance-secret", length=32,
-                opts=pulumi.ResourceOptions(parent=self, protect=settings.protect_data))
-            self.instance_secret = pulumi.Output.secret(self.secret_resource.hex)
+            # Docker refuses a second network of the same name.
+            opts=pulumi.ResourceOptions(parent=self, delete_before_replace=True))
+        self.secret_resource, self.instance_secret = self._instance_secret(name, settings,
+                                                                           deployment)
 
         self.postgres = None
         database_url = None
@@ -69,33 +65,36 @@ class ConvexDeployment(pulumi.ComponentResource):
         if settings.database.kind == "provisioned-postgres":
             self.postgres = ConvexPostgres(
                 f"{name}-postgres",
-                PostgresArgs(settings, deployment, images.postgres.image_id, self.network.name),
+                mapping.postgres_args(settings, deployment, images.postgres.image_id,
+                                      self.network.name),
                 opts=child)
             database_url = self.postgres.url
-            backend_depends_on.append(self.postgres.container)
+            backend_depends_on.append(self.postgres.healthy)
 
         self.backend = ConvexBackend(
             f"{name}-backend",
-            BackendArgs(settings, deployment, images.backend.image_id, self.network.name,
-                        self.instance_secret, database_url, backend_depends_on),
+            mapping.backend_args(settings, deployment, images.backend.image_id,
+                                 self.network.name, self.instance_secret, database_url,
+                                 backend_depends_on),
             opts=child)
 
         self.dashboard = None
-        proxied = [self.backend.container]
+        proxied = [self.backend.healthy]
         if settings.dashboard:
             self.dashboard = ConvexDashboard(
                 f"{name}-dashboard",
-                DashboardArgs(settings, deployment, images.dashboard.image_id, self.network.name,
-                              self.backend.container),
+                mapping.dashboard_args(settings, deployment, images.dashboard.image_id,
+                                       self.network.name, self.backend.healthy),
                 opts=child)
-            proxied.append(self.dashboard.container)
+            proxied.append(self.dashboard.healthy)
 
         self.tls_proxy = None
         if settings.tls is not None:
             self.tls_proxy = TlsProxy(
                 f"{name}-tls",
-                TlsProxyArgs(settings, deployment, images.caddy.image_id, self.network.name,
-                             proxied), opts=child)
+                mapping.tls_args(settings, deployment, images.caddy.image_id,
+                                 self.network.name, proxied),
+                opts=child)
 
         self.instance_name = instance
         self.backend_url = deployment.cloud_origin
@@ -120,3 +119,14 @@ class ConvexDeployment(pulumi.ComponentResource):
             "readOnlyAdminKey": self.read_only_admin_key,
             "envLocal": self.env_local,
         })
+
+    def _instance_secret(self, name: str, settings: StackSettings,
+                         deployment: DeploymentSettings):
+        if deployment.instance_secret is not None:
+            # Adopting a running deployment: its secret keeps existing admin keys valid.
+            return None, pulumi.Output.secret(deployment.instance_secret.reveal())
+        # Losing this secret invalidates every admin key: protect it with the data.
+        resource = random.RandomBytes(
+            f"{name}-instance-secret", length=32,
+            opts=pulumi.ResourceOptions(parent=self, protect=settings.protect_data))
+        return resource, pulumi.Output.secret(resource.hex)

@@ -1,13 +1,20 @@
-"""ConvexImages: the stack's pinned images, pulled once and shared by its deployments."""
+"""ConvexImages: a stack's pinned images, pulled once and shared by its deployments."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Optional
 
 import pulumi
 import pulumi_docker as docker
 
-from components.settings import StackSettings
+
+@dataclass(frozen=True)
+class ImageSet:
+    backend: str
+    dashboard: Optional[str] = None
+    postgres: Optional[str] = None
+    caddy: Optional[str] = None
 
 
 class ConvexImages(pulumi.ComponentResource):
@@ -18,17 +25,23 @@ class ConvexImages(pulumi.ComponentResource):
     of other stacks on the same host that run it.
     """
 
-    def __init__(self, name: str, settings: StackSettings,
+    backend: docker.RemoteImage
+    dashboard: Optional[docker.RemoteImage]
+    postgres: Optional[docker.RemoteImage]
+    caddy: Optional[docker.RemoteImage]
+
+    def __init__(self, name: str, images: ImageSet,
                  opts: Optional[pulumi.ResourceOptions] = None):
         super().__init__("convex:selfhost:Images", name, None, opts)
 
-        def pull(role: str, image: str) -> docker.RemoteImage:
+        def pull(role: str, image: Optional[str]) -> Optional[docker.RemoteImage]:
+            if image is None:
+                return None
             return docker.RemoteImage(f"{name}-{role}", name=image, keep_locally=True,
                                       opts=pulumi.ResourceOptions(parent=self))
 
-        self.backend = pull("backend", settings.backend_image)
-        self.dashboard = pull("dashboard", settings.dashboard_image) if settings.dashboard else None
-        self.postgres = (pull("postgres", settings.database.postgres_image)
-                         if settings.database.kind == "provisioned-postgres" else None)
-        self.caddy = pull("caddy", settings.tls.image) if settings.tls else None
+        self.backend = pull("backend", images.backend)
+        self.dashboard = pull("dashboard", images.dashboard)
+        self.postgres = pull("postgres", images.postgres)
+        self.caddy = pull("caddy", images.caddy)
         self.register_outputs({"backend": self.backend.repo_digest})

@@ -1,13 +1,12 @@
 """ConvexPostgres: a Postgres container on the deployment's private network.
 
-Used when `provisionPostgres` is true. The database named after the instance (dashes
-become underscores) is created by the image's POSTGRES_DB on first start, which is the
-database the Convex backend looks for.
+The database named after the instance (dashes become underscores) is created by the
+image's POSTGRES_DB on first start, which is the database the Convex backend looks for.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Optional
 
 import pulumi
@@ -15,68 +14,97 @@ import pulumi_docker as docker
 import pulumi_random as random
 
 from components import docker_common
-from components.settings import DeploymentSettings, StackSettings
+from components.docker_common import ContainerLimits
+from components.health import HealthGate
 
 USER = "convex"
 PORT = 5432
 DATA_PATH = "/var/lib/postgresql/data"
+NETWORK_ALIAS = "postgres"
+START_TIMEOUT_SECONDS = 180
+# Postgres shuts down cleanly on SIGINT ("fast" shutdown); give it time to checkpoint.
+STOP_GRACE_SECONDS = 60
 
 
 @dataclass(frozen=True)
 class PostgresArgs:
-    settings: StackSettings
-    deployment: DeploymentSettings
-    image_id: pulumi.Input[str]  # the pulled Postgres image (ConvexImages)
+    instance_name: str
+    image: pulumi.Input[str]
     network_name: pulumi.Input[str]
+    database: str  # created on first start; the backend uses the instance's database
+    max_connections: int = 200
+    protect_data: bool = True
+    limits: ContainerLimits = field(default_factory=ContainerLimits)
+    stack: str = ""
+    docker_host: str = ""
+
+
+def health_test(database: str) -> list[str]:
+    """A query over TCP in the instance's database. During first start the image runs a
+    temporary server on the Unix socket only, before that database exists, and a plain
+    `pg_isready` would call that healthy; `pg_isready` also answers yes for a database that
+    does not exist. The image trusts connections from 127.0.0.1 inside the container."""
+    return ["CMD", "psql", "--no-password", "--host", "127.0.0.1", "--port", str(PORT),
+            "--username", USER, "--dbname", database, "--tuples-only", "--command",
+            "SELECT 1"]
 
 
 class ConvexPostgres(pulumi.ComponentResource):
-    """Pinned Postgres with a protected volume, a generated password and a healthcheck."""
+    """Pinned Postgres with a protected volume, a generated password and a health gate."""
+
+    password: random.RandomPassword
+    volume: docker.Volume
+    container: docker.Container
+    healthy: HealthGate
+    url: pulumi.Output[str]
 
     def __init__(self, name: str, args: PostgresArgs,
                  opts: Optional[pulumi.ResourceOptions] = None):
         super().__init__("convex:selfhost:Postgres", name, None, opts)
-        settings, deployment = args.settings, args.deployment
-        stack, instance = settings.stack, deployment.instance_name
-        database = deployment.database_name
-        container_name = f"{instance}-postgres"
+        container_name = f"{args.instance_name}-postgres"
 
         # Letters and digits only: the password goes into a URL unescaped.
         self.password = random.RandomPassword(
             f"{name}-password", length=32, special=False,
-            opts=pulumi.ResourceOptions(parent=self, protect=settings.protect_data))
+            opts=pulumi.ResourceOptions(parent=self, protect=args.protect_data))
         self.volume = docker.Volume(
             f"{name}-data",
-            name=f"{instance}-pgdata",
-            labels=docker_common.labels(docker.VolumeLabelArgs, stack, instance, "postgres-data"),
-            opts=docker_common.data_volume_options(self, settings.protect_data),
+            name=f"{args.instance_name}-pgdata",
+            labels=docker_common.labels(docker.VolumeLabelArgs, args.stack, args.instance_name,
+                                        "postgres-data"),
+            opts=docker_common.data_volume_options(self, args.protect_data),
         )
         env = self.password.result.apply(lambda password: [
             f"POSTGRES_USER={USER}",
             f"POSTGRES_PASSWORD={password}",
-            f"POSTGRES_DB={database}",
+            f"POSTGRES_DB={args.database}",
         ])
         self.container = docker.Container(
             f"{name}-container",
             name=container_name,
-            image=args.image_id,
+            image=args.image,
             envs=pulumi.Output.secret(env),
+            command=["postgres", "-c", f"max_connections={args.max_connections}"],
             volumes=[docker.ContainerVolumeArgs(volume_name=self.volume.name,
                                                 container_path=DATA_PATH)],
             networks_advanced=[docker.ContainerNetworksAdvancedArgs(
-                name=args.network_name, aliases=["postgres"])],
-            healthcheck=docker.ContainerHealthcheckArgs(
-                tests=["CMD-SHELL", f"pg_isready -U {USER} -d {database}"],
-                interval="5s", timeout="5s", retries=5,
-                start_period="60s", start_interval="1s",
-            ),
-            stop_timeout=30,
-            wait=True,
-            wait_timeout=180,
-            labels=docker_common.labels(docker.ContainerLabelArgs, stack, instance, "postgres"),
-            **docker_common.runtime_options(settings.containers),
+                name=args.network_name, aliases=[NETWORK_ALIAS])],
+            healthcheck=docker_common.healthcheck(health_test(args.database), interval=5,
+                                                  timeout=5, retries=5,
+                                                  start_period=START_TIMEOUT_SECONDS),
+            stop_signal="SIGINT",
+            stop_timeout=STOP_GRACE_SECONDS,
+            # Delete and replace stop with this grace, not stop_timeout: without it Postgres
+            # would get SIGKILL at once.
+            destroy_grace_seconds=STOP_GRACE_SECONDS,
+            labels=docker_common.container_labels(args.stack, args.instance_name, "postgres",
+                                                  args.limits),
+            **docker_common.runtime_options(args.limits),
             opts=docker_common.container_options(self, secret_outputs=["envs"]),
         )
+        self.healthy = HealthGate(f"{name}-healthy", self.container, container_name,
+                                  START_TIMEOUT_SECONDS, args.docker_host,
+                                  pulumi.ResourceOptions(parent=self))
         # No database in the path: the backend picks the instance's database itself.
         # The network is private to the deployment, so SSL is not required on it.
         # (A password an engine does not report yields a URL the backend refuses loudly,

@@ -24,13 +24,16 @@ import pulumi
 import yaml
 from google.protobuf import json_format
 from pulumi.runtime import mocks as pulumi_mocks
-from pulumi.runtime import rpc, settings as runtime_settings
+from pulumi.runtime import settings as runtime_settings
 from pulumi.runtime.stack import wait_for_rpcs
 
 REPO = Path(__file__).resolve().parents[1]
 PROJECT = "convex-selfhost"
 STACKS = sorted(p.name.split(".")[1] for p in (REPO / "stacks").glob("Pulumi.*.yaml"))
-SECRET_SIG = {rpc._special_sig_key: rpc._special_secret_sig}
+# The engine's wire form of a secret value (Pulumi's property-value spec, "Secrets"):
+# {SIG_KEY: SECRET_SIG, "value": ...}. Spelled out here rather than read from SDK internals.
+SIG_KEY = "4dabf18193072939515e22adb298388d"
+SECRET_SIG = "1b47061264138c4ac30d75fd1eb44270"
 # A valid instance secret for adoption tests (not a real deployment's).
 SAMPLE_SECRET = "5f" * 32
 
@@ -94,6 +97,8 @@ class Registered:
     dependencies: list[str]
     additional_secret_outputs: list[str]
     provider: str
+    replace_on_changes: list[str] = field(default_factory=list)
+    ignore_changes: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -176,13 +181,15 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
                 dependencies=list(request.dependencies),
                 additional_secret_outputs=list(request.additionalSecretOutputs),
                 provider=request.provider,
+                replace_on_changes=list(request.replaceOnChanges),
+                ignore_changes=list(request.ignoreChanges),
             ))
         return response
 
 
 def _unwrap(value: Any) -> Any:
     if isinstance(value, dict):
-        if value.get(rpc._special_sig_key) == rpc._special_secret_sig:
+        if value.get(SIG_KEY) == SECRET_SIG:
             return _unwrap(value.get("value"))
         return {k: _unwrap(v) for k, v in value.items()}
     if isinstance(value, list):
@@ -255,3 +262,8 @@ def _run(stack: str, config: dict, secret_keys: list, program: Path,
         asyncio.set_event_loop(None)
         loop.close()
     return Evaluation(monitor.registered, outputs, secret_outputs, collector.messages)
+
+
+def is_secret_value(raw) -> bool:
+    """True when a raw (wire-form) input value is wrapped as a secret."""
+    return isinstance(raw, dict) and raw.get(SIG_KEY) == SECRET_SIG

@@ -1,6 +1,6 @@
 """The backend's environment and container options, per feature."""
 
-from components.backend import build_backend_env
+from components.mapping import backend_env as build_backend_env
 from harness import evaluate
 from test_settings import load
 
@@ -121,13 +121,20 @@ def test_limits_and_log_rotation_reach_every_container():
     run = evaluate("prod", {"logMaxSizeMb": 50, "logMaxFiles": 5, "restartPolicy": "always"})
     for container in run.containers().values():
         assert container.inputs["memory"] == 4096
-        assert container.inputs["cpus"] == "2"
+        # No swap: equal to memory. Unset, Docker would report twice the memory back.
+        assert container.inputs["memorySwap"] == 4096
+        # "2" is read back as "2.0" (helpers.go nanoInt64ToDecimalString); cpus forces
+        # replacement, so the program sends the read-back spelling.
+        assert container.inputs["cpus"] == "2.0"
         assert container.inputs["restart"] == "always"
         assert container.inputs["logDriver"] == "json-file"
         assert container.inputs["logOpts"] == {"max-size": "50m", "max-file": "5"}
+        labels = {label["label"]: label["value"] for label in container.inputs["labels"]}
+        assert labels["convex-selfhost.limits"] == "log-max-size=50m,log-max-file=5,memory=4096m"
+        assert container.ignore_changes == ["logOpts", "memorySwap", "healthcheck.startInterval"]
     dev = evaluate("dev")
     assert all("memory" not in c.inputs and "cpus" not in c.inputs
-               for c in dev.containers().values())
+               and "memorySwap" not in c.inputs for c in dev.containers().values())
 
 
 def test_bind_address_moves_every_published_port():
@@ -140,5 +147,5 @@ def test_bind_address_moves_every_published_port():
 def test_first_start_may_take_minutes():
     run = evaluate("dev", {"backendStartTimeoutSeconds": 600})
     backend = run.containers()["convex-dev-backend"].inputs
-    assert backend["waitTimeout"] == 600
-    assert backend["healthcheck"]["startPeriod"] == "600s"
+    assert backend["healthcheck"]["startPeriod"] == "10m0s"
+    assert run.named("convex-dev-backend-healthy").inputs["timeout_seconds"] == 600

@@ -30,8 +30,11 @@ def test_adopting_an_instance_secret_creates_none_and_keeps_keys_valid():
     assert info.member_id == 0
     assert run.env("convex-self-hosted-backend")["INSTANCE_SECRET"] == SAMPLE_SECRET
     (volume,) = run.of_type(VOLUME)
-    # An adopted volume keeps its name and gets no labels, so `pulumi import` matches it.
+    # An adopted volume keeps its name and gets no labels; the labels, driver and options
+    # docker-compose gave it are read back by the provider and must not force a replacement.
     assert volume.inputs == {"name": "self-hosted_data"}
+    assert volume.ignore_changes == ["labels", "driver", "driverOpts"]
+    assert volume.protect is False and volume.retain_on_delete
 
 
 def test_network_joins_backend_and_dashboard():
@@ -58,7 +61,7 @@ def test_explicit_provider_reaches_every_docker_resource():
 
 def test_version_bump_replaces_containers_only():
     before = evaluate("prod")
-    after = evaluate("prod", {"version": "00bd92723422f3bff968230c94ccdeb8c1719832"})
+    after = evaluate("prod", {"version": "84bd27d0ed5e6e76e347cda552bf0be832caaf63"})
     old = {r.urn: r.raw for r in before.resources}
     new = {r.urn: r.raw for r in after.resources}
     assert old.keys() == new.keys()
@@ -100,7 +103,7 @@ def test_adding_a_deployment_leaves_the_others_untouched():
 
 def test_version_bump_with_many_deployments_replaces_their_containers_only():
     before = evaluate("preview")
-    after = evaluate("preview", {"version": "00bd92723422f3bff968230c94ccdeb8c1719832"})
+    after = evaluate("preview", {"version": "84bd27d0ed5e6e76e347cda552bf0be832caaf63"})
     old = {r.urn: r.raw for r in before.resources}
     changed = {r.type for r in after.resources if old[r.urn] != r.raw}
     assert changed == {"docker:index/remoteImage:RemoteImage", CONTAINER}

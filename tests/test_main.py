@@ -4,7 +4,7 @@ import pytest
 
 from components.admin_key import check_admin_key
 from components.settings import BACKEND_IMAGE, DASHBOARD_IMAGE, DEFAULT_VERSION, KEYS_BY_NAME
-from harness import STACKS, EchoMocks, evaluate, fake_digest, stack_file
+from harness import STACKS, EchoMocks, evaluate, fake_digest, is_secret_value, stack_file
 
 OUTPUT_NAMES = {"backendUrl", "siteUrl", "dashboardUrl", "instanceName", "instanceSecret",
                 "adminKey", "readOnlyAdminKey", "envLocal"}
@@ -12,6 +12,7 @@ SECRET_OUTPUTS = {"instanceSecret", "adminKey", "readOnlyAdminKey", "envLocal"}
 CONTAINER = "docker:index/container:Container"
 VOLUME = "docker:index/volume:Volume"
 IMAGE = "docker:index/remoteImage:RemoteImage"
+GATE = "pulumi-python:dynamic:Resource"
 
 
 def configured(stack, key):
@@ -82,10 +83,20 @@ def test_backend_container(run, stack):
         assert inputs["volumes"][0]["containerPath"] == "/convex/data"
         health = inputs["healthcheck"]
         assert health["tests"] == ["CMD-SHELL", "curl -f http://localhost:3210/version"]
-        assert health["startInterval"] == "1s"
+        # Go's Duration.String() spelling, as the provider reads it back.
+        start = configured(stack, "backendStartTimeoutSeconds")
+        assert health["startPeriod"] == {300: "5m0s", 900: "15m0s"}[start]
+        assert (health["interval"], health["timeout"], health["startInterval"]) == (
+            "5s", "5s", "1s")
         assert inputs["stopSignal"] == "SIGINT" and inputs["stopTimeout"] == 10
-        assert inputs["wait"] is True
-        assert inputs["waitTimeout"] == configured(stack, "backendStartTimeoutSeconds")
+        assert inputs["destroyGraceSeconds"] == 10
+        # The provider's wait would record an unhealthy container; the gate does not.
+        assert "wait" not in inputs
+        gate = run.named(f"{key}-backend-healthy")
+        assert gate.inputs["container_name"] == f"{instance}-backend"
+        assert gate.inputs["timeout_seconds"] == start
+        assert backend.urn in gate.dependencies
+        assert backend.replace_on_changes == ["healthcheck"]
         assert inputs["restart"] == "unless-stopped"
         assert inputs["logOpts"] == {"max-size": "10m", "max-file": "3"}
         env = run.env(f"{instance}-backend")
@@ -94,7 +105,7 @@ def test_backend_container(run, stack):
         assert env["CONVEX_CLOUD_ORIGIN"] == per_deployment(run, "backendUrl")[key]
         assert env["CONVEX_SITE_ORIGIN"] == per_deployment(run, "siteUrl")[key]
         # The env carries the instance secret: secret in state, secret as an output.
-        assert "4dabf18193072939515e22adb298388d" in backend.raw["envs"]
+        assert is_secret_value(backend.raw["envs"])
         assert "envs" in backend.additional_secret_outputs
 
 
@@ -107,7 +118,12 @@ def test_dashboard_follows_the_backend(run, stack):
         assert env["NEXT_PUBLIC_DEPLOYMENT_URL"] == per_deployment(run, "backendUrl")[key]
         assert "NEXT_PUBLIC_ADMIN_KEY" not in env
         assert dashboard.inputs["ports"][0]["internal"] == 6791
-        assert backend.urn in dashboard.dependencies
+        # Created only once the backend's health gate has passed.
+        assert run.named(f"{key}-backend-healthy").urn in dashboard.dependencies
+        assert dashboard.inputs["healthcheck"]["tests"] == [
+            "CMD", "curl", "-fsS", "-o", "/dev/null", "http://127.0.0.1:6791/favicon.ico"]
+        assert run.named(f"{key}-dashboard-healthy").inputs["container_name"] == \
+            f"{instance}-dashboard"
         image = run.named("images-dashboard")
         assert image.inputs["name"] == f"{DASHBOARD_IMAGE}:{configured(stack, 'version')}"
         assert dashboard.inputs["image"] == f"sha256:{fake_digest('image', image.inputs['name'])}"
@@ -141,12 +157,13 @@ def test_backend_depends_only_on_its_inputs(run):
         backend = run.containers()[f"{instance}-backend"]
         kinds = {run.by_urn(urn).type for urn in backend.dependencies}
         assert kinds <= {IMAGE, VOLUME, "docker:index/network:Network",
-                         "random:index/randomBytes:RandomBytes", CONTAINER,
+                         "random:index/randomBytes:RandomBytes", GATE,
                          "random:index/randomPassword:RandomPassword"}
+        assert {IMAGE, VOLUME, "docker:index/network:Network"} <= kinds
         for urn in backend.dependencies:
             dependency = run.by_urn(urn)
-            if dependency.type == CONTAINER:
-                assert dependency.inputs["name"] == f"{instance}-postgres"
+            if dependency.type == GATE:
+                assert dependency.inputs["container_name"] == f"{instance}-postgres"
 
 
 def test_evaluation_is_reproducible(stack, run):

@@ -33,7 +33,8 @@ def test_every_stack_passes_the_policy_pack(stack):
 
 
 def test_public_raw_ports_are_caught():
-    found = violations(evaluate("staging", {"bindAddress": "0.0.0.0"}))
+    found = violations(evaluate("staging", {"bindAddress": "0.0.0.0",
+                                            "publicHost": "staging.example.com"}))
     assert found and all("0.0.0.0" in message for message in found)
 
 

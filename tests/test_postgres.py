@@ -1,6 +1,6 @@
 """ConvexPostgres: a provisioned database beside the backend."""
 
-from harness import evaluate, fake_digest
+from harness import evaluate, fake_digest, is_secret_value
 
 CONTAINER = "docker:index/container:Container"
 
@@ -18,9 +18,17 @@ def test_postgres_container_volume_and_password():
     assert "ports" not in postgres.inputs  # reachable only on the deployment's network
     assert postgres.inputs["networksAdvanced"][0]["name"] == "convex-dev-net"
     assert postgres.inputs["volumes"][0]["containerPath"] == "/var/lib/postgresql/data"
+    # A query over TCP in the instance's database: the image's temporary init server
+    # listens on the Unix socket only, before that database exists.
     assert postgres.inputs["healthcheck"]["tests"] == [
-        "CMD-SHELL", "pg_isready -U convex -d convex_dev"]
-    assert postgres.inputs["wait"] is True
+        "CMD", "psql", "--no-password", "--host", "127.0.0.1", "--port", "5432",
+        "--username", "convex", "--dbname", "convex_dev", "--tuples-only", "--command",
+        "SELECT 1"]
+    assert postgres.inputs["healthcheck"]["startPeriod"] == "3m0s"
+    assert postgres.inputs["command"] == ["postgres", "-c", "max_connections=200"]
+    # Deleted or replaced with a clean shutdown, never SIGKILL at once.
+    assert postgres.inputs["stopSignal"] == "SIGINT"
+    assert postgres.inputs["destroyGraceSeconds"] == 60
     assert postgres.delete_before_replace
     env = run.env("convex-dev-postgres")
     password = run.named("convex-dev-postgres-password")
@@ -28,14 +36,15 @@ def test_postgres_container_volume_and_password():
     assert password.inputs["special"] is False and password.inputs["length"] == 32
     assert env["POSTGRES_USER"] == "convex"
     assert env["POSTGRES_DB"] == "convex_dev"  # the database the backend looks for
-    assert "4dabf18193072939515e22adb298388d" in postgres.raw["envs"]
+    assert is_secret_value(postgres.raw["envs"])
 
 
 def test_backend_waits_for_healthy_postgres_and_uses_it():
     run = run_with_postgres()
     backend = run.containers()["convex-dev-backend"]
-    postgres = run.containers()["convex-dev-postgres"]
-    assert postgres.urn in backend.dependencies
+    gate = run.named("convex-dev-postgres-healthy")
+    assert gate.inputs["container_name"] == "convex-dev-postgres"
+    assert gate.urn in backend.dependencies
     env = run.env("convex-dev-backend")
     password = run.env("convex-dev-postgres")["POSTGRES_PASSWORD"]
     assert env["POSTGRES_URL"] == f"postgresql://convex:{password}@convex-dev-postgres:5432"

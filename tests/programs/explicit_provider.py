@@ -4,12 +4,13 @@ import pulumi
 import pulumi_docker as docker
 
 from components.deployment import ConvexDeployment, DeploymentArgs
-from components.images import ConvexImages
+from components.images import ConvexImages, ImageSet
 from components.settings import load_settings
 
 settings = load_settings()
 remote = docker.Provider("remote-host", host="ssh://deploy@convex.example.com")
-images = ConvexImages("images", settings, opts=pulumi.ResourceOptions(providers=[remote]))
+images = ConvexImages("images", ImageSet(settings.backend_image, settings.dashboard_image),
+                      opts=pulumi.ResourceOptions(providers=[remote]))
 for deployment in settings.deployments:
     created = ConvexDeployment(deployment.key, DeploymentArgs(settings, deployment, images),
                                opts=pulumi.ResourceOptions(providers=[remote]))

@@ -1,0 +1,105 @@
+"""HealthGate: `pulumi up` succeeds only once a container reports healthy, every time.
+
+The docker provider's own `wait` records the container even when the wait times out,
+and the next `pulumi up` sees no diff and accepts the unhealthy container. A gate is a
+separate (dynamic) resource that depends on the container: it is recorded only after
+Docker reports the container healthy, so a failed wait fails this `pulumi up`, and the
+next one waits (and fails) again until the container is healthy. A replaced container
+(a new id) is waited for again.
+
+It asks Docker through the `docker` CLI, against the same engine as the provider
+(`docker:host`, or DOCKER_HOST and friends from the environment).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import time
+from typing import Optional
+
+import pulumi
+from pulumi.dynamic import CreateResult, DiffResult, Resource, ResourceProvider, UpdateResult
+
+# Inputs whose change means "wait again" (a new container, another engine, another limit).
+_WATCHED = ("container_id", "container_name", "docker_host", "timeout_seconds")
+_OUTPUT_LIMIT = 300
+
+
+class HealthGateError(Exception):
+    pass
+
+
+def _inspect_state(name: str, docker_host: str) -> dict:
+    command = ["docker"] + (["--host", docker_host] if docker_host else []) + [
+        "inspect", "--type", "container", "--format", "{{json .State}}", "--", name]
+    try:
+        done = subprocess.run(command, capture_output=True, text=True, timeout=60, check=False)
+    except subprocess.TimeoutExpired:
+        return {}
+    if done.returncode != 0:
+        raise HealthGateError(f"`docker inspect {name}` failed: "
+                              f"{done.stderr.strip()[:_OUTPUT_LIMIT]}")
+    return json.loads(done.stdout)
+
+
+def wait_until_healthy(name: str, docker_host: str, timeout_seconds: int,
+                       inspect=_inspect_state, clock=time.monotonic, sleep=time.sleep) -> str:
+    """Poll until healthy (or running, without a healthcheck); raise with the reason."""
+    if inspect is _inspect_state and shutil.which("docker") is None:
+        raise HealthGateError(
+            "the `docker` CLI is not on PATH; it is needed to check that containers are "
+            "healthy (install the Docker CLI where you run pulumi).")
+    deadline = clock() + timeout_seconds
+    last = ""
+    while True:
+        state = inspect(name, docker_host)
+        health = state.get("Health") or {}
+        status = health.get("Status")
+        if state and not state.get("Running") and not state.get("Restarting"):
+            raise HealthGateError(
+                f"container {name} is not running (status {state.get('Status')!r}, exit code "
+                f"{state.get('ExitCode')}); see `docker logs {name}`. The next `pulumi up` "
+                "checks again.")
+        if status == "healthy" or (state.get("Running") and not health):
+            return status or "running"
+        probes = health.get("Log") or []
+        if probes:
+            last = str(probes[-1].get("Output", "")).strip()[:_OUTPUT_LIMIT]
+        if clock() >= deadline:
+            raise HealthGateError(
+                f"container {name} did not become healthy within {timeout_seconds}s (status "
+                f"{status or 'unknown'}; last probe: {last or 'none yet'}). See `docker logs "
+                f"{name}`; the next `pulumi up` checks again and fails until it is healthy.")
+        sleep(1)
+
+
+class _HealthGateProvider(ResourceProvider):
+    def create(self, props):
+        wait_until_healthy(props["container_name"], props.get("docker_host") or "",
+                           int(props["timeout_seconds"]))
+        return CreateResult(id_=str(props["container_id"]), outs=dict(props))
+
+    def diff(self, _id, olds, news):
+        changed = any(olds.get(key) != news.get(key) for key in _WATCHED)
+        return DiffResult(changes=changed, replaces=[], delete_before_replace=False)
+
+    def update(self, _id, _olds, news):
+        wait_until_healthy(news["container_name"], news.get("docker_host") or "",
+                           int(news["timeout_seconds"]))
+        return UpdateResult(outs=dict(news))
+
+
+class HealthGate(Resource):
+    """Recorded only once `container` reports healthy within `timeout_seconds`."""
+
+    container_id: pulumi.Output[str]
+
+    def __init__(self, name: str, container, container_name: str, timeout_seconds: int,
+                 docker_host: str = "", opts: Optional[pulumi.ResourceOptions] = None):
+        super().__init__(
+            _HealthGateProvider(), name,
+            {"container_id": container.id, "container_name": container_name,
+             "timeout_seconds": timeout_seconds, "docker_host": docker_host},
+            pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(depends_on=[container])))
