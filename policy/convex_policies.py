@@ -49,6 +49,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import re
+import sys
 from collections.abc import Mapping, Sequence
 from typing import Any, Iterable, Iterator, List, NamedTuple, Optional, Tuple
 
@@ -62,6 +63,12 @@ from pulumi_policy import (
     StackValidationPolicy,
 )
 from pulumi_policy.proxy import UnknownValueError
+
+# The pack lives inside the project: its rules come from the one module the settings use
+# too (standard library only, so this virtualenv needs nothing else).
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from components import rules  # noqa: E402
+from components.rules import MOVING_TAGS, ImageRef, parse_image_ref  # noqa: E402,F401
 
 # --------------------------------------------------------------------------
 # Shapes declared by the program
@@ -80,8 +87,6 @@ ROLE_TLS_PROXY = "tls-proxy"
 PROTECTED_VOLUME_ROLES = frozenset({"data", "postgres-data"})
 # Role of the data volume a container of the given role mounts (used for unlabelled volumes).
 MOUNTING_ROLE_TO_VOLUME_ROLE = {"backend": "data", "postgres": "postgres-data"}
-
-MOVING_TAGS = frozenset({"latest", "main", "master", "stable", "edge", "nightly"})
 
 CONVEX_BACKEND_REPO = "ghcr.io/get-convex/convex-backend"
 CONVEX_DASHBOARD_REPO = "ghcr.io/get-convex/convex-dashboard"
@@ -109,29 +114,6 @@ _DIGEST_RE = re.compile(r"^[a-z0-9]+(?:[.+_-][a-z0-9]+)*:[A-Fa-f0-9]{32,}$")
 # --------------------------------------------------------------------------
 # Helpers
 # --------------------------------------------------------------------------
-
-class ImageRef(NamedTuple):
-    repository: str
-    tag: Optional[str]
-    digest: Optional[str]
-
-
-def parse_image_ref(ref: str) -> ImageRef:
-    """Split ``[registry[:port]/]path[:tag][@digest]`` into its parts.
-
-    A ``:`` only starts a tag when it comes after the last ``/``, so
-    ``localhost:5000/app`` is a repository without a tag.
-    """
-    digest: Optional[str] = None
-    if "@" in ref:
-        ref, digest = ref.split("@", 1)
-    tag: Optional[str] = None
-    slash = ref.rfind("/")
-    colon = ref.rfind(":")
-    if colon > slash:
-        ref, tag = ref[:colon], ref[colon + 1:]
-    return ImageRef(ref, tag, digest)
-
 
 def _convex_component(repository: str) -> Optional[str]:
     """'backend'/'dashboard' for a convex image repository (any registry mirror)."""
@@ -283,31 +265,20 @@ def validate_pinned_images(args: ResourceValidationArgs, report_violation: Repor
             f"RemoteImage '{args.name}' has no image name, so its version cannot be checked. "
             "Set name to '<repository>:<version-tag>' or '<repository>@sha256:<digest>'.")
         return
-    ref = parse_image_ref(name.strip())
-    if ref.digest is not None:
-        if not _DIGEST_RE.match(ref.digest):
-            report_violation(
-                f"Image '{name}' has a malformed digest '@{ref.digest}'. "
-                "Use '@sha256:<64 hex characters>' (e.g. from `docker buildx imagetools inspect`).")
-        return  # a valid digest pins the image whatever the tag says
-    if not ref.tag:
+    problem = rules.image_ref_problem(name.strip())
+    if problem is not None:
+        repository = parse_image_ref(name.strip()).repository
         report_violation(
-            f"Image '{name}' has no tag or digest, so Docker resolves it to ':latest', which moves "
-            f"whenever a new image is pushed. Pin an explicit version: '{ref.repository}:<version>' "
-            f"or '{ref.repository}@sha256:<digest>'.")
-        return
-    if ref.tag.lower() in MOVING_TAGS:
-        report_violation(
-            f"Image '{name}' uses the moving tag '{ref.tag}', which points at different images over "
-            f"time, so two deployments of the same code can run different versions. Pin an explicit "
-            f"version tag or a digest instead: '{ref.repository}:<version>' or "
-            f"'{ref.repository}@sha256:<digest>'.")
+            f"Image '{name}' {problem}: two deployments of the same code could run different "
+            f"versions. Pin an explicit version tag or a digest: '{repository}:<version>' or "
+            f"'{repository}@sha256:<digest>'.")
 
 
 pinned_images = ResourceValidationPolicy(
     name="pinned-images",
     description=("Docker images must be pinned to an explicit version tag or a sha256 digest, "
-                 "never to a moving tag such as latest, main, master, stable, edge or nightly."),
+                 "never to a moving tag such as latest, main, master, stable, edge, nightly "
+                 "or dev (in any letter case)."),
     validate=validate_pinned_images,
 )
 

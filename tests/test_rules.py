@@ -1,0 +1,49 @@
+"""Rules shared by the settings and the policy pack give one verdict on the same input."""
+
+import importlib
+import sys
+
+import pytest
+
+from components import rules
+from harness import REPO
+from test_settings import load, problems
+
+sys.path.insert(0, str(REPO / "policy"))
+policies = importlib.import_module("convex_policies")
+from test_policy import REMOTE_IMAGE, image, resource_args, run  # noqa: E402
+
+DIGEST = "sha256:" + "ab" * 32
+IMAGES = [
+    "postgres:17.6-alpine", "postgres", "postgres:latest", "postgres:Latest", "postgres:LATEST",
+    "postgres:dev", "postgres:main", f"postgres@{DIGEST}", "postgres@sha256:abc",
+    f"postgres:latest@{DIGEST}", "localhost:5000/pg:16", "localhost:5000/pg",
+    "registry.example.com/team/pg:16.1", "Postgres:16", "postgres:16 ", "postgres:-x",
+]
+
+
+@pytest.mark.parametrize("ref", IMAGES)
+def test_settings_and_policy_pack_agree_on_pinning(ref):
+    settings_refuses = bool(problems("dev", {"provisionPostgres": True, "postgresImage": ref})) \
+        if rules.image_ref_problem(ref.strip()) else False
+    if not settings_refuses:
+        load("dev", {"provisionPostgres": True, "postgresImage": ref})
+    pack_refuses = bool(run(policies.pinned_images,
+                            resource_args(REMOTE_IMAGE, image(ref.strip()), "img")).items)
+    assert settings_refuses == pack_refuses == (rules.image_ref_problem(ref.strip()) is not None)
+
+
+@pytest.mark.parametrize("ref,pinned", [
+    ("postgres:17.6-alpine", True), ("postgres", False), ("postgres:Latest", False),
+    ("caddy:dev", False), (f"caddy@{DIGEST}", True), ("caddy@sha256:ABC", False),
+    ("localhost:5000/pg", False), ("localhost:5000/pg:1", True), ("UPPER/case:1", False),
+])
+def test_image_ref_problem(ref, pinned):
+    assert (rules.image_ref_problem(ref) is None) is pinned
+
+
+def test_instance_names():
+    assert rules.is_valid_instance_name("convex-prod")
+    assert rules.is_valid_instance_name("a" * 63)
+    for bad in ("a" * 64, "Convex", "convex--prod", "-convex", "convex-", "", "convex_prod"):
+        assert not rules.is_valid_instance_name(bad), bad
