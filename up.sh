@@ -1,40 +1,120 @@
 #!/usr/bin/env bash
-# Set up and deploy a stack (default: dev) on the local Docker engine, with Pulumi state
-# in a local file backend (./.pulumi-state). Usage: ./up.sh [stack] [extra `pulumi up` args]
+# Deploy a stack (default: dev): show the preview, then apply once confirmed.
+#
+#   ./up.sh [stack] [--yes|-y] [other `pulumi up` arguments]
+#
+# 1. State backend and passphrase come from ./env.sh (sourced): this checkout's
+#    .pulumi-state/ unless PULUMI_BACKEND_URL / PULUMI_CONFIG_PASSPHRASE(_FILE) are set.
+# 2. Selects the stack, creating it (passphrase secrets provider) if it does not exist.
+# 3. Checks the Docker engine the stack deploys to: the stack's `docker:host` config, else
+#    DOCKER_HOST, else the local engine (a remote host needs no local engine). It must
+#    answer; below API 1.44 (Engine 25) a warning says the backend healthcheck's
+#    start_interval is ignored there, so first starts are only probed more slowly.
+# 4. Installs requirements.txt into ./venv (the virtualenv Pulumi.yaml names).
+#    CONVEX_SELFHOST_SKIP_INSTALL=1 skips this step (offline re-runs; the tests).
+# 5. `pulumi up`, which always shows its preview first. At a terminal (stdin and stdout)
+#    it then asks before applying. Without one (CI, pipes, --non-interactive) pass --yes;
+#    otherwise only the preview runs and the script exits 1. Dev stacks (`dev`, `dev-*`)
+#    apply without asking.
 set -euo pipefail
-cd "$(dirname "$0")"
-stack="${1:-dev}"
-shift || true
+cd "$(dirname "${BASH_SOURCE[0]}")"
 
-command -v pulumi >/dev/null || {
-  echo "error: the Pulumi CLI is not installed; see https://www.pulumi.com/docs/install/" >&2
+die() {
+  echo "error: $*" >&2
   exit 1
 }
-if [ -z "${DOCKER_HOST:-}" ] && ! docker info >/dev/null 2>&1; then
-  echo "error: no Docker engine answers (docker info failed); start Docker first" >&2
-  exit 1
-fi
 
-# State stays on this machine unless PULUMI_BACKEND_URL says otherwise.
-mkdir -p .pulumi-state
-export PULUMI_BACKEND_URL="${PULUMI_BACKEND_URL:-file://$PWD/.pulumi-state}"
-# The passphrase encrypts secrets in state. Without one given, generate one per checkout,
-# kept beside the state (mode 600, git-ignored) so no prompt ever stops a newcomer.
-if [ -z "${PULUMI_CONFIG_PASSPHRASE+x}" ] && [ -z "${PULUMI_CONFIG_PASSPHRASE_FILE:-}" ]; then
-  if [ ! -s .pulumi-state/passphrase ]; then
-    (umask 077; python3 -c 'import secrets; print(secrets.token_urlsafe(32))' > .pulumi-state/passphrase)
-  fi
-  export PULUMI_CONFIG_PASSPHRASE_FILE="$PWD/.pulumi-state/passphrase"
+stack=dev
+if [ $# -gt 0 ] && [ "${1#-}" = "$1" ]; then
+  stack="$1"
+  shift
 fi
+yes=0 interactive=1
+args=()
+for arg in "$@"; do
+  case "$arg" in
+    --yes|-y) yes=1 ;;
+    --non-interactive) interactive=0; args+=("$arg") ;;
+    *) args+=("$arg") ;;
+  esac
+done
+# pulumi asks only when both stdin and stdout are terminals.
+[ -t 0 ] && [ -t 1 ] || interactive=0
+case "${stack##*/}" in  # the stack's own name, also in org/project/stack form
+  dev|dev-*) yes=1 ;;
+esac
 
-if [ ! -x venv/bin/python ]; then
-  python3 -m venv venv
-fi
-venv/bin/python -m pip install --quiet --upgrade pip
-venv/bin/python -m pip install --quiet -r requirements.txt
+command -v pulumi >/dev/null ||
+  die "the Pulumi CLI is not installed; see https://www.pulumi.com/docs/install/"
+
+# shellcheck source=env.sh
+. ./env.sh
 
 pulumi stack select --create "$stack" --secrets-provider passphrase
-pulumi up --yes --stack "$stack" "$@"
+
+# The engine the Docker provider will talk to: the stack's docker:host wins over DOCKER_HOST.
+docker_host="$(pulumi config get docker:host --stack "$stack" 2>/dev/null || true)"
+if [ -n "$docker_host" ]; then
+  where="the Docker engine at $docker_host (the stack's docker:host)"
+elif [ -n "${DOCKER_HOST:-}" ]; then
+  docker_host="$DOCKER_HOST"
+  where="the Docker engine at $docker_host (DOCKER_HOST)"
+else
+  where="the local Docker engine"
+fi
+docker_cmd=(docker)
+[ -z "$docker_host" ] || docker_cmd+=(-H "$docker_host")
+
+if ! command -v docker >/dev/null; then
+  if [ -n "$docker_host" ]; then
+    echo "warning: no docker CLI on this machine, so $where was not checked" >&2
+  else
+    die "no docker CLI and no docker:host: install Docker Engine 25+, or deploy to a remote" \
+        "engine with \`pulumi config set docker:host ssh://user@host --stack $stack\`"
+  fi
+elif ! answer="$("${docker_cmd[@]}" version --format '{{.Server.APIVersion}}' 2>&1)"; then
+  reason="$(printf '%s\n' "$answer" | grep -v '^[[:space:]]*$' | tail -n 1)"
+  if [ -n "$docker_host" ]; then
+    die "$where does not answer: \`${docker_cmd[*]} version\` failed${reason:+ ($reason)}." \
+        "Check the host is up, runs Docker, and that you can reach it" \
+        "(for ssh://: \`ssh <user@host> docker version\` works without a password prompt)."
+  fi
+  die "$where does not answer: \`docker version\` failed${reason:+ ($reason)}. Start Docker," \
+      "or deploy to a remote engine: \`pulumi config set docker:host ssh://user@host --stack $stack\`."
+else
+  api="$(printf '%s\n' "$answer" | grep -E '^[0-9]+\.[0-9]+' | tail -n 1 || true)"
+  major="${api%%.*}" minor="${api#*.}"
+  minor="${minor%%.*}"
+  if [ -z "$api" ]; then
+    echo "warning: could not read the API version of $where; Docker Engine 25+ is expected" >&2
+  elif [ "$major" -lt 1 ] || { [ "$major" -eq 1 ] && [ "$minor" -lt 44 ]; }; then
+    echo "warning: $where speaks Docker API $api, below 1.44 (Docker Engine 25)." \
+         "It ignores the backend healthcheck's start_interval, so a first start is probed at" \
+         "the normal interval instead of every second: \`pulumi up\` notices a healthy" \
+         "backend later, nothing breaks. Upgrade to Docker Engine 25+ to fix it." >&2
+  fi
+fi
+
+if [ "${CONVEX_SELFHOST_SKIP_INSTALL:-}" != 1 ]; then
+  if [ ! -x venv/bin/python ]; then
+    python3 -m venv venv
+  fi
+  venv/bin/python -m pip install --quiet --upgrade pip
+  venv/bin/python -m pip install --quiet -r requirements.txt
+fi
+
+if [ "$yes" = 1 ]; then
+  # --yes skips the question, not the preview: pulumi up prints it before updating.
+  pulumi up --yes --stack "$stack" ${args[@]+"${args[@]}"}
+elif [ "$interactive" = 1 ]; then
+  pulumi up --stack "$stack" ${args[@]+"${args[@]}"}  # previews, then asks
+else
+  pulumi preview --stack "$stack" ${args[@]+"${args[@]}"}
+  echo >&2
+  die "not applied: no terminal to confirm at (stdin or stdout is not a terminal, or" \
+      "--non-interactive), so nobody can approve the update of stack '$stack'. Review the" \
+      "preview above, then re-run with --yes to apply it: ./up.sh $stack --yes"
+fi
 echo
 echo "Outputs (secrets hidden; add --show-secrets to see them):"
 pulumi stack output --stack "$stack"
