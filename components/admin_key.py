@@ -21,25 +21,19 @@ which is why the sentinel is 1 rather than 0.
 The instance secret is the only thing that makes keys unforgeable: anyone
 holding it can mint keys for the instance, and rotating it revokes them all.
 
-CLI (the secret is read only from the ``INSTANCE_SECRET`` environment variable,
-never from an argument, which would show in process lists)::
-
-    python -m components.admin_key generate --instance-name NAME [--read-only]
-        [--member-id N] [--system] [--issued-s N]
-    python -m components.admin_key verify --instance-name NAME KEY
+The protobuf codec is `components.key_proto`; the command line (`python -m
+components.admin_key generate|verify ...`) is `components.admin_key_cli`.
 """
 
 from __future__ import annotations
 
-import argparse
 import datetime
 import hashlib
 import hmac
-import os
 import re
 import sys
 from dataclasses import dataclass
-from typing import Iterator, NoReturn, Optional, Sequence, Union
+from typing import Optional
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes
@@ -49,13 +43,18 @@ from cryptography.hazmat.primitives.kdf.kbkdf import (
     CounterLocation,
     Mode,
 )
-from nacl.exceptions import CryptoError
-from nacl.secret import SecretBox
+
+from components.key_proto import (  # noqa: F401  (re-exported: the module's public API)
+    AdminKeyError,
+    AdminKeyProto,
+    decode_admin_key_proto,
+    encode_admin_key_proto,
+    is_uint64,
+)
+from components.rules import INSTANCE_NAME_MAX_LEN, INSTANCE_NAME_PATTERN
 
 DEFAULT_ISSUED_S = 1
 ADMIN_KEY_VERSION = 1
-INSTANCE_NAME_PATTERN = re.compile(r"^[a-z0-9]+(-[a-z0-9]+)*$")
-INSTANCE_NAME_MAX_LEN = 63
 
 _UINT64_MAX = 2**64 - 1
 _SECRET_LEN = 32
@@ -71,10 +70,6 @@ _DECRYPT_FAILED = (
     "key does not decrypt under this instance secret: it was issued for "
     "another secret or was altered"
 )
-
-
-class AdminKeyError(ValueError):
-    """Any problem with an instance secret or an admin key; str() is one line."""
 
 
 # --- instance secret and name -------------------------------------------------
@@ -103,182 +98,6 @@ def validate_instance_name(instance_name: str) -> str:
             "dashes, not starting or ending with a dash"
         )
     return instance_name
-
-
-# --- protobuf: convex_keys.AdminKey ---------------------------------------------
-
-_VARINT, _FIXED64, _LEN, _START_GROUP, _END_GROUP, _FIXED32 = range(6)
-_MAX_GROUP_DEPTH = 100  # prost's recursion limit
-
-_FIELD_INSTANCE_NAME = 1
-_FIELD_ISSUED_S = 2
-_FIELD_MEMBER_ID = 3
-_FIELD_SYSTEM = 4
-_FIELD_IS_READ_ONLY = 5
-
-
-@dataclass(frozen=True)
-class AdminKeyProto:
-    """Decoded ``convex_keys.AdminKey``; identity is member_id xor system."""
-
-    issued_s: int
-    member_id: Optional[int] = None
-    system: bool = False
-    read_only: bool = False
-    instance_name: Optional[str] = None
-
-
-def _is_uint64(value: object) -> bool:
-    return (
-        isinstance(value, int)
-        and not isinstance(value, bool)
-        and 0 <= value <= _UINT64_MAX
-    )
-
-
-def _varint(value: int) -> bytes:
-    out = bytearray()
-    while value > 0x7F:
-        out.append((value & 0x7F) | 0x80)
-        value >>= 7
-    out.append(value)
-    return bytes(out)
-
-
-def _key(field: int, wire_type: int) -> bytes:
-    return _varint(field << 3 | wire_type)
-
-
-def encode_admin_key_proto(
-    *,
-    issued_s: int,
-    member_id: Optional[int] = None,
-    system: bool = False,
-    read_only: bool = False,
-    instance_name: Optional[str] = None,
-) -> bytes:
-    """Encode like prost: canonical field order, proto3 defaults omitted.
-
-    Deliberately permissive about content (issued_s=0, no identity) so that
-    tests can build keys upstream refuses; issue_admin_key does the policing.
-    """
-    if not _is_uint64(issued_s) or (member_id is not None and not _is_uint64(member_id)):
-        raise AdminKeyError("issued_s and member_id must be integers in 0..2**64-1")
-    if system and member_id is not None:
-        raise AdminKeyError("a key is either a system key or a member key, not both")
-    out = bytearray()
-    if instance_name is not None:
-        name = instance_name.encode("utf-8")
-        out += _key(_FIELD_INSTANCE_NAME, _LEN) + _varint(len(name)) + name
-    if issued_s:
-        out += _key(_FIELD_ISSUED_S, _VARINT) + _varint(issued_s)
-    # Oneof members are always encoded, even when they hold the default value:
-    # member 0 (the generic admin) must stay distinguishable from "no identity".
-    if member_id is not None:
-        out += _key(_FIELD_MEMBER_ID, _VARINT) + _varint(member_id)
-    if system:
-        out += _key(_FIELD_SYSTEM, _LEN) + _varint(0)
-    if read_only:
-        out += _key(_FIELD_IS_READ_ONLY, _VARINT) + _varint(1)
-    return bytes(out)
-
-
-class _Reader:
-    def __init__(self, data: bytes) -> None:
-        self.data = data
-        self.pos = 0
-
-    def at_end(self) -> bool:
-        return self.pos >= len(self.data)
-
-    def take(self, n: int) -> bytes:
-        if n > len(self.data) - self.pos:
-            raise AdminKeyError("admin key payload is truncated")
-        chunk = self.data[self.pos : self.pos + n]
-        self.pos += n
-        return chunk
-
-    def varint(self) -> int:
-        value = 0
-        for i in range(10):
-            byte = self.take(1)[0]
-            # The tenth byte may only carry the 64th bit.
-            if i == 9 and byte > 1:
-                break
-            value |= (byte & 0x7F) << (7 * i)
-            if byte < 0x80:
-                return value
-        raise AdminKeyError("admin key payload has an over-long varint")
-
-    def field(self, depth: int = 0) -> tuple[int, int, Union[int, bytes, None]]:
-        key = self.varint()
-        field, wire_type = key >> 3, key & 7
-        if key > 0xFFFFFFFF or field == 0 or wire_type > _FIXED32:
-            raise AdminKeyError("admin key payload has an invalid field tag")
-        if wire_type == _VARINT:
-            return field, wire_type, self.varint()
-        if wire_type == _FIXED64:
-            return field, wire_type, self.take(8)
-        if wire_type == _FIXED32:
-            return field, wire_type, self.take(4)
-        if wire_type == _LEN:
-            return field, wire_type, self.take(self.varint())
-        if wire_type == _START_GROUP:
-            self._skip_group(field, depth + 1)
-        return field, wire_type, None
-
-    def _skip_group(self, group_field: int, depth: int) -> None:
-        if depth > _MAX_GROUP_DEPTH:
-            raise AdminKeyError("admin key payload nests groups too deeply")
-        while True:
-            field, wire_type, _ = self.field(depth)
-            if wire_type == _END_GROUP:
-                if field != group_field:
-                    raise AdminKeyError("admin key payload has a mismatched group")
-                return
-
-
-def _fields(data: bytes) -> Iterator[tuple[int, int, Union[int, bytes, None]]]:
-    reader = _Reader(data)
-    while not reader.at_end():
-        field, wire_type, value = reader.field()
-        if wire_type == _END_GROUP:
-            raise AdminKeyError("admin key payload has a stray end-group tag")
-        yield field, wire_type, value
-
-
-def _expect(wire_type: int, expected: int, field: int) -> None:
-    if wire_type != expected:
-        raise AdminKeyError(f"admin key payload field {field} has the wrong wire type")
-
-
-def decode_admin_key_proto(data: bytes) -> AdminKeyProto:
-    """Decode like prost: unknown fields skipped, last oneof member wins."""
-    fields: dict[str, object] = {}
-    for field, wire_type, value in _fields(data):
-        if field == _FIELD_INSTANCE_NAME:
-            _expect(wire_type, _LEN, field)
-            try:
-                fields["instance_name"] = value.decode("utf-8")  # type: ignore[union-attr]
-            except UnicodeDecodeError:
-                raise AdminKeyError("admin key payload has a non-UTF-8 instance name") from None
-        elif field == _FIELD_ISSUED_S:
-            _expect(wire_type, _VARINT, field)
-            fields["issued_s"] = value
-        elif field == _FIELD_MEMBER_ID:
-            _expect(wire_type, _VARINT, field)
-            fields.update(member_id=value, system=False)
-        elif field == _FIELD_SYSTEM:
-            _expect(wire_type, _LEN, field)
-            # google.protobuf.Empty: any content must still be well-formed.
-            for _ in _fields(value):  # type: ignore[arg-type]
-                pass
-            fields.update(member_id=None, system=True)
-        elif field == _FIELD_IS_READ_ONLY:
-            _expect(wire_type, _VARINT, field)
-            fields["read_only"] = value != 0
-    fields.setdefault("issued_s", 0)
-    return AdminKeyProto(**fields)  # type: ignore[arg-type]
 
 
 # --- current format: KBKDF + AES-128-GCM-SIV -----------------------------------
@@ -343,6 +162,10 @@ def _open_legacy(secret: bytes, blob: bytes) -> Optional[bytes]:
     boxed = blob[1 + _LEGACY_NONCE_LEN :]
     if len(nonce) != _LEGACY_NONCE_LEN or len(boxed) < _LEGACY_MAC_LEN:
         return None
+    # Imported here: only checking a legacy key needs libsodium, never a deployment.
+    from nacl.exceptions import CryptoError
+    from nacl.secret import SecretBox
+
     try:
         return SecretBox(secret).decrypt(boxed, nonce)
     except CryptoError:
@@ -396,9 +219,9 @@ def issue_admin_key(
             "a system key has no member id and is never read-only; "
             "drop --member-id/--read-only or --system"
         )
-    if not _is_uint64(member_id):
+    if not is_uint64(member_id):
         raise AdminKeyError(f"member id must be an integer in 0..2**64-1, got {member_id!r}")
-    if not _is_uint64(issued_s) or issued_s == 0:
+    if not is_uint64(issued_s) or issued_s == 0:
         raise AdminKeyError(
             f"issued_s must be an integer in 1..2**64-1 (Convex rejects 0), got {issued_s!r}"
         )
@@ -490,91 +313,7 @@ def check_admin_key(key: str, instance_name: str, instance_secret: str) -> Admin
     )
 
 
-# --- CLI -----------------------------------------------------------------------
-
-
-class _ArgumentParser(argparse.ArgumentParser):
-    def error(self, message: str) -> NoReturn:
-        # Never echo stray arguments: a secret pasted onto the command line
-        # must not be copied into logs as well.
-        if message.startswith("unrecognized arguments"):
-            message = (
-                "unrecognized arguments (the instance secret is read only from "
-                "the INSTANCE_SECRET environment variable)"
-            )
-        self.exit(2, f"error: {message}; see --help\n")
-
-
-def _build_parser() -> argparse.ArgumentParser:
-    parser = _ArgumentParser(
-        prog="python -m components.admin_key",
-        description="Issue or verify Convex admin keys. The instance secret "
-        "(64 hex characters) is read from the INSTANCE_SECRET environment variable.",
-    )
-    commands = parser.add_subparsers(dest="command", required=True, parser_class=_ArgumentParser)
-    generate = commands.add_parser("generate", help="print a deterministic admin key")
-    generate.add_argument("--instance-name", required=True)
-    generate.add_argument("--read-only", action="store_true")
-    generate.add_argument("--member-id", type=int, default=0)
-    generate.add_argument("--system", action="store_true")
-    generate.add_argument("--issued-s", type=int, default=DEFAULT_ISSUED_S)
-    verify = commands.add_parser("verify", help="check an admin key against the secret")
-    verify.add_argument("--instance-name", required=True)
-    verify.add_argument("key")
-    return parser
-
-
-def _secret_from_environment() -> str:
-    secret = os.environ.get("INSTANCE_SECRET")
-    if not secret:
-        raise AdminKeyError(
-            "INSTANCE_SECRET is not set; export the instance secret "
-            "(64 hex characters) in that environment variable"
-        )
-    parse_instance_secret(secret)
-    return secret
-
-
-def _fail(error: AdminKeyError, exit_code: int) -> int:
-    print(f"error: {error}", file=sys.stderr)
-    return exit_code
-
-
-def _generate(args: argparse.Namespace, secret: str) -> int:
-    try:
-        key = issue_admin_key(
-            args.instance_name,
-            secret,
-            member_id=args.member_id,
-            read_only=args.read_only,
-            system=args.system,
-            issued_s=args.issued_s,
-        )
-    except AdminKeyError as error:
-        return _fail(error, 2)
-    print(key)
-    return 0
-
-
-def _verify(args: argparse.Namespace, secret: str) -> int:
-    try:
-        info = check_admin_key(args.key, args.instance_name, secret)
-    except AdminKeyError as error:
-        return _fail(error, 1)
-    print(info.describe())
-    return 0
-
-
-def main(argv: Optional[Sequence[str]] = None) -> int:
-    args = _build_parser().parse_args(argv)
-    try:
-        secret = _secret_from_environment()
-    except AdminKeyError as error:
-        return _fail(error, 2)
-    if args.command == "generate":
-        return _generate(args, secret)
-    return _verify(args, secret)
-
-
 if __name__ == "__main__":
+    from components.admin_key_cli import main
+
     sys.exit(main())

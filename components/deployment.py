@@ -59,17 +59,9 @@ class ConvexDeployment(pulumi.ComponentResource):
         self.secret_resource, self.instance_secret = self._instance_secret(name, settings,
                                                                            deployment)
 
-        self.postgres = None
-        database_url = None
-        backend_depends_on = []
-        if settings.database.kind == "provisioned-postgres":
-            self.postgres = ConvexPostgres(
-                f"{name}-postgres",
-                mapping.postgres_args(settings, deployment, images.postgres.image_id,
-                                      self.network.name),
-                opts=child)
-            database_url = self.postgres.url
-            backend_depends_on.append(self.postgres.healthy)
+        self.postgres = self._postgres(name, settings, deployment, images)
+        database_url = self.postgres.url if self.postgres else None
+        backend_depends_on = [self.postgres.healthy] if self.postgres else []
 
         self.backend = ConvexBackend(
             f"{name}-backend",
@@ -100,14 +92,7 @@ class ConvexDeployment(pulumi.ComponentResource):
         self.backend_url = deployment.cloud_origin
         self.site_url = deployment.site_origin
         self.dashboard_url = deployment.dashboard_url if settings.dashboard else None
-        # Keys exist as soon as the secret does; engines that report no value for it
-        # (a mock engine without random's outputs) get no keys rather than a crash.
-        self.admin_key = pulumi.Output.secret(self.instance_secret.apply(
-            lambda secret: issue_admin_key(instance, secret) if secret else None))
-        self.read_only_admin_key = pulumi.Output.secret(self.instance_secret.apply(
-            lambda secret: issue_admin_key(instance, secret, read_only=True) if secret else None))
-        self.env_local = pulumi.Output.secret(self.admin_key.apply(
-            lambda key: env_local(deployment.cloud_origin, key) if key else None))
+        self._admin_keys(instance, deployment.cloud_origin)
 
         self.register_outputs({
             "backendUrl": self.backend_url,
@@ -119,6 +104,26 @@ class ConvexDeployment(pulumi.ComponentResource):
             "readOnlyAdminKey": self.read_only_admin_key,
             "envLocal": self.env_local,
         })
+
+    def _postgres(self, name: str, settings: StackSettings, deployment: DeploymentSettings,
+                  images: ConvexImages) -> Optional[ConvexPostgres]:
+        if settings.database.kind != "provisioned-postgres":
+            return None
+        return ConvexPostgres(
+            f"{name}-postgres",
+            mapping.postgres_args(settings, deployment, images.postgres.image_id,
+                                  self.network.name),
+            opts=pulumi.ResourceOptions(parent=self))
+
+    def _admin_keys(self, instance: str, url: str) -> None:
+        # Keys exist as soon as the secret does; engines that report no value for it
+        # (a mock engine without random's outputs) get no keys rather than a crash.
+        self.admin_key = pulumi.Output.secret(self.instance_secret.apply(
+            lambda secret: issue_admin_key(instance, secret) if secret else None))
+        self.read_only_admin_key = pulumi.Output.secret(self.instance_secret.apply(
+            lambda secret: issue_admin_key(instance, secret, read_only=True) if secret else None))
+        self.env_local = pulumi.Output.secret(self.admin_key.apply(
+            lambda key: env_local(url, key) if key else None))
 
     def _instance_secret(self, name: str, settings: StackSettings,
                          deployment: DeploymentSettings):

@@ -42,38 +42,49 @@ class ContainerLimits:
     log_max_files: int = 3
 
 
-def labels(label_type: type, stack: str, instance_name: str, role: str,
-           extra: Optional[Mapping[str, str]] = None) -> list:
+def labels(
+    label_type: type,
+    stack: str,
+    instance_name: str,
+    role: str,
+    extra: Optional[Mapping[str, str]] = None,
+) -> list:
     """The stack/deployment/role labels (plus `extra`), as `label_type` args."""
     values = {"stack": stack, "deployment": instance_name, "role": role, **(extra or {})}
-    return [label_type(label=f"{LABEL_PREFIX}.{key}", value=value)
-            for key, value in values.items()]
+    return [label_type(label=f"{LABEL_PREFIX}.{key}", value=value) for key, value in values.items()]
 
 
-def container_labels(stack: str, instance_name: str, role: str,
-                     limits: ContainerLimits) -> list:
+def container_labels(stack: str, instance_name: str, role: str, limits: ContainerLimits) -> list:
     return labels(docker.ContainerLabelArgs, stack, instance_name, role, limit_label(limits))
 
 
-def published_port(internal: int, external: int, ip: str,
-                   protocol: str = "tcp") -> docker.ContainerPortArgs:
-    return docker.ContainerPortArgs(internal=internal, external=external, ip=ip,
-                                    protocol=protocol)
+def published_port(
+    internal: int, external: int, ip: str, protocol: str = "tcp"
+) -> docker.ContainerPortArgs:
+    return docker.ContainerPortArgs(internal=internal, external=external, ip=ip, protocol=protocol)
 
 
-def healthcheck(test: Sequence[str], *, interval: int, timeout: int, retries: int,
-                start_period: int) -> docker.ContainerHealthcheckArgs:
+def healthcheck(
+    test: Sequence[str], *, interval: int, timeout: int, retries: int, start_period: int
+) -> docker.ContainerHealthcheckArgs:
     """A healthcheck in read-back form. start_interval (1 s probes during the start
     period) needs Engine 25 (API 1.44); older engines drop it, hence HOST_MERGED_FIELDS."""
     return docker.ContainerHealthcheckArgs(
-        tests=list(test), interval=go_duration(interval), timeout=go_duration(timeout),
-        retries=retries, start_period=go_duration(start_period), start_interval="1s")
+        tests=list(test),
+        interval=go_duration(interval),
+        timeout=go_duration(timeout),
+        retries=retries,
+        start_period=go_duration(start_period),
+        start_interval="1s",
+    )
 
 
 def limit_label(limits: ContainerLimits) -> dict[str, str]:
     """The configured log options and memory as a label (see HOST_MERGED_FIELDS)."""
-    return {"limits": f"log-max-size={limits.log_max_size_mb}m,"
-                      f"log-max-file={limits.log_max_files},memory={limits.memory_mb}m"}
+    return {
+        "limits": f"log-max-size={limits.log_max_size_mb}m,"
+        f"log-max-file={limits.log_max_files},memory={limits.memory_mb}m"
+    }
 
 
 def runtime_options(limits: ContainerLimits) -> dict:
@@ -82,8 +93,10 @@ def runtime_options(limits: ContainerLimits) -> dict:
         "restart": limits.restart_policy,
         # Without rotation the json-file driver grows until the disk is full.
         "log_driver": "json-file",
-        "log_opts": {"max-size": f"{limits.log_max_size_mb}m",
-                     "max-file": str(limits.log_max_files)},
+        "log_opts": {
+            "max-size": f"{limits.log_max_size_mb}m",
+            "max-file": str(limits.log_max_files),
+        },
     }
     if limits.memory_mb:
         options["memory"] = limits.memory_mb
@@ -96,9 +109,12 @@ def runtime_options(limits: ContainerLimits) -> dict:
     return options
 
 
-def container_options(parent: pulumi.Resource, depends_on: Sequence[pulumi.Resource] = (),
-                      secret_outputs: Sequence[str] = (),
-                      provider: Optional[pulumi.ProviderResource] = None) -> pulumi.ResourceOptions:
+def container_options(
+    parent: pulumi.Resource,
+    depends_on: Sequence[pulumi.Resource] = (),
+    secret_outputs: Sequence[str] = (),
+    provider: Optional[pulumi.ProviderResource] = None,
+) -> pulumi.ResourceOptions:
     """Named containers are deleted before their replacement is created (same name, same
     host ports), and a changed healthcheck replaces the container: the provider's update
     does not apply healthcheck changes to a running container."""
@@ -113,11 +129,16 @@ def container_options(parent: pulumi.Resource, depends_on: Sequence[pulumi.Resou
     )
 
 
-def data_volume_options(parent: pulumi.Resource, protect: bool,
-                        adopted: bool = False) -> pulumi.ResourceOptions:
+def data_volume_options(
+    parent: pulumi.Resource, protect: bool, adopted: bool = False
+) -> pulumi.ResourceOptions:
     """retain_on_delete: even an unprotected stack's destroy leaves the data on the host;
     protect: a production destroy or replacement stops with an error instead. An adopted
     volume keeps the labels and options it was created with (docker-compose adds its own),
     which the provider reads back and which would otherwise force a replacement."""
-    return pulumi.ResourceOptions(parent=parent, protect=protect, retain_on_delete=True,
-                                  ignore_changes=["labels", "driver", "driverOpts"] if adopted else None)
+    return pulumi.ResourceOptions(
+        parent=parent,
+        protect=protect,
+        retain_on_delete=True,
+        ignore_changes=["labels", "driver", "driverOpts"] if adopted else None,
+    )

@@ -10,13 +10,13 @@ from typing import Optional, Sequence
 
 import pulumi
 
-from components.backend import API_PORT, CA_CERT_PATH, NETWORK_ALIAS as BACKEND_ALIAS
-from components.backend import SITE_PROXY_PORT, BackendArgs
-from components.dashboard import DASHBOARD_PORT, NETWORK_ALIAS as DASHBOARD_ALIAS
-from components.dashboard import DashboardArgs
+from components.backend import API_PORT, CA_CERT_PATH, SITE_PROXY_PORT, BackendArgs
+from components.backend import NETWORK_ALIAS as BACKEND_ALIAS
+from components.dashboard import DASHBOARD_PORT, DashboardArgs
+from components.dashboard import NETWORK_ALIAS as DASHBOARD_ALIAS
 from components.docker_common import ContainerLimits
 from components.postgres import PostgresArgs
-from components.settings import DeploymentSettings, StackSettings
+from components.settings import DeploymentSettings, S3Settings, StackSettings
 from components.tls_proxy import Route, TlsProxyArgs
 
 
@@ -71,30 +71,31 @@ def backend_env(settings: StackSettings, deployment: DeploymentSettings,
         optional.append(("POSTGRES_MAX_CONNECTIONS", database.pool_size or ""))
         if database.ca_cert:
             env.append((database.ca_env_var, CA_CERT_PATH))
-
-    s3 = settings.s3
-    if s3 is not None:
-        env.append(("AWS_REGION", s3.region))
-        for kind, bucket in s3.buckets.items():
-            env.append((f"S3_STORAGE_{kind.upper().replace('-', '_')}_BUCKET", bucket))
-        optional += [
-            ("S3_ENDPOINT_URL", s3.endpoint),
-            ("AWS_ACCESS_KEY_ID", s3.access_key_id.reveal() if s3.access_key_id else ""),
-            ("AWS_SECRET_ACCESS_KEY",
-             s3.secret_access_key.reveal() if s3.secret_access_key else ""),
-            ("AWS_SESSION_TOKEN", s3.session_token.reveal() if s3.session_token else ""),
-        ]
-        flags += [
-            ("AWS_S3_FORCE_PATH_STYLE", s3.force_path_style),
-            ("AWS_S3_DISABLE_SSE", s3.disable_sse),
-            ("AWS_S3_DISABLE_CHECKSUMS", s3.disable_checksums),
-        ]
+    if settings.s3 is not None:
+        _add_s3_env(settings.s3, env, optional, flags)
 
     env += [(name, str(value)) for name, value in optional if value != ""]
     env += [(name, "true") for name, enabled in flags if enabled]
     env = [(name, value) for name, value in env if name not in tuning.unread_env]
     env += list(tuning.extra_env)
     return [f"{name}={value}" for name, value in env]
+
+
+def _add_s3_env(s3: S3Settings, env: list, optional: list, flags: list) -> None:
+    env.append(("AWS_REGION", s3.region))
+    for kind, bucket in s3.buckets.items():
+        env.append((f"S3_STORAGE_{kind.upper().replace('-', '_')}_BUCKET", bucket))
+    optional += [
+        ("S3_ENDPOINT_URL", s3.endpoint),
+        ("AWS_ACCESS_KEY_ID", s3.access_key_id.reveal() if s3.access_key_id else ""),
+        ("AWS_SECRET_ACCESS_KEY", s3.secret_access_key.reveal() if s3.secret_access_key else ""),
+        ("AWS_SESSION_TOKEN", s3.session_token.reveal() if s3.session_token else ""),
+    ]
+    flags += [
+        ("AWS_S3_FORCE_PATH_STYLE", s3.force_path_style),
+        ("AWS_S3_DISABLE_SSE", s3.disable_sse),
+        ("AWS_S3_DISABLE_CHECKSUMS", s3.disable_checksums),
+    ]
 
 
 def backend_args(settings: StackSettings, deployment: DeploymentSettings,

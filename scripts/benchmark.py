@@ -53,7 +53,7 @@ MAX_PROGRAM_OVER_FLOOR = 2.5
 BASE_PORTS = {"backendPort": 20000, "sitePort": 20001, "dashboardPort": 40000}
 
 # The floor program: reads the recorded graph and registers it, nothing else.
-FLOOR_PROGRAM = '''\
+FLOOR_PROGRAM = """\
 import json
 import pulumi
 
@@ -88,23 +88,29 @@ for r in json.loads(open({graph!r}).read()):
         res = pulumi.ComponentResource(r["type"], r["name"], None, opts)
         res.register_outputs({{}})
     created[r["urn"]] = res
-'''
+"""
 
 
 # Run in a fresh interpreter for the cold timings: argv = repo, deployments, program path.
-COLD_CHILD = """\
+COLD_CHILD = (
+    """\
 import sys
 sys.path[:0] = [sys.argv[1], sys.argv[1] + "/tests"]
 import harness
 harness.evaluate("dev", overrides={
     "deployments": [f"pr-{i + 1}" for i in range(int(sys.argv[2]))], "protectData": False,
     **%r}, program=sys.argv[3])
-""" % BASE_PORTS
+"""
+    % BASE_PORTS
+)
 
 
 def overrides(deployments: int) -> dict[str, Any]:
-    return {"deployments": [f"pr-{i + 1}" for i in range(deployments)],
-            "protectData": False, **BASE_PORTS}
+    return {
+        "deployments": [f"pr-{i + 1}" for i in range(deployments)],
+        "protectData": False,
+        **BASE_PORTS,
+    }
 
 
 def run_program(deployments: int) -> harness.Evaluation:
@@ -113,25 +119,51 @@ def run_program(deployments: int) -> harness.Evaluation:
 
 def write_floor(evaluation: harness.Evaluation, directory: Path, deployments: int) -> Path:
     graph = directory / f"graph-{deployments}.json"
-    graph.write_text(json.dumps([
-        {"type": r.type, "name": r.name, "urn": r.urn, "parent": r.parent, "custom": r.custom,
-         "raw": r.raw, "protect": r.protect, "delete_before_replace": r.delete_before_replace,
-         "retain_on_delete": r.retain_on_delete, "dependencies": r.dependencies,
-         "additional_secret_outputs": r.additional_secret_outputs}
-        for r in evaluation.resources]))
+    graph.write_text(
+        json.dumps(
+            [
+                {
+                    "type": r.type,
+                    "name": r.name,
+                    "urn": r.urn,
+                    "parent": r.parent,
+                    "custom": r.custom,
+                    "raw": r.raw,
+                    "protect": r.protect,
+                    "delete_before_replace": r.delete_before_replace,
+                    "retain_on_delete": r.retain_on_delete,
+                    "dependencies": r.dependencies,
+                    "additional_secret_outputs": r.additional_secret_outputs,
+                }
+                for r in evaluation.resources
+            ]
+        )
+    )
     program = directory / f"floor-{deployments}.py"
-    program.write_text(FLOOR_PROGRAM.format(secret_key=rpc._special_sig_key,
-                                            secret_sig=rpc._special_secret_sig,
-                                            graph=str(graph)))
+    program.write_text(
+        FLOOR_PROGRAM.format(
+            secret_key=rpc._special_sig_key, secret_sig=rpc._special_secret_sig, graph=str(graph)
+        )
+    )
     return program
 
 
 def graph_signature(evaluation: harness.Evaluation) -> list[tuple]:
     """What must match between program and floor (the URN carries type, name, parent)."""
-    return sorted((r.urn, r.parent, r.custom, json.dumps(r.raw, sort_keys=True), r.protect,
-                   r.delete_before_replace, r.retain_on_delete, tuple(sorted(r.dependencies)),
-                   tuple(sorted(r.additional_secret_outputs)))
-                  for r in evaluation.resources)
+    return sorted(
+        (
+            r.urn,
+            r.parent,
+            r.custom,
+            json.dumps(r.raw, sort_keys=True),
+            r.protect,
+            r.delete_before_replace,
+            r.retain_on_delete,
+            tuple(sorted(r.dependencies)),
+            tuple(sorted(r.additional_secret_outputs)),
+        )
+        for r in evaluation.resources
+    )
 
 
 DEFAULT_GC_THRESHOLD = gc.get_threshold()
@@ -155,8 +187,12 @@ def timed_cold(deployments: int, program: Path, repeat: int) -> tuple[float, flo
     samples = []
     for _ in range(repeat):
         start = time.perf_counter()
-        child = subprocess.run([sys.executable, "-c", COLD_CHILD, str(REPO), str(deployments),
-                                str(program)], cwd=REPO, capture_output=True, text=True)
+        child = subprocess.run(
+            [sys.executable, "-c", COLD_CHILD, str(REPO), str(deployments), str(program)],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+        )
         samples.append(time.perf_counter() - start)
         # (A clean run may still print an asyncio warning at interpreter exit: not shown.)
         if child.returncode != 0:
@@ -167,27 +203,39 @@ def timed_cold(deployments: int, program: Path, repeat: int) -> tuple[float, flo
 
 def print_table(title: str, rows: list[tuple]) -> None:
     print(title)
-    print(f"{'deployments':>11} {'resources':>9} {'program':>17} {'floor':>17} "
-          f"{'program/floor':>13}")
+    print(
+        f"{'deployments':>11} {'resources':>9} {'program':>17} {'floor':>17} {'program/floor':>13}"
+    )
     for size, count, program_s, program_best, floor_s, floor_best in rows:
-        print(f"{size:>11} {count:>9} {program_s:>8.3f} ({program_best:6.3f}) "
-              f"{floor_s:>8.3f} ({floor_best:6.3f}) {program_s / floor_s:>13.2f}")
+        print(
+            f"{size:>11} {count:>9} {program_s:>8.3f} ({program_best:6.3f}) "
+            f"{floor_s:>8.3f} ({floor_best:6.3f}) {program_s / floor_s:>13.2f}"
+        )
     small, large = rows[0], rows[-1]
     if large[0] != small[0]:
-        print(f"growth {large[0]}/{small[0]}: program {large[2] / small[2]:.1f}x, "
-              f"floor {large[4] / small[4]:.1f}x (resources {large[1] / small[1]:.0f}x)")
+        print(
+            f"growth {large[0]}/{small[0]}: program {large[2] / small[2]:.1f}x, "
+            f"floor {large[4] / small[4]:.1f}x (resources {large[1] / small[1]:.0f}x)"
+        )
     print()
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--check", action="store_true",
-                        help="exit 1 when a target is missed (default: report only)")
+    parser.add_argument(
+        "--check", action="store_true", help="exit 1 when a target is missed (default: report only)"
+    )
     parser.add_argument("--repeat", type=int, default=5, help="timed runs per measurement")
-    parser.add_argument("--sizes", type=int, nargs="+", default=[1, 50],
-                        help="deployment counts to measure (first and last are compared)")
-    parser.add_argument("--no-cold", dest="cold", action="store_false",
-                        help="skip the fresh-process (cold) timings")
+    parser.add_argument(
+        "--sizes",
+        type=int,
+        nargs="+",
+        default=[1, 50],
+        help="deployment counts to measure (first and last are compared)",
+    )
+    parser.add_argument(
+        "--no-cold", dest="cold", action="store_false", help="skip the fresh-process (cold) timings"
+    )
     args = parser.parse_args(argv)
 
     rows, cold_rows = [], []
@@ -197,25 +245,40 @@ def main(argv: list[str] | None = None) -> int:
             floor = write_floor(evaluation, Path(tmp), size)
             replay = harness.evaluate("dev", overrides=overrides(size), program=floor)
             if graph_signature(replay) != graph_signature(evaluation):
-                print(f"floor program does not reproduce the graph for {size} deployments",
-                      file=sys.stderr)
+                print(
+                    f"floor program does not reproduce the graph for {size} deployments",
+                    file=sys.stderr,
+                )
                 return 2
-            program_s, program_best = timed(lambda: run_program(size), args.repeat)
+            program_s, program_best = timed(lambda size=size: run_program(size), args.repeat)
             floor_s, floor_best = timed(
-                lambda: harness.evaluate("dev", overrides=overrides(size), program=floor),
-                args.repeat)
-            rows.append((size, len(evaluation.resources), program_s, program_best,
-                         floor_s, floor_best))
+                lambda size=size, floor=floor: harness.evaluate(
+                    "dev", overrides=overrides(size), program=floor
+                ),
+                args.repeat,
+            )
+            rows.append(
+                (size, len(evaluation.resources), program_s, program_best, floor_s, floor_best)
+            )
             if args.cold:
-                cold_rows.append((size, len(evaluation.resources),
-                                  *timed_cold(size, REPO / "__main__.py", args.repeat),
-                                  *timed_cold(size, floor, args.repeat)))
+                cold_rows.append(
+                    (
+                        size,
+                        len(evaluation.resources),
+                        *timed_cold(size, REPO / "__main__.py", args.repeat),
+                        *timed_cold(size, floor, args.repeat),
+                    )
+                )
 
-    print_table(f"warm: median of {args.repeat} runs in one process (best in brackets), "
-                "seconds", rows)
+    print_table(
+        f"warm: median of {args.repeat} runs in one process (best in brackets), seconds", rows
+    )
     if cold_rows:
-        print_table(f"cold: median of {args.repeat} fresh processes, start-up and imports "
-                    "included (best in brackets), seconds", cold_rows)
+        print_table(
+            f"cold: median of {args.repeat} fresh processes, start-up and imports "
+            "included (best in brackets), seconds",
+            cold_rows,
+        )
 
     # Targets are judged on what `pulumi up` runs: a fresh process per evaluation (cold).
     # Warm growth cannot meet 5x even for the floor: with imports and start-up paid
@@ -225,15 +288,23 @@ def main(argv: list[str] | None = None) -> int:
     results = []
     if large[0] != small[0]:
         program_growth = large[2] / small[2]
-        results.append((f"{large[0]} deployments <= {MAX_GROWTH_50_OVER_1:g}x "
-                        f"{small[0]} deployment(s)", program_growth <= MAX_GROWTH_50_OVER_1,
-                        f"{program_growth:.1f}x ({kind})"))
+        results.append(
+            (
+                f"{large[0]} deployments <= {MAX_GROWTH_50_OVER_1:g}x {small[0]} deployment(s)",
+                program_growth <= MAX_GROWTH_50_OVER_1,
+                f"{program_growth:.1f}x ({kind})",
+            )
+        )
     for table, table_kind in ((judged, kind), (rows, "warm")):
         for size, _, program_s, _, floor_s, _ in table:
             ratio = program_s / floor_s
-            results.append((f"program <= {MAX_PROGRAM_OVER_FLOOR:g}x floor at {size} "
-                            "deployment(s)", ratio <= MAX_PROGRAM_OVER_FLOOR,
-                            f"{ratio:.2f}x ({table_kind})"))
+            results.append(
+                (
+                    f"program <= {MAX_PROGRAM_OVER_FLOOR:g}x floor at {size} deployment(s)",
+                    ratio <= MAX_PROGRAM_OVER_FLOOR,
+                    f"{ratio:.2f}x ({table_kind})",
+                )
+            )
         if kind == "warm":
             break
     for label, met, figure in results:

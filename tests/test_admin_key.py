@@ -55,7 +55,7 @@ def legacy_key(plaintext: bytes, secret_hex: str = SECRET, prefix: str = "") -> 
 def flip_hex_digit(key: str, index: int) -> str:
     name, _, blob = key.partition("|")
     flipped = "0" if blob[index] != "0" else "1"
-    return f"{name}|{blob[:index]}{flipped}{blob[index + 1:]}"
+    return f"{name}|{blob[:index]}{flipped}{blob[index + 1 :]}"
 
 
 # --- known answers ---------------------------------------------------------------
@@ -105,7 +105,9 @@ RFC8452_C1 = [
 
 
 @pytest.mark.parametrize("key, nonce, aad, plaintext, result", RFC8452_C1)
-def test_aes_gcm_siv_rfc8452_vectors(key: str, nonce: str, aad: str, plaintext: str, result: str) -> None:
+def test_aes_gcm_siv_rfc8452_vectors(
+    key: str, nonce: str, aad: str, plaintext: str, result: str
+) -> None:
     aead = AESGCMSIV(bytes.fromhex(key))
     sealed = aead.encrypt(bytes.fromhex(nonce), bytes.fromhex(plaintext), bytes.fromhex(aad))
     assert sealed.hex() == result
@@ -125,7 +127,10 @@ PROTO_CASES = [
         "0a0a" + NAME.encode().hex() + "10011800",
     ),
     (AdminKeyProto(issued_s=1_700_000_000, system=True), "1080e2cfaa062200"),
-    (AdminKeyProto(issued_s=2**64 - 1, member_id=2**64 - 1), "10ffffffffffffffffff0118ffffffffffffffffff01"),
+    (
+        AdminKeyProto(issued_s=2**64 - 1, member_id=2**64 - 1),
+        "10ffffffffffffffffff0118ffffffffffffffffff01",
+    ),
     # What upstream must refuse, still encodable for tests: no issue time, no identity.
     (AdminKeyProto(issued_s=0, member_id=0), "1800"),
     (AdminKeyProto(issued_s=1), "1001"),
@@ -146,19 +151,24 @@ def test_proto_refuses_member_and_system_together() -> None:
 
 def test_proto_skips_unknown_fields() -> None:
     unknown = (
-        "3096"  "01"  # field 6 varint 150
-        "39" + "11" * 8  # field 7 fixed64
+        "3096"
+        "01"  # field 6 varint 150
+        "39"
+        + "11" * 8  # field 7 fixed64
         + "4203abcdef"  # field 8 length-delimited
-        + "4d" + "22" * 4  # field 9 fixed32
-        + "53" "0801" "54"  # field 10 group holding field 1 varint
-        + "a2060100"  # field 100 length-delimited
+        + "4d"
+        + "22" * 4  # field 9 fixed32
+        + "53"
+        "0801"
+        "54"  # field 10 group holding field 1 varint
+         + "a2060100"  # field 100 length-delimited
     )
     decoded = decode_admin_key_proto(bytes.fromhex("1001" + unknown + "1805" + unknown + "2801"))
     assert decoded == AdminKeyProto(issued_s=1, member_id=5, read_only=True)
 
 
 def test_proto_empty_message_may_carry_unknown_fields() -> None:
-    assert decode_admin_key_proto(bytes.fromhex("1001" "2202" "0801")).system
+    assert decode_admin_key_proto(bytes.fromhex("100122020801")).system
 
 
 def test_proto_bool_is_any_nonzero_varint() -> None:
@@ -167,8 +177,12 @@ def test_proto_bool_is_any_nonzero_varint() -> None:
 
 
 def test_proto_last_oneof_member_wins() -> None:
-    assert decode_admin_key_proto(bytes.fromhex("100118052200")) == AdminKeyProto(issued_s=1, system=True)
-    assert decode_admin_key_proto(bytes.fromhex("100122001805")) == AdminKeyProto(issued_s=1, member_id=5)
+    assert decode_admin_key_proto(bytes.fromhex("100118052200")) == AdminKeyProto(
+        issued_s=1, system=True
+    )
+    assert decode_admin_key_proto(bytes.fromhex("100122001805")) == AdminKeyProto(
+        issued_s=1, member_id=5
+    )
 
 
 @pytest.mark.parametrize(
@@ -183,14 +197,14 @@ def test_proto_last_oneof_member_wins() -> None:
         "0e",  # wire type 6
         "0f",  # wire type 7
         "1200",  # issued_s as length-delimited
-        "0801" "1a00",  # member_id as length-delimited (after an unknown field)
+        "08011a00",  # member_id as length-delimited (after an unknown field)
         "2000",  # system as varint
         "0a02c328",  # instance name not UTF-8
-        "1001" "5c",  # stray end-group
-        "53" "0801" "64",  # group closed by another field's end-group
-        "53" "0801",  # unterminated group
-        "2203" "0801",  # Empty whose length overruns
-        "2201" "ff",  # Empty holding a malformed field
+        "10015c",  # stray end-group
+        "53080164",  # group closed by another field's end-group
+        "530801",  # unterminated group
+        "22030801",  # Empty whose length overruns
+        "2201ff",  # Empty holding a malformed field
     ],
 )
 def test_proto_rejects_malformed(wire: str) -> None:
@@ -206,7 +220,12 @@ def test_issue_and_check_default_key() -> None:
     assert key.startswith(f"{NAME}|01")
     info = check_admin_key(key, NAME, SECRET)
     assert info == AdminKeyInfo(
-        instance_name=NAME, issued_s=DEFAULT_ISSUED_S, member_id=0, system=False, read_only=False, legacy=False
+        instance_name=NAME,
+        issued_s=DEFAULT_ISSUED_S,
+        member_id=0,
+        system=False,
+        read_only=False,
+        legacy=False,
     )
     assert info.describe() == (
         "valid admin key for instance 'convex-dev': member 0, read-write, "
@@ -223,28 +242,38 @@ def test_issue_and_check_default_key() -> None:
         ({"system": True}, None, True, False),
     ],
 )
-def test_issue_and_check_variants(options: dict, member_id: int, system: bool, read_only: bool) -> None:
+def test_issue_and_check_variants(
+    options: dict, member_id: int, system: bool, read_only: bool
+) -> None:
     info = check_admin_key(issue_admin_key(NAME, SECRET, **options), NAME, SECRET)
     assert (info.member_id, info.system, info.read_only) == (member_id, system, read_only)
 
 
 def test_describe_system_read_only_and_legacy() -> None:
-    system = check_admin_key(issue_admin_key(NAME, SECRET, system=True, issued_s=1_700_000_000), NAME, SECRET)
+    system = check_admin_key(
+        issue_admin_key(NAME, SECRET, system=True, issued_s=1_700_000_000), NAME, SECRET
+    )
     assert system.describe() == (
         "valid admin key for instance 'convex-dev': system key, read-write, "
         "issued 2023-11-14T22:13:20Z, current format"
     )
     legacy = check_admin_key(
-        legacy_key(encode_admin_key_proto(issued_s=1, member_id=3, read_only=True), prefix=f"{NAME}|"),
+        legacy_key(
+            encode_admin_key_proto(issued_s=1, member_id=3, read_only=True), prefix=f"{NAME}|"
+        ),
         NAME,
         SECRET,
     )
-    assert legacy.describe().endswith("member 3, read-only, issued 1970-01-01T00:00:01Z, legacy format")
+    assert legacy.describe().endswith(
+        "member 3, read-only, issued 1970-01-01T00:00:01Z, legacy format"
+    )
 
 
 def test_issue_is_deterministic() -> None:
     assert issue_admin_key(NAME, SECRET) == issue_admin_key(NAME, SECRET)
-    assert issue_admin_key(NAME, SECRET, read_only=True) == issue_admin_key(NAME, SECRET, read_only=True)
+    assert issue_admin_key(NAME, SECRET, read_only=True) == issue_admin_key(
+        NAME, SECRET, read_only=True
+    )
 
 
 def test_issue_distinguishes_every_encrypted_input() -> None:
@@ -274,15 +303,17 @@ def test_issued_key_decrypts_by_hand_to_expected_proto() -> None:
     blob = bytes.fromhex(blob_hex)
     assert name == NAME and blob[0] == 1
     plaintext = AESGCMSIV(hand_derived_key(SECRET)).decrypt(blob[1:13], blob[13:], b"\x01")
-    assert plaintext == bytes.fromhex("1080e2cfaa06" "1809" "2801")
-    nonce = hmac.new(hand_derived_key(SECRET), b"convex-selfhost admin key nonce" + plaintext, hashlib.sha256)
+    assert plaintext == bytes.fromhex("1080e2cfaa0618092801")
+    nonce = hmac.new(
+        hand_derived_key(SECRET), b"convex-selfhost admin key nonce" + plaintext, hashlib.sha256
+    )
     assert blob[1:13] == nonce.digest()[:12]
 
 
 def test_accepts_key_built_by_hand_from_the_spec() -> None:
-    member = hand_current_key(bytes.fromhex("1001" "1800"))
+    member = hand_current_key(bytes.fromhex("10011800"))
     assert check_admin_key(member, NAME, SECRET).member_id == 0
-    system = hand_current_key(bytes.fromhex("10b1a1a1a106" "2200"))
+    system = hand_current_key(bytes.fromhex("10b1a1a1a1062200"))
     assert check_admin_key(system, NAME, SECRET).system
 
 
@@ -318,19 +349,25 @@ def test_accepts_legacy_key_spanning_several_salsa20_blocks() -> None:
 
 def test_prefix_name_takes_precedence_over_proto_name() -> None:
     plaintext = encode_admin_key_proto(issued_s=1, member_id=0, instance_name="elsewhere")
-    assert check_admin_key(legacy_key(plaintext, prefix=f"{NAME}|"), NAME, SECRET).instance_name == NAME
+    assert (
+        check_admin_key(legacy_key(plaintext, prefix=f"{NAME}|"), NAME, SECRET).instance_name
+        == NAME
+    )
     with pytest.raises(AdminKeyError, match="key is for instance 'elsewhere', not 'convex-dev'"):
         check_admin_key(legacy_key(plaintext), NAME, SECRET)
 
 
 def test_system_key_read_only_flag_is_ignored_like_upstream() -> None:
-    key = hand_current_key(bytes.fromhex("1001" "2200" "2801"))
+    key = hand_current_key(bytes.fromhex("100122002801"))
     assert check_admin_key(key, NAME, SECRET).read_only is False
 
 
 # --- refusals ------------------------------------------------------------------------
 
-TAMPERED = "key does not decrypt under this instance secret: it was issued for another secret or was altered"
+TAMPERED = (
+    "key does not decrypt under this instance secret: "
+    "it was issued for another secret or was altered"
+)
 
 
 @pytest.mark.parametrize("where", ["nonce", "ciphertext", "tag"])
@@ -353,11 +390,15 @@ def test_refuses_key_under_another_secret() -> None:
     with pytest.raises(AdminKeyError, match=TAMPERED):
         check_admin_key(issue_admin_key(NAME, OTHER_SECRET), NAME, SECRET)
     with pytest.raises(AdminKeyError, match=TAMPERED):
-        check_admin_key(legacy_key(bytes.fromhex("10011800"), OTHER_SECRET, f"{NAME}|"), NAME, SECRET)
+        check_admin_key(
+            legacy_key(bytes.fromhex("10011800"), OTHER_SECRET, f"{NAME}|"), NAME, SECRET
+        )
 
 
 def test_refuses_key_for_another_instance() -> None:
-    with pytest.raises(AdminKeyError, match="^key is for instance 'convex-prod', not 'convex-dev'$"):
+    with pytest.raises(
+        AdminKeyError, match="^key is for instance 'convex-prod', not 'convex-dev'$"
+    ):
         check_admin_key(issue_admin_key("convex-prod", SECRET), NAME, SECRET)
     with pytest.raises(AdminKeyError, match="key is for instance '', not 'convex-dev'"):
         check_admin_key("|" + issue_admin_key(NAME, SECRET).split("|")[1], NAME, SECRET)
@@ -438,7 +479,8 @@ def test_issue_refuses_bad_options(options: dict) -> None:
 
 
 @pytest.mark.parametrize(
-    "name", ["", "Convex-Dev", "convex_dev", "-dev", "dev-", "a--b", "a|b", "a:b", "a" * 64, "dev\n"]
+    "name",
+    ["", "Convex-Dev", "convex_dev", "-dev", "dev-", "a--b", "a|b", "a:b", "a" * 64, "dev\n"],
 )
 def test_issue_refuses_bad_instance_name(name: str) -> None:
     with pytest.raises(AdminKeyError, match="instance name"):
@@ -514,7 +556,10 @@ def test_cli_generate_read_only_member() -> None:
     generated = run_cli(
         "generate", "--instance-name", NAME, "--read-only", "--member-id", "5", "--issued-s", "77"
     )
-    assert generated.stdout == issue_admin_key(NAME, SECRET, member_id=5, read_only=True, issued_s=77) + "\n"
+    assert (
+        generated.stdout
+        == issue_admin_key(NAME, SECRET, member_id=5, read_only=True, issued_s=77) + "\n"
+    )
     verified = run_cli("verify", "--instance-name", NAME, generated.stdout.strip())
     assert "member 5, read-only" in verified.stdout
 
@@ -531,7 +576,9 @@ def test_cli_verify_wrong_instance_exits_1() -> None:
 
 
 def test_cli_verify_tampered_key_exits_1() -> None:
-    result = run_cli("verify", "--instance-name", NAME, flip_hex_digit(issue_admin_key(NAME, SECRET), 30))
+    result = run_cli(
+        "verify", "--instance-name", NAME, flip_hex_digit(issue_admin_key(NAME, SECRET), 30)
+    )
     assert_one_line_error(result, 1)
 
 

@@ -1,8 +1,9 @@
 """The backend's environment and container options, per feature."""
 
-from components.mapping import backend_env as build_backend_env
 from harness import evaluate
 from test_settings import load
+
+from components.mapping import backend_env as build_backend_env
 
 SECRET = "ab" * 32
 

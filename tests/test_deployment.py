@@ -2,8 +2,9 @@
 
 import json
 
-from components.admin_key import check_admin_key
 from harness import REPO, SAMPLE_SECRET, evaluate
+
+from components.admin_key import check_admin_key
 
 CONTAINER = "docker:index/container:Container"
 VOLUME = "docker:index/volume:Volume"

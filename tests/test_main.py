@@ -1,10 +1,10 @@
 """The real program, evaluated for every stack file under the mock engine."""
 
 import pytest
+from harness import STACKS, EchoMocks, evaluate, fake_digest, is_secret_value, stack_file
 
 from components.admin_key import check_admin_key
 from components.settings import BACKEND_IMAGE, DASHBOARD_IMAGE, DEFAULT_VERSION, KEYS_BY_NAME
-from harness import STACKS, EchoMocks, evaluate, fake_digest, is_secret_value, stack_file
 
 OUTPUT_NAMES = {"backendUrl", "siteUrl", "dashboardUrl", "instanceName", "instanceSecret",
                 "adminKey", "readOnlyAdminKey", "envLocal"}
@@ -113,7 +113,6 @@ def test_dashboard_follows_the_backend(run, stack):
     containers = run.containers()
     for key, instance in per_deployment(run, "instanceName").items():
         dashboard = containers[f"{instance}-dashboard"]
-        backend = containers[f"{instance}-backend"]
         env = run.env(f"{instance}-dashboard")
         assert env["NEXT_PUBLIC_DEPLOYMENT_URL"] == per_deployment(run, "backendUrl")[key]
         assert "NEXT_PUBLIC_ADMIN_KEY" not in env

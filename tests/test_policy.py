@@ -61,6 +61,7 @@ EXPECTED_POLICY_NAMES = {
 # helpers: build args exactly as pulumi_policy.policy does
 # ---------------------------------------------------------------------------
 
+
 class Violations:
     """report_violation collector with the ReportViolation signature."""
 
@@ -94,17 +95,35 @@ def analyze_props(wire, proxy_secrets=False):
 
 
 def options(protect=False, secret_outputs=()):
-    return PolicyResourceOptions(protect, [], None, [], PolicyCustomTimeouts(0, 0, 0), list(secret_outputs), None)
+    return PolicyResourceOptions(
+        protect, [], None, [], PolicyCustomTimeouts(0, 0, 0), list(secret_outputs), None
+    )
 
 
 def resource_args(rtype, wire, name="res", opts=None, config=None, proxy_secrets=False):
-    return ResourceValidationArgs(rtype, analyze_props(wire, proxy_secrets), urn(rtype, name), name,
-                                  opts or options(), None, config)
+    return ResourceValidationArgs(
+        rtype,
+        analyze_props(wire, proxy_secrets),
+        urn(rtype, name),
+        name,
+        opts or options(),
+        None,
+        config,
+    )
 
 
 def stack_resource(rtype, wire, name, protect=False, secret_outputs=()):
-    return PolicyResource(rtype, analyze_props(wire), urn(rtype, name), name,
-                          options(protect, secret_outputs), None, None, [], {})
+    return PolicyResource(
+        rtype,
+        analyze_props(wire),
+        urn(rtype, name),
+        name,
+        options(protect, secret_outputs),
+        None,
+        None,
+        [],
+        {},
+    )
 
 
 def run(policy, args):
@@ -129,8 +148,13 @@ def image(name):
 
 
 def container(name, role, envs=(), ports=(), stack="dev"):
-    return {"name": name, "image": "sha256:" + "0" * 64, "envs": list(envs), "ports": list(ports),
-            "labels": labels(stack=stack, role=role)}
+    return {
+        "name": name,
+        "image": "sha256:" + "0" * 64,
+        "envs": list(envs),
+        "ports": list(ports),
+        "labels": labels(stack=stack, role=role),
+    }
 
 
 def volume(name, role, stack):
@@ -145,19 +169,23 @@ def secret(value):
 # 1. pinned-images
 # ---------------------------------------------------------------------------
 
-@pytest.mark.parametrize("ref, expect", [
-    (BACKEND, "has no tag"),
-    (f"{BACKEND}:latest", "moving tag 'latest'"),
-    ("postgres:main", "moving tag 'main'"),
-    ("caddy:Master", "moving tag 'Master'"),
-    ("caddy:stable", "moving tag 'stable'"),
-    ("caddy:edge", "moving tag 'edge'"),
-    ("caddy:nightly", "moving tag 'nightly'"),
-    ("localhost:5000/convex-backend", "has no tag"),  # registry port is not a tag
-    ("postgres@sha256:abc", "digest that is not sha256"),
-    ("caddy:dev", "moving tag 'dev'"),
-    ("caddy:LATEST", "moving tag 'LATEST'"),
-])
+
+@pytest.mark.parametrize(
+    "ref, expect",
+    [
+        (BACKEND, "has no tag"),
+        (f"{BACKEND}:latest", "moving tag 'latest'"),
+        ("postgres:main", "moving tag 'main'"),
+        ("caddy:Master", "moving tag 'Master'"),
+        ("caddy:stable", "moving tag 'stable'"),
+        ("caddy:edge", "moving tag 'edge'"),
+        ("caddy:nightly", "moving tag 'nightly'"),
+        ("localhost:5000/convex-backend", "has no tag"),  # registry port is not a tag
+        ("postgres@sha256:abc", "digest that is not sha256"),
+        ("caddy:dev", "moving tag 'dev'"),
+        ("caddy:LATEST", "moving tag 'LATEST'"),
+    ],
+)
 def test_pinned_images_rejects_unpinned(ref, expect):
     v = run(cp.pinned_images, resource_args(REMOTE_IMAGE, image(ref), "img"))
     assert len(v) == 1, v.items
@@ -166,14 +194,17 @@ def test_pinned_images_rejects_unpinned(ref, expect):
     assert "@sha256:<digest>" in v.messages[0]  # says how to fix
 
 
-@pytest.mark.parametrize("ref", [
-    f"{BACKEND}:{SHA_TAG}",
-    f"{DASHBOARD}:{SHA_TAG}",
-    "postgres:17.2-alpine",
-    f"postgres@{DIGEST}",
-    f"postgres:latest@{DIGEST}",  # the digest pins it, the tag is informational
-    "localhost:5000/convex-backend:1.2.3",
-])
+@pytest.mark.parametrize(
+    "ref",
+    [
+        f"{BACKEND}:{SHA_TAG}",
+        f"{DASHBOARD}:{SHA_TAG}",
+        "postgres:17.2-alpine",
+        f"postgres@{DIGEST}",
+        f"postgres:latest@{DIGEST}",  # the digest pins it, the tag is informational
+        "localhost:5000/convex-backend:1.2.3",
+    ],
+)
 def test_pinned_images_accepts_pinned(ref):
     assert len(run(cp.pinned_images, resource_args(REMOTE_IMAGE, image(ref), "img"))) == 0
 
@@ -185,7 +216,11 @@ def test_pinned_images_ignores_other_types():
 
 def test_parse_image_ref():
     assert cp.parse_image_ref(f"{BACKEND}:{SHA_TAG}") == (BACKEND, SHA_TAG, None)
-    assert cp.parse_image_ref(f"localhost:5000/a/b:1@{DIGEST}") == ("localhost:5000/a/b", "1", DIGEST)
+    assert cp.parse_image_ref(f"localhost:5000/a/b:1@{DIGEST}") == (
+        "localhost:5000/a/b",
+        "1",
+        DIGEST,
+    )
     assert cp.parse_image_ref("localhost:5000/a") == ("localhost:5000/a", None, None)
 
 
@@ -193,8 +228,11 @@ def test_parse_image_ref():
 # 2. convex-versions-match
 # ---------------------------------------------------------------------------
 
+
 def images_stack(*refs):
-    return StackValidationArgs([stack_resource(REMOTE_IMAGE, image(r), f"img{i}") for i, r in enumerate(refs)])
+    return StackValidationArgs(
+        [stack_resource(REMOTE_IMAGE, image(r), f"img{i}") for i, r in enumerate(refs)]
+    )
 
 
 def test_convex_versions_mismatch_reported_on_each_image():
@@ -208,8 +246,10 @@ def test_convex_versions_mismatch_reported_on_each_image():
 
 
 def test_convex_versions_match_passes_with_same_tag_and_ignores_other_images():
-    v = run(cp.convex_versions_match,
-            images_stack(f"{BACKEND}:{SHA_TAG}", f"{DASHBOARD}:{SHA_TAG}", "postgres:17", "caddy:2.8"))
+    v = run(
+        cp.convex_versions_match,
+        images_stack(f"{BACKEND}:{SHA_TAG}", f"{DASHBOARD}:{SHA_TAG}", "postgres:17", "caddy:2.8"),
+    )
     assert len(v) == 0
 
 
@@ -227,8 +267,10 @@ def test_convex_versions_digest_only_cannot_be_compared():
 
 
 def test_convex_versions_tag_plus_digest_uses_tag():
-    v = run(cp.convex_versions_match,
-            images_stack(f"{BACKEND}:{SHA_TAG}@{DIGEST}", f"{DASHBOARD}:{SHA_TAG}@sha256:{'cd' * 32}"))
+    v = run(
+        cp.convex_versions_match,
+        images_stack(f"{BACKEND}:{SHA_TAG}@{DIGEST}", f"{DASHBOARD}:{SHA_TAG}@sha256:{'cd' * 32}"),
+    )
     assert len(v) == 0
 
 
@@ -236,9 +278,16 @@ def test_convex_versions_tag_plus_digest_uses_tag():
 # 3. no-admin-key-in-dashboard
 # ---------------------------------------------------------------------------
 
+
 def test_admin_key_in_dashboard_env_is_rejected():
-    wire = container("convex-dashboard", "dashboard",
-                     envs=["NEXT_PUBLIC_DEPLOYMENT_URL=https://api.example.com", "NEXT_PUBLIC_ADMIN_KEY=convex|abc"])
+    wire = container(
+        "convex-dashboard",
+        "dashboard",
+        envs=[
+            "NEXT_PUBLIC_DEPLOYMENT_URL=https://api.example.com",
+            "NEXT_PUBLIC_ADMIN_KEY=convex|abc",
+        ],
+    )
     v = run(cp.no_admin_key_in_dashboard, resource_args(CONTAINER, wire, "dash"))
     assert len(v) == 1
     assert "NEXT_PUBLIC_ADMIN_KEY" in v.messages[0]
@@ -252,7 +301,9 @@ def test_admin_key_rejected_on_any_container():
 
 
 def test_dashboard_without_admin_key_passes():
-    wire = container("convex-dashboard", "dashboard", envs=["NEXT_PUBLIC_DEPLOYMENT_URL=https://api.example.com"])
+    wire = container(
+        "convex-dashboard", "dashboard", envs=["NEXT_PUBLIC_DEPLOYMENT_URL=https://api.example.com"]
+    )
     assert len(run(cp.no_admin_key_in_dashboard, resource_args(CONTAINER, wire, "dash"))) == 0
     # the backend's (secret) admin key variable is a different name and fine here
     be = container("convex-backend", "backend", envs=["CONVEX_SELF_HOSTED_ADMIN_KEY=x"])
@@ -264,7 +315,9 @@ def test_admin_key_unknown_env_element_is_not_silently_passed():
     with pytest.raises(UnknownValueError):
         run(cp.no_admin_key_in_dashboard, resource_args(CONTAINER, wire, "dash"))
     # ...but a known violation is still reported even with unknown siblings
-    wire = container("convex-dashboard", "dashboard", envs=[UNKNOWN_STRING_VALUE, "NEXT_PUBLIC_ADMIN_KEY=k"])
+    wire = container(
+        "convex-dashboard", "dashboard", envs=[UNKNOWN_STRING_VALUE, "NEXT_PUBLIC_ADMIN_KEY=k"]
+    )
     assert len(run(cp.no_admin_key_in_dashboard, resource_args(CONTAINER, wire, "dash"))) == 1
 
 
@@ -272,9 +325,12 @@ def test_admin_key_unknown_env_element_is_not_silently_passed():
 # 4. protect-data-in-prod
 # ---------------------------------------------------------------------------
 
+
 def volumes_stack(stack, protect=False, config=None, roles=("data", "postgres-data", "tls-data")):
-    resources = [stack_resource(VOLUME, volume(f"convex-{r}", r, stack), f"vol-{r}", protect=protect)
-                 for r in roles]
+    resources = [
+        stack_resource(VOLUME, volume(f"convex-{r}", r, stack), f"vol-{r}", protect=protect)
+        for r in roles
+    ]
     return StackValidationArgs(resources, config)
 
 
@@ -319,18 +375,25 @@ def test_unlabelled_volume_gets_role_from_mounting_container():
     """An adopted data volume carries no labels; the backend container that mounts it does."""
     adopted = {"name": "legacy-convex-data"}  # no labels at all
     be = container("main-backend", "backend", stack="prod") | {
-        "volumes": [{"volumeName": "legacy-convex-data", "containerPath": "/convex/data"}]}
+        "volumes": [{"volumeName": "legacy-convex-data", "containerPath": "/convex/data"}]
+    }
     proxy = container("main-caddy", "tls-proxy", stack="prod") | {
-        "volumes": [{"volumeName": "caddy-data", "containerPath": "/data"}]}
-    unprotected = StackValidationArgs([stack_resource(VOLUME, adopted, "vol"),
-                                       stack_resource(VOLUME, {"name": "caddy-data"}, "caddy-vol"),
-                                       stack_resource(CONTAINER, be, "be"),
-                                       stack_resource(CONTAINER, proxy, "proxy")])
+        "volumes": [{"volumeName": "caddy-data", "containerPath": "/data"}]
+    }
+    unprotected = StackValidationArgs(
+        [
+            stack_resource(VOLUME, adopted, "vol"),
+            stack_resource(VOLUME, {"name": "caddy-data"}, "caddy-vol"),
+            stack_resource(CONTAINER, be, "be"),
+            stack_resource(CONTAINER, proxy, "proxy"),
+        ]
+    )
     v = run(cp.protect_data_in_prod, unprotected)
     assert v.urns == [urn(VOLUME, "vol")]
     assert "legacy-convex-data" in v.messages[0]
-    protected = StackValidationArgs([stack_resource(VOLUME, adopted, "vol", protect=True),
-                                     stack_resource(CONTAINER, be, "be")])
+    protected = StackValidationArgs(
+        [stack_resource(VOLUME, adopted, "vol", protect=True), stack_resource(CONTAINER, be, "be")]
+    )
     assert len(run(cp.protect_data_in_prod, protected)) == 0
 
 
@@ -343,6 +406,7 @@ def test_protect_config_schema_default():
 # 5. no-public-ports-without-tls
 # ---------------------------------------------------------------------------
 
+
 def port(ip=None, internal=3210, external=3210):
     p = {"internal": internal, "external": external, "protocol": "tcp"}
     if ip is not None:
@@ -350,9 +414,13 @@ def port(ip=None, internal=3210, external=3210):
     return p
 
 
-@pytest.mark.parametrize("ip", [None, "", "0.0.0.0", "::", "8.8.8.8", "2001:4860:4860::8888", "example.com"])
+@pytest.mark.parametrize(
+    "ip", [None, "", "0.0.0.0", "::", "8.8.8.8", "2001:4860:4860::8888", "example.com"]
+)
 def test_public_port_on_non_proxy_container_is_rejected(ip):
-    res = stack_resource(CONTAINER, container("convex-backend", "backend", ports=[port(ip)]), "backend")
+    res = stack_resource(
+        CONTAINER, container("convex-backend", "backend", ports=[port(ip)]), "backend"
+    )
     v = run(cp.no_public_ports_without_tls, StackValidationArgs([res]))
     assert len(v) == 1
     m = v.messages[0]
@@ -362,20 +430,46 @@ def test_public_port_on_non_proxy_container_is_rejected(ip):
     assert "bindAddress to 127.0.0.1" in m and "TLS proxy" in m
 
 
-@pytest.mark.parametrize("ip", ["127.0.0.1", "127.0.0.53", "::1", "10.1.2.3", "172.16.0.10", "192.168.1.20",
-                                "fd00::1", "[::1]", "::ffff:127.0.0.1"])
+@pytest.mark.parametrize(
+    "ip",
+    [
+        "127.0.0.1",
+        "127.0.0.53",
+        "::1",
+        "10.1.2.3",
+        "172.16.0.10",
+        "192.168.1.20",
+        "fd00::1",
+        "[::1]",
+        "::ffff:127.0.0.1",
+    ],
+)
 def test_loopback_and_private_ports_pass(ip):
-    res = stack_resource(CONTAINER, container("convex-backend", "backend", ports=[port(ip)]), "backend")
+    res = stack_resource(
+        CONTAINER, container("convex-backend", "backend", ports=[port(ip)]), "backend"
+    )
     assert len(run(cp.no_public_ports_without_tls, StackValidationArgs([res]))) == 0
 
 
 def test_tls_proxy_may_publish_publicly_and_others_are_still_checked():
     resources = [
-        stack_resource(CONTAINER, container("caddy", "tls-proxy", ports=[port("0.0.0.0", 443, 443)]), "proxy"),
-        stack_resource(CONTAINER, container("convex-dashboard", "dashboard", ports=[port(None, 6791, 6791)]),
-                       "dashboard"),
-        stack_resource(CONTAINER, container("convex-backend", "backend",
-                                            ports=[port("127.0.0.1"), port("127.0.0.1", 3211, 3211)]), "backend"),
+        stack_resource(
+            CONTAINER, container("caddy", "tls-proxy", ports=[port("0.0.0.0", 443, 443)]), "proxy"
+        ),
+        stack_resource(
+            CONTAINER,
+            container("convex-dashboard", "dashboard", ports=[port(None, 6791, 6791)]),
+            "dashboard",
+        ),
+        stack_resource(
+            CONTAINER,
+            container(
+                "convex-backend",
+                "backend",
+                ports=[port("127.0.0.1"), port("127.0.0.1", 3211, 3211)],
+            ),
+            "backend",
+        ),
         stack_resource(CONTAINER, container("postgres", "postgres"), "pg"),
     ]
     v = run(cp.no_public_ports_without_tls, StackValidationArgs(resources))
@@ -385,13 +479,17 @@ def test_tls_proxy_may_publish_publicly_and_others_are_still_checked():
 
 def test_unlabelled_container_is_checked():
     wire = {"name": "mystery", "ports": [port("0.0.0.0")]}
-    v = run(cp.no_public_ports_without_tls, StackValidationArgs([stack_resource(CONTAINER, wire, "m")]))
+    v = run(
+        cp.no_public_ports_without_tls, StackValidationArgs([stack_resource(CONTAINER, wire, "m")])
+    )
     assert len(v) == 1
 
 
 def test_unknown_port_ip_reports_known_violations_then_raises():
     resources = [
-        stack_resource(CONTAINER, container("a", "backend", ports=[port(UNKNOWN_STRING_VALUE)]), "a"),
+        stack_resource(
+            CONTAINER, container("a", "backend", ports=[port(UNKNOWN_STRING_VALUE)]), "a"
+        ),
         stack_resource(CONTAINER, container("b", "dashboard", ports=[port("0.0.0.0")]), "b"),
     ]
     v = Violations()
@@ -404,6 +502,7 @@ def test_unknown_port_ip_reports_known_violations_then_raises():
 # 6. secret-envs-are-secret
 # ---------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("key", sorted(cp.SECRET_ENV_KEYS))
 def test_sensitive_env_without_secret_marker_is_rejected(key):
     wire = container("convex-backend", "backend", envs=["DO_NOT_TRACK=1", f"{key}=s3cr3t"])
@@ -414,7 +513,9 @@ def test_sensitive_env_without_secret_marker_is_rejected(key):
 
 
 def test_sensitive_env_with_additional_secret_outputs_passes():
-    wire = container("convex-backend", "backend", envs=["INSTANCE_SECRET=abc", "POSTGRES_URL=postgres://u:p@db"])
+    wire = container(
+        "convex-backend", "backend", envs=["INSTANCE_SECRET=abc", "POSTGRES_URL=postgres://u:p@db"]
+    )
     args = resource_args(CONTAINER, wire, "be", opts=options(secret_outputs=["envs"]))
     assert len(run(cp.secret_envs_are_secret, args)) == 0
 
@@ -426,40 +527,45 @@ def test_other_secret_outputs_do_not_count():
 
 
 def test_container_without_sensitive_envs_passes():
-    wire = container("convex-dashboard", "dashboard", envs=["NEXT_PUBLIC_DEPLOYMENT_URL=http://127.0.0.1:3210"])
+    wire = container(
+        "convex-dashboard", "dashboard", envs=["NEXT_PUBLIC_DEPLOYMENT_URL=http://127.0.0.1:3210"]
+    )
     assert len(run(cp.secret_envs_are_secret, resource_args(CONTAINER, wire, "dash"))) == 0
 
 
 def test_declared_secret_envs_are_not_read_even_if_unknown():
-    wire = container("convex-backend", "backend") | {"envs": "6a19a0b0-7e62-4c92-b797-7f8e31da9cc2"}  # unknown array
+    wire = container("convex-backend", "backend") | {
+        "envs": "6a19a0b0-7e62-4c92-b797-7f8e31da9cc2"
+    }  # unknown array
     args = resource_args(CONTAINER, wire, "be", opts=options(secret_outputs=["envs"]))
     assert len(run(cp.secret_envs_are_secret, args)) == 0
     with pytest.raises(UnknownValueError):
         run(cp.secret_envs_are_secret, resource_args(CONTAINER, wire, "be"))
 
 
-def test_secret_marker_is_invisible_to_analyze_but_seen_when_provided():
+def test_secret_marker_is_invisible_to_analyze_so_only_options_count():
     """Documents the limitation: the engine sends envs wrapped in the secret
-    signature, but Analyze deserializes with proxy_secrets=False, which drops it."""
+    signature, but Analyze deserializes with proxy_secrets=False, which drops it;
+    the policy therefore decides from additional_secret_outputs alone."""
     wire = container("convex-backend", "backend") | {"envs": secret(["INSTANCE_SECRET=abc"])}
     analyze_style = resource_args(CONTAINER, wire, "be")  # proxy_secrets=False, as in Analyze
-    assert list(analyze_style.props["envs"]) == ["INSTANCE_SECRET=abc"]  # plain value, marker gone
+    assert list(analyze_style.props["envs"]) == ["INSTANCE_SECRET=abc"]  # marker gone
     assert len(run(cp.secret_envs_are_secret, analyze_style)) == 1
-    # If pulumi-policy does hand over the marker (remediation-style deserialization), it is honoured.
     remediate_style = resource_args(CONTAINER, wire, "be", proxy_secrets=True)
-    assert len(run(cp.secret_envs_are_secret, remediate_style)) == 0
-    # Per-element markers: every sensitive element must be secret.
-    wire2 = container("convex-backend", "backend") | {"envs": ["A=1", secret("INSTANCE_SECRET=abc"),
-                                                               "POSTGRES_URL=postgres://x"]}
-    assert len(run(cp.secret_envs_are_secret, resource_args(CONTAINER, wire2, "be", proxy_secrets=True))) == 1
+    assert len(run(cp.secret_envs_are_secret, remediate_style)) == 1
+    declared = resource_args(CONTAINER, wire, "be", opts=options(secret_outputs=["envs"]))
+    assert len(run(cp.secret_envs_are_secret, declared)) == 0
 
 
 # ---------------------------------------------------------------------------
 # End to end through pulumi-policy's analyzer servicer (no gRPC server started)
 # ---------------------------------------------------------------------------
 
+
 def servicer():
-    return _PolicyAnalyzerServicer("convex-selfhost", "0.0.1", list(cp.ALL_POLICIES), EnforcementLevel.MANDATORY)
+    return _PolicyAnalyzerServicer(
+        "convex-selfhost", "0.0.1", list(cp.ALL_POLICIES), EnforcementLevel.MANDATORY
+    )
 
 
 def struct(d):
@@ -469,13 +575,22 @@ def struct(d):
 
 
 def rpc_opts(protect=False, secret_outputs=()):
-    return proto.AnalyzerResourceOptions(protect=protect, additionalSecretOutputs=list(secret_outputs))
+    return proto.AnalyzerResourceOptions(
+        protect=protect, additionalSecretOutputs=list(secret_outputs)
+    )
 
 
 def test_servicer_analyze_secret_wrapped_envs_still_need_additional_secret_outputs():
-    wire = container("convex-backend", "backend", envs=[]) | {"envs": secret(["INSTANCE_SECRET=abc"])}
-    req = proto.AnalyzeRequest(type=CONTAINER, urn=urn(CONTAINER, "be"), name="be",
-                               properties=struct(wire), options=rpc_opts())
+    wire = container("convex-backend", "backend", envs=[]) | {
+        "envs": secret(["INSTANCE_SECRET=abc"])
+    }
+    req = proto.AnalyzeRequest(
+        type=CONTAINER,
+        urn=urn(CONTAINER, "be"),
+        name="be",
+        properties=struct(wire),
+        options=rpc_opts(),
+    )
     diags = servicer().Analyze(req, None).diagnostics
     assert [d.policyName for d in diags] == ["secret-envs-are-secret"]
     assert diags[0].enforcementLevel == proto.MANDATORY
@@ -486,8 +601,13 @@ def test_servicer_analyze_secret_wrapped_envs_still_need_additional_secret_outpu
 
 def test_servicer_analyze_unknown_becomes_advisory():
     wire = container("convex-dashboard", "dashboard") | {"envs": [UNKNOWN_STRING_VALUE]}
-    req = proto.AnalyzeRequest(type=CONTAINER, urn=urn(CONTAINER, "d"), name="d", properties=struct(wire),
-                               options=rpc_opts())
+    req = proto.AnalyzeRequest(
+        type=CONTAINER,
+        urn=urn(CONTAINER, "d"),
+        name="d",
+        properties=struct(wire),
+        options=rpc_opts(),
+    )
     diags = servicer().Analyze(req, None).diagnostics
     assert diags and all(d.enforcementLevel == proto.ADVISORY for d in diags)
     assert all("during preview" in d.message for d in diags)
@@ -495,17 +615,32 @@ def test_servicer_analyze_unknown_becomes_advisory():
 
 def test_servicer_analyze_stack_with_policy_config():
     svc = servicer()
-    cfg = proto.PolicyConfig(enforcementLevel=proto.MANDATORY, properties=struct({"prodStackPattern": "^live$"}))
+    cfg = proto.PolicyConfig(
+        enforcementLevel=proto.MANDATORY, properties=struct({"prodStackPattern": "^live$"})
+    )
     svc.Configure(proto.ConfigureAnalyzerRequest(policyConfig={"protect-data-in-prod": cfg}), None)
     resources = [
-        proto.AnalyzerResource(type=VOLUME, urn=urn(VOLUME, "data"), name="data",
-                               properties=struct(volume("convex-data", "data", "live")), options=rpc_opts()),
-        proto.AnalyzerResource(type=VOLUME, urn=urn(VOLUME, "pg"), name="pg",
-                               properties=struct(volume("convex-pg", "postgres-data", "live")),
-                               options=rpc_opts(protect=True)),
-        proto.AnalyzerResource(type=CONTAINER, urn=urn(CONTAINER, "be"), name="be",
-                               properties=struct(container("convex-backend", "backend", ports=[port("127.0.0.1")])),
-                               options=rpc_opts()),
+        proto.AnalyzerResource(
+            type=VOLUME,
+            urn=urn(VOLUME, "data"),
+            name="data",
+            properties=struct(volume("convex-data", "data", "live")),
+            options=rpc_opts(),
+        ),
+        proto.AnalyzerResource(
+            type=VOLUME,
+            urn=urn(VOLUME, "pg"),
+            name="pg",
+            properties=struct(volume("convex-pg", "postgres-data", "live")),
+            options=rpc_opts(protect=True),
+        ),
+        proto.AnalyzerResource(
+            type=CONTAINER,
+            urn=urn(CONTAINER, "be"),
+            name="be",
+            properties=struct(container("convex-backend", "backend", ports=[port("127.0.0.1")])),
+            options=rpc_opts(),
+        ),
     ]
     diags = svc.AnalyzeStack(proto.AnalyzeStackRequest(resources=resources), None).diagnostics
     assert [(d.policyName, d.urn) for d in diags] == [("protect-data-in-prod", urn(VOLUME, "data"))]
@@ -514,6 +649,7 @@ def test_servicer_analyze_stack_with_policy_config():
 # ---------------------------------------------------------------------------
 # Pack wiring
 # ---------------------------------------------------------------------------
+
 
 def test_all_policies_lists_every_policy_in_module():
     module_policies = {id(obj): obj for obj in vars(cp).values() if isinstance(obj, Policy)}
@@ -529,25 +665,38 @@ def test_all_policies_lists_every_policy_in_module():
 def test_main_builds_pack_from_all_policies():
     main_src = (POLICY_DIR / "__main__.py").read_text()
     tree = ast.parse(main_src)
-    calls = [n for n in ast.walk(tree) if isinstance(n, ast.Call)
-             and getattr(n.func, "id", getattr(n.func, "attr", None)) == "PolicyPack"]
+    calls = [
+        n
+        for n in ast.walk(tree)
+        if isinstance(n, ast.Call)
+        and getattr(n.func, "id", getattr(n.func, "attr", None)) == "PolicyPack"
+    ]
     assert len(calls) == 1
     kw = {k.arg: k.value for k in calls[0].keywords}
     assert ast.literal_eval(kw["name"]) == "convex-selfhost"
     assert ast.unparse(kw["enforcement_level"]) == "EnforcementLevel.MANDATORY"
     assert "ALL_POLICIES" in ast.unparse(kw["policies"])
-    imports = [n for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module == "convex_policies"]
+    imports = [
+        n for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module == "convex_policies"
+    ]
     assert any(a.name == "ALL_POLICIES" for n in imports for a in n.names)
 
 
 def test_policies_module_never_starts_a_pack():
     tree = ast.parse((POLICY_DIR / "convex_policies.py").read_text())
-    assert not any(isinstance(n, ast.Call) and getattr(n.func, "id", getattr(n.func, "attr", None)) == "PolicyPack"
-                   for n in ast.walk(tree))
+    assert not any(
+        isinstance(n, ast.Call)
+        and getattr(n.func, "id", getattr(n.func, "attr", None)) == "PolicyPack"
+        for n in ast.walk(tree)
+    )
 
 
 def test_pack_metadata_files():
     yaml_text = (POLICY_DIR / "PulumiPolicy.yaml").read_text()
-    assert "name: python" in yaml_text and "virtualenv: venv" in yaml_text and "description:" in yaml_text
+    assert (
+        "name: python" in yaml_text
+        and "virtualenv: venv" in yaml_text
+        and "description:" in yaml_text
+    )
     reqs = (POLICY_DIR / "requirements.txt").read_text()
     assert "pulumi-policy" in reqs and "pulumi>=" in reqs

@@ -1,10 +1,13 @@
 """The policy pack against what the program really declares, stack by stack."""
 
 import pytest
-from pulumi_policy import (
-    PolicyResource, ResourceValidationArgs, StackValidationArgs, StackValidationPolicy)
-
 from harness import STACKS, evaluate
+from pulumi_policy import (
+    PolicyResource,
+    ResourceValidationArgs,
+    StackValidationArgs,
+    StackValidationPolicy,
+)
 from test_policy import Violations, analyze_props, cp, options
 
 

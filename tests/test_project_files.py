@@ -8,9 +8,9 @@ import re
 
 import jsonschema
 import pytest
+from harness import REPO, STACKS, project_file, stack_file
 
 from components.settings import KEYS, KEYS_BY_NAME, NAMESPACE
-from harness import REPO, STACKS, project_file, stack_file
 
 SCHEMA = REPO.parent / "shared" / "reference" / "pulumi-project.schema.json"
 README = (REPO / "README.md").read_text()
@@ -80,7 +80,8 @@ def test_readme_documents_every_key_and_output():
 
 def test_readme_defaults_match_pulumi_yaml():
     for key in KEYS:
-        row = re.search(rf"^\| `{key.name}` \| {key.type} \| ([^|]+) \|", README, re.M).group(1).strip()
+        pattern = rf"^\| `{key.name}` \| {key.type} \| ([^|]+) \|"
+        row = re.search(pattern, README, re.M).group(1).strip()
         if key.default in ("", []):
             assert row in ("(empty)", "`[]`"), key.name
         else:

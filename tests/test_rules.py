@@ -4,10 +4,10 @@ import importlib
 import sys
 
 import pytest
-
-from components import rules
 from harness import REPO
 from test_settings import load, problems
+
+from components import rules
 
 sys.path.insert(0, str(REPO / "policy"))
 policies = importlib.import_module("convex_policies")

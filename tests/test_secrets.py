@@ -1,7 +1,6 @@
 """No secret reaches state, outputs, names or labels in plain text."""
 
 import pytest
-
 from harness import SAMPLE_SECRET, STACKS, evaluate, is_secret_value
 
 DATABASE_URL = "postgres://convex:db-pa55word@db.internal:5432"

@@ -2,10 +2,16 @@
 
 import pulumi
 import pytest
+from harness import SAMPLE_SECRET, evaluate, stack_config
 
 from components.settings import (
-    ConfigError, DEFAULT_VERSION, KEYS, SecretValue, default_instance_name, settings_from_config)
-from harness import SAMPLE_SECRET, evaluate, stack_config
+    DEFAULT_VERSION,
+    KEYS,
+    ConfigError,
+    SecretValue,
+    default_instance_name,
+    settings_from_config,
+)
 
 
 def load(stack="dev", overrides=None, secrets=None, stack_name=None):

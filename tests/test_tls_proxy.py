@@ -1,8 +1,9 @@
 """TlsProxy: HTTPS on the deployment's domains, raw ports on loopback, a golden Caddyfile."""
 
+from harness import evaluate
+
 from components.settings import KEYS_BY_NAME
 from components.tls_proxy import Route, build_caddyfile
-from harness import evaluate
 
 PROD_CADDYFILE = """\
 {
