@@ -6,6 +6,7 @@ users and CI need. Secrets among the outputs stay Pulumi secrets.
 
 import pulumi
 
+from components import engine
 from components.deployment import ConvexDeployment, DeploymentArgs
 from components.images import ConvexImages, ImageSet
 from components.settings import load_settings
@@ -32,8 +33,9 @@ images = ConvexImages("images", ImageSet(
               if settings.database.kind == "provisioned-postgres" else None),
     caddy=settings.tls.image if settings.tls else None,
 ))
+features = engine.detect(settings.docker_host)
 deployments = {
-    d.key: ConvexDeployment(d.key, DeploymentArgs(settings, d, images))
+    d.key: ConvexDeployment(d.key, DeploymentArgs(settings, d, images, features))
     for d in settings.deployments
 }
 

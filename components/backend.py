@@ -91,7 +91,7 @@ class ConvexBackend(pulumi.ComponentResource):
             # Failures during the start period do not count, so first-start migrations
             # may take up to the timeout; the health gate waits that long.
             healthcheck=docker_common.healthcheck(
-                ["CMD-SHELL", f"curl -f http://localhost:{API_PORT}/version"],
+                ["CMD-SHELL", f"curl -f http://localhost:{API_PORT}/version"], args.limits,
                 interval=5, timeout=5, retries=3, start_period=args.start_timeout_seconds),
             stop_signal="SIGINT",
             stop_timeout=10,

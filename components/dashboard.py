@@ -60,8 +60,9 @@ class ConvexDashboard(pulumi.ComponentResource):
             ports=[docker_common.published_port(DASHBOARD_PORT, args.port, args.bind_address)],
             networks_advanced=[docker.ContainerNetworksAdvancedArgs(
                 name=args.network_name, aliases=[NETWORK_ALIAS])],
-            healthcheck=docker_common.healthcheck(HEALTH_TEST, interval=10, timeout=5,
-                                                  retries=3, start_period=START_TIMEOUT_SECONDS),
+            healthcheck=docker_common.healthcheck(
+                HEALTH_TEST, args.limits,
+                interval=10, timeout=5, retries=3, start_period=START_TIMEOUT_SECONDS),
             stop_signal="SIGINT",
             stop_timeout=10,
             destroy_grace_seconds=10,

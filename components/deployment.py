@@ -18,6 +18,7 @@ from components import docker_common, mapping
 from components.admin_key import issue_admin_key
 from components.backend import ConvexBackend
 from components.dashboard import ConvexDashboard
+from components.engine import EngineFeatures
 from components.images import ConvexImages
 from components.postgres import ConvexPostgres
 from components.settings import DeploymentSettings, StackSettings
@@ -29,6 +30,7 @@ class DeploymentArgs:
     settings: StackSettings
     deployment: DeploymentSettings
     images: ConvexImages  # pulled once per stack, shared by its deployments
+    engine: EngineFeatures = EngineFeatures(None)  # what the Docker engine supports
 
 
 def env_local(url: str, admin_key: str) -> str:
@@ -59,13 +61,13 @@ class ConvexDeployment(pulumi.ComponentResource):
         self.secret_resource, self.instance_secret = self._instance_secret(name, settings,
                                                                            deployment)
 
-        self.postgres = self._postgres(name, settings, deployment, images)
+        self.postgres = self._postgres(name, args)
         database_url = self.postgres.url if self.postgres else None
         backend_depends_on = [self.postgres.healthy] if self.postgres else []
 
         self.backend = ConvexBackend(
             f"{name}-backend",
-            mapping.backend_args(settings, deployment, images.backend.image_id,
+            mapping.backend_args(settings, args.engine, deployment, images.backend.image_id,
                                  self.network.name, self.instance_secret, database_url,
                                  backend_depends_on),
             opts=child)
@@ -75,8 +77,9 @@ class ConvexDeployment(pulumi.ComponentResource):
         if settings.dashboard:
             self.dashboard = ConvexDashboard(
                 f"{name}-dashboard",
-                mapping.dashboard_args(settings, deployment, images.dashboard.image_id,
-                                       self.network.name, self.backend.healthy),
+                mapping.dashboard_args(settings, args.engine, deployment,
+                                       images.dashboard.image_id, self.network.name,
+                                       self.backend.healthy),
                 opts=child)
             proxied.append(self.dashboard.healthy)
 
@@ -84,7 +87,7 @@ class ConvexDeployment(pulumi.ComponentResource):
         if settings.tls is not None:
             self.tls_proxy = TlsProxy(
                 f"{name}-tls",
-                mapping.tls_args(settings, deployment, images.caddy.image_id,
+                mapping.tls_args(settings, args.engine, deployment, images.caddy.image_id,
                                  self.network.name, proxied),
                 opts=child)
 
@@ -105,13 +108,13 @@ class ConvexDeployment(pulumi.ComponentResource):
             "envLocal": self.env_local,
         })
 
-    def _postgres(self, name: str, settings: StackSettings, deployment: DeploymentSettings,
-                  images: ConvexImages) -> Optional[ConvexPostgres]:
+    def _postgres(self, name: str, args: DeploymentArgs) -> Optional[ConvexPostgres]:
+        settings, deployment, images = args.settings, args.deployment, args.images
         if settings.database.kind != "provisioned-postgres":
             return None
         return ConvexPostgres(
             f"{name}-postgres",
-            mapping.postgres_args(settings, deployment, images.postgres.image_id,
+            mapping.postgres_args(settings, args.engine, deployment, images.postgres.image_id,
                                   self.network.name),
             opts=pulumi.ResourceOptions(parent=self))
 

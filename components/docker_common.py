@@ -40,6 +40,9 @@ class ContainerLimits:
     cpus: str = ""  # decimal number of CPUs as the user wrote it; "": no limit
     log_max_size_mb: int = 10
     log_max_files: int = 3
+    # Probe every second during a healthcheck's start period: needs Engine 25 (API 1.44),
+    # older engines refuse the container (components/engine.py decides).
+    fast_start_probes: bool = True
 
 
 def labels(
@@ -65,17 +68,18 @@ def published_port(
 
 
 def healthcheck(
-    test: Sequence[str], *, interval: int, timeout: int, retries: int, start_period: int
+    test: Sequence[str], limits: ContainerLimits, *, interval: int, timeout: int, retries: int,
+    start_period: int,
 ) -> docker.ContainerHealthcheckArgs:
-    """A healthcheck in read-back form. start_interval (1 s probes during the start
-    period) needs Engine 25 (API 1.44); older engines drop it, hence HOST_MERGED_FIELDS."""
+    """A healthcheck in read-back form; 1 s probes during the start period where the
+    engine supports them (see HOST_MERGED_FIELDS for why a change of engine is no diff)."""
     return docker.ContainerHealthcheckArgs(
         tests=list(test),
         interval=go_duration(interval),
         timeout=go_duration(timeout),
         retries=retries,
         start_period=go_duration(start_period),
-        start_interval="1s",
+        start_interval="1s" if limits.fast_start_probes else None,
     )
 
 

@@ -15,16 +15,18 @@ from components.backend import NETWORK_ALIAS as BACKEND_ALIAS
 from components.dashboard import DASHBOARD_PORT, DashboardArgs
 from components.dashboard import NETWORK_ALIAS as DASHBOARD_ALIAS
 from components.docker_common import ContainerLimits
+from components.engine import EngineFeatures
 from components.postgres import PostgresArgs
 from components.settings import DeploymentSettings, S3Settings, StackSettings
 from components.tls_proxy import Route, TlsProxyArgs
 
 
-def limits(settings: StackSettings) -> ContainerLimits:
+def limits(settings: StackSettings, engine: EngineFeatures) -> ContainerLimits:
     c = settings.containers
     return ContainerLimits(restart_policy=c.restart_policy, memory_mb=c.memory_limit_mb,
                            cpus=c.cpus, log_max_size_mb=c.log_max_size_mb,
-                           log_max_files=c.log_max_files)
+                           log_max_files=c.log_max_files,
+                           fast_start_probes=engine.start_interval)
 
 
 def backend_env(settings: StackSettings, deployment: DeploymentSettings,
@@ -98,7 +100,8 @@ def _add_s3_env(s3: S3Settings, env: list, optional: list, flags: list) -> None:
     ]
 
 
-def backend_args(settings: StackSettings, deployment: DeploymentSettings,
+def backend_args(settings: StackSettings, engine: EngineFeatures,
+                 deployment: DeploymentSettings,
                  image: pulumi.Input[str], network_name: pulumi.Input[str],
                  instance_secret: pulumi.Output[str],
                  database_url: Optional[pulumi.Output[str]],
@@ -117,7 +120,7 @@ def backend_args(settings: StackSettings, deployment: DeploymentSettings,
         adopted_volume=deployment.adopted_volume,
         protect_data=settings.protect_data,
         start_timeout_seconds=settings.containers.backend_start_timeout_seconds,
-        limits=limits(settings),
+        limits=limits(settings, engine),
         command=settings.tuning.backend_args,
         ca_certificate=settings.database.ca_cert,
         stack=settings.stack,
@@ -126,24 +129,26 @@ def backend_args(settings: StackSettings, deployment: DeploymentSettings,
     )
 
 
-def dashboard_args(settings: StackSettings, deployment: DeploymentSettings,
+def dashboard_args(settings: StackSettings, engine: EngineFeatures,
+                   deployment: DeploymentSettings,
                    image: pulumi.Input[str], network_name: pulumi.Input[str],
                    backend_healthy: pulumi.Resource) -> DashboardArgs:
     return DashboardArgs(
         instance_name=deployment.instance_name, image=image, network_name=network_name,
         deployment_url=deployment.cloud_origin, port=deployment.dashboard_port,
         bind_address=settings.bind_address,
-        limits=limits(settings), stack=settings.stack, docker_host=settings.docker_host,
+        limits=limits(settings, engine), stack=settings.stack, docker_host=settings.docker_host,
         depends_on=[backend_healthy])
 
 
-def postgres_args(settings: StackSettings, deployment: DeploymentSettings,
+def postgres_args(settings: StackSettings, engine: EngineFeatures,
+                  deployment: DeploymentSettings,
                   image: pulumi.Input[str], network_name: pulumi.Input[str]) -> PostgresArgs:
     return PostgresArgs(
         instance_name=deployment.instance_name, image=image, network_name=network_name,
         database=deployment.database_name,
         max_connections=settings.database.server_max_connections,
-        protect_data=settings.protect_data, limits=limits(settings), stack=settings.stack,
+        protect_data=settings.protect_data, limits=limits(settings, engine), stack=settings.stack,
         docker_host=settings.docker_host)
 
 
@@ -159,7 +164,7 @@ def tls_routes(settings: StackSettings, deployment: DeploymentSettings) -> list[
     return routes
 
 
-def tls_args(settings: StackSettings, deployment: DeploymentSettings,
+def tls_args(settings: StackSettings, engine: EngineFeatures, deployment: DeploymentSettings,
              image: pulumi.Input[str], network_name: pulumi.Input[str],
              depends_on: Sequence[pulumi.Resource]) -> TlsProxyArgs:
     tls = settings.tls
@@ -167,5 +172,5 @@ def tls_args(settings: StackSettings, deployment: DeploymentSettings,
         instance_name=deployment.instance_name, image=image, network_name=network_name,
         routes=tls_routes(settings, deployment), email=tls.email,
         bind_address=tls.bind_address, http_port=tls.http_port, https_port=tls.https_port,
-        limits=limits(settings), stack=settings.stack, docker_host=settings.docker_host,
+        limits=limits(settings, engine), stack=settings.stack, docker_host=settings.docker_host,
         depends_on=depends_on)

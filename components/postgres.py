@@ -89,9 +89,9 @@ class ConvexPostgres(pulumi.ComponentResource):
                                                 container_path=DATA_PATH)],
             networks_advanced=[docker.ContainerNetworksAdvancedArgs(
                 name=args.network_name, aliases=[NETWORK_ALIAS])],
-            healthcheck=docker_common.healthcheck(health_test(args.database), interval=5,
-                                                  timeout=5, retries=5,
-                                                  start_period=START_TIMEOUT_SECONDS),
+            healthcheck=docker_common.healthcheck(
+                health_test(args.database), args.limits,
+                interval=5, timeout=5, retries=5, start_period=START_TIMEOUT_SECONDS),
             stop_signal="SIGINT",
             stop_timeout=STOP_GRACE_SECONDS,
             # Delete and replace stop with this grace, not stop_timeout: without it Postgres

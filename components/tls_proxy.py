@@ -88,8 +88,9 @@ class TlsProxy(pulumi.ComponentResource):
             volumes=[docker.ContainerVolumeArgs(volume_name=self.volume.name,
                                                 container_path="/data")],
             networks_advanced=[docker.ContainerNetworksAdvancedArgs(name=args.network_name)],
-            healthcheck=docker_common.healthcheck(HEALTH_TEST, interval=10, timeout=5,
-                                                  retries=3, start_period=START_TIMEOUT_SECONDS),
+            healthcheck=docker_common.healthcheck(
+                HEALTH_TEST, args.limits,
+                interval=10, timeout=5, retries=3, start_period=START_TIMEOUT_SECONDS),
             stop_timeout=10,
             destroy_grace_seconds=10,
             labels=docker_common.container_labels(args.stack, args.instance_name, "tls-proxy",

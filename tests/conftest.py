@@ -1,3 +1,4 @@
+import os
 import sys
 from pathlib import Path
 
@@ -11,3 +12,8 @@ for path in (REPO, REPO / "tests"):
 def pytest_configure(config):
     config.addinivalue_line(
         "markers", "integration: needs the Pulumi CLI and a Docker engine (opt-in: -m integration)")
+
+
+# Under the mock engine no Docker engine is asked what it supports: the program is
+# evaluated as for Engine 25+ (API 1.44), unless a test says otherwise.
+os.environ.setdefault("CONVEX_SELFHOST_DOCKER_API_VERSION", "1.44")
