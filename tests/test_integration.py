@@ -1,33 +1,35 @@
-"""End to end: a real `pulumi up` on a real Docker engine, then the deployment answers.
+"""End to end on a real Pulumi engine and a real Docker engine (opt-in, minutes).
 
-Opt-in (it pulls images, starts containers and takes minutes):
+    CONVEX_SELFHOST_INTEGRATION=1 ./test.sh -m integration -s
 
-    CONVEX_SELFHOST_INTEGRATION=1 pytest -m integration tests/test_integration.py
+Needs the Pulumi CLI (with the docker and random provider plugins the Python packages
+ask for) and a Docker engine (`tests/standins/start-dockerd.sh` starts Debian's). Where no
+registry can be reached, it builds stand-in images tagged with the real names first
+(`tests/standins/build.sh`): a backend that serves /version and checks admin keys as
+Convex does, a dashboard, and Postgres and Caddy from Debian's packages.
 
-It needs the Pulumi CLI on PATH, a Docker engine that answers `docker info`, network
-access to ghcr.io, and the project's virtualenv (`pulumi install` creates it; the test
-runs it when `venv/` is missing). State lives in a temporary file backend; the stack is
-a fresh `integration-<random>` stack with its own instance name and free ports, so a
-developer's dev stack on the same host is left alone. A stack named "dev" would rewrite
-the tracked stacks/Pulumi.dev.yaml (config and passphrase salt), hence the unique name;
-its stacks/Pulumi.<name>.yaml exists only while the test runs.
+The project is copied into a temporary directory and run there with its own file state
+backend and passphrase, on stacks and Docker objects named `it<random>-...` and free
+ports, so nothing of a developer's own stacks, stack files or containers is touched. Each
+step prints the summary lines of what Pulumi did.
 
-The admin-key check uses GET /api/check_admin_key, the endpoint the self-hosted
-dashboard calls to validate a key (upstream: crates/local_backend/src/dashboard.rs,
-`check_admin_key`, mounted under /api by crates/local_backend/src/router.rs). A valid
-key answers 200 with {"success": true, "isReadOnly": ...}; a key that does not decrypt
-falls through to the access-token check, which refuses it with 401 "BadAdminKey"
-(crates/authentication/src/application_auth.rs, access_token_auth.rs).
+What it proves, for a dev stack and a production-like one (provisioned Postgres, TLS proxy
+on unprivileged ports, CPU and memory limits, protected data): `up` succeeds and the
+backend accepts the generated admin keys; a following preview reports no changes; a
+`version` change previews replacing only images and containers; a compose-labelled
+volume is adopted; a backend that never gets healthy fails `up` twice in a row; `destroy`
+leaves the retained volumes; a protected stack refuses `destroy`.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
-import time
+import sys
 import urllib.error
 import urllib.request
 import uuid
@@ -36,12 +38,16 @@ from typing import Optional
 
 import pytest
 
+from components.releases import DEFAULT_VERSION, RELEASES
+
 REPO = Path(__file__).resolve().parents[1]
-PROJECT = "convex-selfhost"
 ENABLE_VAR = "CONVEX_SELFHOST_INTEGRATION"
-HTTP_TIMEOUT_SECONDS = 10
-READY_TIMEOUT_SECONDS = 60
-DOCKER_TIMEOUT_SECONDS = 60
+OLDER_VERSION = "4d3b0a5de955a258e70e3813bbff486051d88820"
+COMMAND_TIMEOUT = 900
+IMAGE_TYPE = "docker:index/remoteImage:RemoteImage"
+CONTAINER_TYPE = "docker:index/container:Container"
+GATE_TYPE = "pulumi-python:dynamic:Resource"
+PROJECT_FILES = ("Pulumi.yaml", "__main__.py", "components", "stacks", "requirements.txt")
 
 
 def integration_skip_reason() -> Optional[str]:
@@ -49,7 +55,7 @@ def integration_skip_reason() -> Optional[str]:
     missing = []
     if os.environ.get(ENABLE_VAR) != "1":
         missing.append(f"opt-in: set {ENABLE_VAR}=1 to run it "
-                       f"({ENABLE_VAR}=1 pytest -m integration)")
+                       f"({ENABLE_VAR}=1 ./test.sh -m integration)")
     if shutil.which("pulumi") is None:
         missing.append("the Pulumi CLI (`pulumi`) is not on PATH "
                        "(https://www.pulumi.com/docs/install/)")
@@ -59,7 +65,8 @@ def integration_skip_reason() -> Optional[str]:
     else:
         problem = _docker_engine_problem()
         if problem:
-            missing.append(f"no Docker engine answers `docker info`: {problem}")
+            missing.append(f"no Docker engine answers `docker info`: {problem} "
+                           "(tests/standins/start-dockerd.sh starts one)")
     return "; ".join(missing) or None
 
 
@@ -83,20 +90,14 @@ def test_skip_reason_names_every_missing_piece(monkeypatch):
     monkeypatch.setattr(shutil, "which", lambda name: None)
     reason = integration_skip_reason()
     assert reason is not None
-    assert "pulumi" in reason
-    assert "docker" in reason.lower()
-    assert f"{ENABLE_VAR}=1" in reason
+    assert "pulumi" in reason and "docker" in reason.lower() and f"{ENABLE_VAR}=1" in reason
 
 
 def test_skip_reason_names_an_unreachable_docker_engine(monkeypatch):
     monkeypatch.setenv(ENABLE_VAR, "1")
     monkeypatch.setattr(shutil, "which", lambda name: f"/usr/bin/{name}")
-
-    def docker_info(*args, **kwargs):
-        return subprocess.CompletedProcess(
-            args[0], 1, "", "Cannot connect to the Docker daemon at unix:///var/run/docker.sock")
-
-    monkeypatch.setattr(subprocess, "run", docker_info)
+    monkeypatch.setattr(subprocess, "run", lambda *a, **k: subprocess.CompletedProcess(
+        a[0], 1, "", "Cannot connect to the Docker daemon at unix:///var/run/docker.sock"))
     reason = integration_skip_reason()
     assert reason is not None and "Docker engine" in reason and "Cannot connect" in reason
     assert "pulumi" not in reason and ENABLE_VAR not in reason
@@ -106,11 +107,120 @@ def test_no_skip_reason_when_everything_is_there(monkeypatch):
     monkeypatch.setenv(ENABLE_VAR, "1")
     monkeypatch.setattr(shutil, "which", lambda name: f"/usr/bin/{name}")
     monkeypatch.setattr(subprocess, "run", lambda *a, **k: subprocess.CompletedProcess(
-        a[0], 0, "28.5.1\n", ""))
+        a[0], 0, "20.10.24\n", ""))
     assert integration_skip_reason() is None
 
 
-# --- opt-in: the real thing -----------------------------------------------------
+def test_older_version_is_a_known_release():
+    assert OLDER_VERSION in {r.tag for r in RELEASES} and OLDER_VERSION != DEFAULT_VERSION
+
+
+# --- the workspace: a copy of the project on a private state backend -------------
+
+
+class Workspace:
+    def __init__(self, root: Path):
+        self.root = root
+        self.project = root / "project"
+        self.prefix = f"it{uuid.uuid4().hex[:6]}"
+        self.env = dict(os.environ,
+                        PULUMI_BACKEND_URL=(root / "state").as_uri(),
+                        PULUMI_CONFIG_PASSPHRASE=f"integration-{self.prefix}",
+                        PULUMI_SKIP_UPDATE_CHECK="true")
+        self.env.pop("PULUMI_CONFIG_PASSPHRASE_FILE", None)
+        # The unit tests pretend to run against Engine 25+; here the real engine is asked.
+        self.env.pop("CONVEX_SELFHOST_DOCKER_API_VERSION", None)
+        self.stacks: list[str] = []
+        self.volumes: set[str] = set()
+
+    def pulumi(self, *args: str, stack: Optional[str] = None, check: bool = True,
+               secret_input: Optional[str] = None) -> subprocess.CompletedProcess:
+        command = ["pulumi", *args, "--non-interactive"]
+        if stack:
+            command += ["--stack", stack]
+        done = subprocess.run(command, cwd=self.project, env=self.env, text=True,
+                              capture_output=True, timeout=COMMAND_TIMEOUT, input=secret_input)
+        shown = " ".join(a for a in args if not a.startswith("--secret-value"))
+        summary = "\n    ".join(line for line in (done.stdout + done.stderr).splitlines()
+                                if _SUMMARY.search(line))
+        print(f"\n$ pulumi {shown} [{stack}] -> exit {done.returncode}\n    {summary}")
+        if check and done.returncode != 0:
+            raise AssertionError(f"pulumi {shown} failed:\n{done.stdout[-4000:]}\n"
+                                 f"{done.stderr[-4000:]}")
+        return done
+
+    def new_stack(self, role: str, config: dict, secrets: Optional[dict] = None) -> str:
+        stack = f"{self.prefix}-{role}"
+        self.pulumi("stack", "init", stack)
+        self.stacks.append(stack)
+        for key, value in config.items():
+            path = ["--path"] if isinstance(value, list) else []
+            if isinstance(value, list):
+                for index, item in enumerate(value):
+                    self.pulumi("config", "set", *path, f"convex-selfhost:{key}[{index}]",
+                                str(item), stack=stack)
+            else:
+                self.pulumi("config", "set", f"convex-selfhost:{key}", str(value), stack=stack)
+        for key, value in (secrets or {}).items():
+            # The value goes in on standard input, never on a command line.
+            self.pulumi("config", "set", "--secret", f"convex-selfhost:{key}", stack=stack,
+                        secret_input=value)
+        return stack
+
+    def outputs(self, stack: str) -> dict:
+        done = self.pulumi("stack", "output", "--json", "--show-secrets", stack=stack)
+        return json.loads(done.stdout)
+
+    def preview_steps(self, stack: str) -> list[dict]:
+        done = self.pulumi("preview", "--json", stack=stack)
+        return json.loads(done.stdout).get("steps", [])
+
+
+_SUMMARY = re.compile(r"^\s*([+~-]|\+-|-\+)?\s*\d+ (created|updated|deleted|replaced|unchanged|"
+                      r"to create|to update|to delete|to replace)|error:|did not become healthy|"
+                      r"protected|Resources:|no changes", re.I)
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory):
+    reason = integration_skip_reason()
+    if reason:
+        pytest.skip(reason)
+    _ensure_images()
+    ws = Workspace(tmp_path_factory.mktemp("integration"))
+    ws.project.mkdir()
+    (ws.root / "state").mkdir()
+    for name in PROJECT_FILES:
+        source = REPO / name
+        copy = shutil.copytree if source.is_dir() else shutil.copy2
+        copy(source, ws.project / name)
+    for stale in (ws.project / "stacks").glob("Pulumi.*.yaml"):
+        if not stale.name.startswith(("Pulumi.dev.", "Pulumi.prod.")):
+            stale.unlink()
+    # The test's own interpreter has everything the program imports.
+    (ws.project / "venv").symlink_to(Path(sys.prefix), target_is_directory=True)
+    yield ws
+    _cleanup(ws)
+
+
+def _ensure_images() -> None:
+    wanted = [f"ghcr.io/get-convex/convex-{c}:{v}" for c in ("backend", "dashboard")
+              for v in (DEFAULT_VERSION, OLDER_VERSION)]
+    missing = [i for i in wanted if subprocess.run(["docker", "image", "inspect", i],
+                                                   capture_output=True).returncode]
+    if missing or subprocess.run(["docker", "image", "inspect", "postgres:17.6-alpine",
+                                  "caddy:2.10.2-alpine"], capture_output=True).returncode:
+        subprocess.run(["bash", str(REPO / "tests" / "standins" / "build.sh"),
+                        DEFAULT_VERSION, OLDER_VERSION], check=True, timeout=1800)
+
+
+def _cleanup(ws: Workspace) -> None:
+    for stack in ws.stacks:
+        ws.pulumi("state", "unprotect", "--all", "--yes", stack=stack, check=False)
+        ws.pulumi("destroy", "--yes", "--skip-preview", stack=stack, check=False)
+        ws.pulumi("stack", "rm", "--yes", "--force", stack=stack, check=False)
+    for volume in sorted(ws.volumes):
+        subprocess.run(["docker", "volume", "rm", "-f", volume], capture_output=True)
 
 
 def _free_ports(count: int) -> list[int]:
@@ -129,120 +239,147 @@ def _free_ports(count: int) -> list[int]:
 def _get(url: str, headers: Optional[dict] = None) -> tuple[int, str]:
     request = urllib.request.Request(url, headers=headers or {})
     try:
-        with urllib.request.urlopen(request, timeout=HTTP_TIMEOUT_SECONDS) as response:
+        with urllib.request.urlopen(request, timeout=10) as response:
             return response.status, response.read().decode("utf-8", "replace")
     except urllib.error.HTTPError as error:
         return error.code, error.read().decode("utf-8", "replace")
 
 
-def _wait_for_version(backend_url: str) -> tuple[int, str]:
-    deadline = time.monotonic() + READY_TIMEOUT_SECONDS
-    while True:
-        try:
-            status, body = _get(f"{backend_url}/version")
-            if status == 200 or time.monotonic() > deadline:
-                return status, body
-        except (urllib.error.URLError, OSError):
-            if time.monotonic() > deadline:
-                raise
-        time.sleep(2)
+def _volume_exists(name: str) -> bool:
+    return subprocess.run(["docker", "volume", "inspect", name],
+                          capture_output=True).returncode == 0
 
 
-def _tampered(admin_key: str) -> str:
-    # Flip the last hex digit: the AES-GCM-SIV tag no longer matches.
-    last = admin_key[-1]
-    return admin_key[:-1] + ("0" if last != "0" else "1")
+def _assert_no_changes(ws: Workspace, stack: str) -> None:
+    done = ws.pulumi("preview", "--expect-no-changes", "--diff", stack=stack, check=False)
+    assert done.returncode == 0, f"a second preview plans changes:\n{done.stdout[-6000:]}"
 
 
-def _check_admin_key(backend_url: str, admin_key: str) -> tuple[int, str]:
-    return _get(f"{backend_url}/api/check_admin_key",
-                {"Authorization": f"Convex {admin_key}"})
+def _base_config(ws: Workspace, role: str, **extra) -> dict:
+    backend, site, dashboard = _free_ports(3)
+    return {"instanceName": f"{ws.prefix}-{role}", "backendPort": backend, "sitePort": site,
+            "dashboardPort": dashboard, "backendStartTimeoutSeconds": 120, **extra}
+
+
+# --- the real thing -----------------------------------------------------------------
+
 
 
 @pytest.mark.integration
-def test_up_serves_accepts_admin_key_and_is_idempotent(tmp_path):
-    reason = integration_skip_reason()
-    if reason:
-        pytest.skip(reason)
-    from pulumi import automation as auto
+def test_dev_stack_up_admin_keys_no_changes_upgrade_preview_destroy(workspace):
+    ws = workspace
+    stack = ws.new_stack("dev", _base_config(ws, "dev", protectData="false"))
+    instance = f"{ws.prefix}-dev"
+    ws.volumes.add(f"{instance}-data")
+    ws.pulumi("up", "--yes", stack=stack)
+    out = ws.outputs(stack)
+    status, body = _get(f"{out['backendUrl']}/version")
+    assert (status, body.strip()) == (200, DEFAULT_VERSION)
+    for key, read_only in ((out["adminKey"], False), (out["readOnlyAdminKey"], True)):
+        status, body = _get(f"{out['backendUrl']}/api/check_admin_key",
+                            {"Authorization": f"Convex {key}"})
+        assert status == 200 and json.loads(body)["isReadOnly"] is read_only, body
+    tampered = out["adminKey"][:-1] + ("0" if out["adminKey"][-1] != "0" else "1")
+    status, _ = _get(f"{out['backendUrl']}/api/check_admin_key",
+                     {"Authorization": f"Convex {tampered}"})
+    assert status == 401
+    _assert_no_changes(ws, stack)
 
-    state = tmp_path / "state"
-    state.mkdir()
-    suffix = uuid.uuid4().hex[:8]
-    stack_name = f"integration-{suffix}"
-    instance = f"convex-it-{suffix}"
-    backend_port, site_port, dashboard_port = _free_ports(3)
-    env = {
-        "PULUMI_BACKEND_URL": state.as_uri(),
-        "PULUMI_CONFIG_PASSPHRASE": f"convex-selfhost-integration-{suffix}",
-        "PULUMI_SKIP_UPDATE_CHECK": "true",
-    }
-    stack = auto.create_or_select_stack(
-        stack_name, work_dir=str(REPO), opts=auto.LocalWorkspaceOptions(env_vars=env))
-    destroyed = False
-    try:
-        stack.set_all_config({f"{PROJECT}:{key}": auto.ConfigValue(value) for key, value in {
-            "instanceName": instance,
-            "backendPort": str(backend_port),
-            "sitePort": str(site_port),
-            "dashboardPort": str(dashboard_port),
-            "protectData": "false",
-            "disableBeacon": "true",
-        }.items()})
-        if not (REPO / "venv").is_dir():
-            stack.workspace.install()
+    ws.pulumi("config", "set", "convex-selfhost:version", OLDER_VERSION, stack=stack)
+    steps = ws.preview_steps(stack)
+    replaced = {s["urn"].split("::")[2].split("$")[-1] for s in steps
+                if s["op"] in ("replace", "create-replacement", "delete-replaced")}
+    assert replaced == {IMAGE_TYPE, CONTAINER_TYPE}, steps
+    others = {(s["op"], s["urn"].split("::")[2].split("$")[-1]) for s in steps
+              if s["op"] not in ("same", "replace", "create-replacement", "delete-replaced")}
+    # The health gates wait again for the new containers; nothing else changes.
+    assert others <= {("update", GATE_TYPE)}, others
+    ws.pulumi("config", "set", "convex-selfhost:version", DEFAULT_VERSION, stack=stack)
 
-        up = stack.up(on_output=print)
-        backend_url = up.outputs["backendUrl"].value
-        admin_key = up.outputs["adminKey"].value
-        read_only_key = up.outputs["readOnlyAdminKey"].value
-        assert up.outputs["adminKey"].secret
-        assert backend_url == f"http://127.0.0.1:{backend_port}"
-
-        status, body = _wait_for_version(backend_url)
-        assert status == 200, f"{backend_url}/version answered {status}: {body[:300]}"
-
-        status, body = _check_admin_key(backend_url, admin_key)
-        assert status == 200, f"admin key refused ({status}): {body[:300]}"
-        answer = json.loads(body)
-        assert answer["success"] is True and answer["isReadOnly"] is False
-
-        status, body = _check_admin_key(backend_url, read_only_key)
-        assert status == 200, f"read-only admin key refused ({status}): {body[:300]}"
-        assert json.loads(body)["isReadOnly"] is True
-
-        status, body = _check_admin_key(backend_url, _tampered(admin_key))
-        assert status in (401, 403), f"tampered key answered {status}: {body[:300]}"
-
-        preview = stack.preview(on_output=print)
-        # Keys are operation names ("same", "update", ...), possibly as OpType members.
-        changes = {getattr(op, "value", op): count
-                   for op, count in preview.change_summary.items() if count}
-        assert set(changes) == {"same"}, f"a second preview plans changes: {changes}"
-
-        stack.destroy(on_output=print)
-        destroyed = True
-    finally:
-        _cleanup(stack, stack_name, instance, destroyed)
+    ws.pulumi("destroy", "--yes", "--skip-preview", stack=stack)
+    assert _volume_exists(f"{instance}-data"), "destroy removed the retained data volume"
 
 
-def _cleanup(stack, stack_name: str, instance: str, destroyed: bool) -> None:
-    """Leave the host and the checkout as they were, whatever failed above."""
-    problems = []
-    if not destroyed:
-        try:
-            stack.destroy()
-        except Exception as error:  # noqa: BLE001 - report, keep cleaning
-            problems.append(f"destroy: {error}")
-    # The data volume is retained on delete by design: remove it explicitly.
-    volume = subprocess.run(["docker", "volume", "rm", f"{instance}-data"],
-                            capture_output=True, text=True, timeout=DOCKER_TIMEOUT_SECONDS)
-    if volume.returncode != 0 and "no such volume" not in volume.stderr.lower():
-        problems.append(f"docker volume rm {instance}-data: {volume.stderr.strip()}")
-    try:
-        stack.workspace.remove_stack(stack_name, force=True)
-    except Exception as error:  # noqa: BLE001
-        problems.append(f"stack rm: {error}")
-    (REPO / "stacks" / f"Pulumi.{stack_name}.yaml").unlink(missing_ok=True)
-    if problems:
-        print("integration cleanup problems:\n  " + "\n  ".join(problems))
+@pytest.mark.integration
+def test_backend_that_never_gets_healthy_fails_up_twice(workspace):
+    ws = workspace
+    stack = ws.new_stack("sick", _base_config(
+        ws, "sick", protectData="false", dashboard="false", backendStartTimeoutSeconds=15,
+        extraEnv=["STANDIN_NEVER_HEALTHY=1"]))
+    ws.volumes.add(f"{ws.prefix}-sick-data")
+    for attempt in (1, 2):
+        done = ws.pulumi("up", "--yes", stack=stack, check=False)
+        assert done.returncode != 0, f"attempt {attempt}: up accepted an unhealthy backend"
+        assert "did not become healthy" in done.stdout + done.stderr
+
+
+@pytest.mark.integration
+def test_production_like_stack(workspace):
+    ws = workspace
+    http_port, https_port = _free_ports(2)
+    instance = f"{ws.prefix}-prod"
+    stack = ws.new_stack("prod", _base_config(
+        ws, "prod", provisionPostgres="true", tlsProxy="true", tlsBindAddress="127.0.0.1",
+        httpPort=http_port, httpsPort=https_port, apiDomain="api.convex-it.example.com",
+        siteDomain="site.convex-it.example.com",
+        dashboardDomain="dashboard.convex-it.example.com", cpus="1.5", memoryLimitMb=1024,
+        protectData="true", disableBeacon="true"))
+    ws.volumes.update({f"{instance}-data", f"{instance}-pgdata", f"{instance}-caddy-data"})
+    ws.pulumi("up", "--yes", stack=stack)
+    env = subprocess.run(["docker", "exec", f"{instance}-backend", "printenv", "POSTGRES_URL"],
+                         capture_output=True, text=True).stdout
+    assert env.startswith("postgresql://convex:") and env.strip().endswith(
+        f"@{instance}-postgres:5432")
+    inspect = json.loads(subprocess.run(["docker", "inspect", f"{instance}-backend"],
+                                        capture_output=True, text=True).stdout)[0]
+    assert inspect["HostConfig"]["NanoCpus"] == 1_500_000_000
+    assert inspect["HostConfig"]["Memory"] == 1024 * 1024 * 1024
+    _assert_no_changes(ws, stack)
+
+    # Destroy stops at the protected resources (the engine removes the unprotected ones it
+    # can first): the data volumes, the instance secret and the Postgres password stay.
+    done = ws.pulumi("destroy", "--yes", "--skip-preview", stack=stack, check=False)
+    assert done.returncode != 0 and "protected" in (done.stdout + done.stderr).lower()
+    assert _volume_exists(f"{instance}-data") and _volume_exists(f"{instance}-pgdata")
+    state = json.loads(ws.pulumi("stack", "export", stack=stack).stdout)
+    kept = {r["urn"].rsplit("::", 1)[1] for r in state["deployment"]["resources"]
+            if r.get("protect")}
+    assert {f"{instance}-backend-data", f"{instance}-postgres-data", f"{instance}-instance-secret",
+            f"{instance}-postgres-password"} <= kept, kept
+
+
+@pytest.mark.integration
+def test_compose_volume_is_adopted(workspace):
+    ws = workspace
+    instance = f"{ws.prefix}-adopt"
+    volume = f"{ws.prefix}-compose_data"
+    ws.volumes.add(volume)
+    subprocess.run(["docker", "volume", "create", "--label",
+                    f"com.docker.compose.project={ws.prefix}-compose", "--label",
+                    "com.docker.compose.version=2.29.7", "--label",
+                    "com.docker.compose.volume=data", volume], check=True, capture_output=True)
+    secret = uuid.uuid4().hex + uuid.uuid4().hex
+    stack = ws.new_stack("adopt", _base_config(ws, "adopt", dataVolumeName=volume,
+                                               protectData="false"),
+                         secrets={"instanceSecret": secret})
+    adopt = {"resources": [
+        {"type": "convex:selfhost:Deployment", "name": instance, "component": True},
+        {"type": "convex:selfhost:Backend", "name": f"{instance}-backend", "component": True,
+         "parent": instance},
+        {"type": "docker:index/volume:Volume", "name": f"{instance}-backend-data",
+         "id": volume, "parent": f"{instance}-backend"}]}
+    (ws.project / "adopt.json").write_text(json.dumps(adopt))
+    ws.pulumi("import", "--file", "adopt.json", "--protect", "--generate-code=false", "--yes",
+              stack=stack)
+    steps = ws.preview_steps(stack)
+    volume_ops = {s["op"] for s in steps if s["urn"].endswith(f"::{instance}-backend-data")}
+    assert volume_ops == {"same"}, steps
+    ws.pulumi("up", "--yes", stack=stack)
+    labels = json.loads(subprocess.run(["docker", "volume", "inspect", volume],
+                                       capture_output=True, text=True).stdout)[0]["Labels"]
+    assert labels["com.docker.compose.volume"] == "data"
+    _assert_no_changes(ws, stack)
+    out = ws.outputs(stack)
+    status, body = _get(f"{out['backendUrl']}/api/check_admin_key",
+                        {"Authorization": f"Convex {out['adminKey']}"})
+    assert status == 200, body
