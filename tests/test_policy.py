@@ -662,24 +662,20 @@ def test_all_policies_lists_every_policy_in_module():
         assert p.description
 
 
-def test_main_builds_pack_from_all_policies():
-    main_src = (POLICY_DIR / "__main__.py").read_text()
-    tree = ast.parse(main_src)
-    calls = [
-        n
-        for n in ast.walk(tree)
-        if isinstance(n, ast.Call)
-        and getattr(n.func, "id", getattr(n.func, "attr", None)) == "PolicyPack"
-    ]
-    assert len(calls) == 1
-    kw = {k.arg: k.value for k in calls[0].keywords}
-    assert ast.literal_eval(kw["name"]) == "convex-selfhost"
-    assert ast.unparse(kw["enforcement_level"]) == "EnforcementLevel.MANDATORY"
-    assert "ALL_POLICIES" in ast.unparse(kw["policies"])
-    imports = [
-        n for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module == "convex_policies"
-    ]
-    assert any(a.name == "ALL_POLICIES" for n in imports for a in n.names)
+def test_main_builds_pack_from_all_policies(monkeypatch):
+    """Run policy/__main__.py with a recording PolicyPack: it must ship every policy."""
+    import runpy
+
+    import pulumi_policy
+
+    recorded = []
+    monkeypatch.setattr(pulumi_policy, "PolicyPack", lambda **kw: recorded.append(kw))
+    runpy.run_path(str(POLICY_DIR / "__main__.py"), run_name="__main__")
+    (pack,) = recorded
+    assert pack["name"] == "convex-selfhost"
+    assert pack["enforcement_level"] == EnforcementLevel.MANDATORY
+    assert {p.name for p in pack["policies"]} == EXPECTED_POLICY_NAMES
+    assert len(pack["policies"]) == len(EXPECTED_POLICY_NAMES)
 
 
 def test_policies_module_never_starts_a_pack():

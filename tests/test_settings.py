@@ -350,3 +350,17 @@ def test_deployments_shift_ports_and_names():
             for d in settings.deployments] == [
         ("pr-101", "convex-preview-pr-101", 3300, 3301, 6900),
         ("pr-102", "convex-preview-pr-102", 3310, 3311, 6910)]
+
+
+def test_derived_instance_names_stay_within_63_characters():
+    found = problems("preview", {"instanceName": "c" * 60, "deployments": ["pr-101"]})
+    assert found == ("convex-selfhost:deployments: instance name of 'pr-101' is longer than 63 "
+                     "characters; shorten instanceName or the name.",)
+    load("preview", {"instanceName": "c" * 56, "deployments": ["pr-101"]})  # 63: fine
+
+
+def test_memory_limit_has_dockers_lower_bound():
+    assert problems("dev", {"memoryLimitMb": 5}) == (
+        "convex-selfhost:memoryLimitMb: Docker needs at least 6 MB; a Convex backend wants "
+        "1024 or more (0: no limit).",)
+    assert load("dev", {"memoryLimitMb": 6}).containers.memory_limit_mb == 6

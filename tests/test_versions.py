@@ -1,0 +1,102 @@
+"""components/releases.py and what the chosen `version` lets a stack set."""
+
+import datetime
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+from harness import evaluate
+from test_settings import load
+
+from components import releases
+
+OLD = "4d3b0a5de955a258e70e3813bbff486051d88820"
+
+
+def test_release_table_is_ordered_and_the_default_is_the_newest():
+    dates = [r.date for r in releases.RELEASES]
+    assert dates == sorted(dates)
+    versions = [r.database_version for r in releases.RELEASES]
+    assert versions == sorted(versions), "a release table entry would be a downgrade"
+    assert releases.DEFAULT_VERSION == releases.LATEST.tag == \
+        "652b828b5129e6cdbcaa3c20efa8d116d09ff3bf"
+    assert releases.LATEST.database_version == 128
+    assert all(len(r.tag) == 40 and int(r.tag, 16) >= 0 for r in releases.RELEASES)
+    for setting in releases.VERSIONED_SETTINGS:
+        for tag in (setting.since, setting.until):
+            assert tag is None or releases.find(tag) is not None, setting
+
+
+def test_find_and_reads():
+    assert releases.find("652b828") is releases.LATEST
+    assert releases.find("nope") is None and releases.find("latest") is None
+    v8 = next(s for s in releases.VERSIONED_SETTINGS if s.key == "v8ActionTimeoutSeconds")
+    assert releases.reads(OLD, v8) is False and releases.reads(releases.LATEST.tag, v8) is True
+    assert releases.reads("0" * 40, v8) is None
+    assert releases.s3_needs_keys(OLD) is True
+    assert releases.s3_needs_keys(releases.LATEST.tag) is False
+
+
+def test_unknown_version_is_a_warning_not_a_crash():
+    settings = load("staging", {"version": "0123456789abcdef0123456789abcdef01234567",
+                                "v8ActionTimeoutSeconds": 60})
+    assert any("not a release this project knows" in w for w in settings.warnings)
+    run = evaluate("staging", {"version": "0123456789abcdef0123456789abcdef01234567"})
+    assert any("version-specific checks were skipped" in w for w in run.warnings)
+
+
+def test_variables_an_old_release_does_not_read_are_left_out():
+    env = evaluate("dev", {"version": OLD}).env("convex-dev-backend")
+    # disableMetricsEndpoint defaults to true, but 4d3b0a5 predates the variable.
+    assert "DISABLE_METRICS_ENDPOINT" not in env
+    env = evaluate("dev").env("convex-dev-backend")
+    assert env["DISABLE_METRICS_ENDPOINT"] == "true"
+    env = evaluate("dev", {"version": OLD, "actionsUserTimeoutSeconds": 900}).env(
+        "convex-dev-backend")
+    assert env["ACTIONS_USER_TIMEOUT_SECS"] == "900"
+
+
+def _pem() -> str:
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "test-ca")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
+            .public_key(key.public_key()).serial_number(1).not_valid_before(now)
+            .not_valid_after(now + datetime.timedelta(days=1)).sign(key, hashes.SHA256()))
+    return cert.public_bytes(serialization.Encoding.PEM).decode()
+
+
+@pytest.mark.parametrize("url,variable", [("postgres://u:p@db:5432", "PG_CA_FILE"),
+                                          ("mysql://u:p@db:3306", "MYSQL_CA_FILE")])
+def test_database_ca_certificate_is_uploaded_and_pointed_at(url, variable):
+    pem = _pem()
+    run = evaluate("dev", {"databaseCaCert": pem}, {"databaseUrl": url})
+    backend = run.containers()["convex-dev-backend"]
+    assert backend.inputs["uploads"] == [{"file": "/convex/database-ca.pem", "content": pem}]
+    assert run.env("convex-dev-backend")[variable] == "/convex/database-ca.pem"
+
+
+def test_mysql_ca_on_a_release_that_does_not_read_it_is_refused():
+    from test_settings import problems
+
+    found = problems("dev", {"version": OLD, "databaseCaCert": _pem()},
+                     {"databaseUrl": "mysql://u:p@db:3306"})
+    assert found == ("convex-selfhost:databaseCaCert: sets MYSQL_CA_FILE, which the chosen "
+                     "version 4d3b0a5de955 does not read (only releases from f6966f2 on do); "
+                     "remove it or change `version`.",)
+
+
+def test_backend_args_log_format_and_pool_reach_the_backend():
+    run = evaluate("dev", {"backendArgs": ["--convex-http-proxy", "http://proxy:3128"],
+                           "logFormat": "json", "provisionPostgres": True,
+                           "postgresMaxConnections": 64, "postgresServerMaxConnections": 100})
+    backend = run.containers()["convex-dev-backend"]
+    assert backend.inputs["command"] == ["--convex-http-proxy", "http://proxy:3128"]
+    env = run.env("convex-dev-backend")
+    assert env["LOG_FORMAT"] == "json" and env["POSTGRES_MAX_CONNECTIONS"] == "64"
+    assert run.containers()["convex-dev-postgres"].inputs["command"] == [
+        "postgres", "-c", "max_connections=100"]
+    plain = evaluate("dev").containers()["convex-dev-backend"].inputs
+    assert "command" not in plain and "uploads" not in plain
