@@ -32,6 +32,7 @@ images = ConvexImages("images", ImageSet(
     postgres=(settings.database.postgres_image
               if settings.database.kind == "provisioned-postgres" else None),
     caddy=settings.tls.image if settings.tls else None,
+    python=settings.backups.image if settings.backups else None,
 ))
 features = engine.detect(settings.docker_host)
 deployments = {

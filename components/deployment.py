@@ -21,6 +21,7 @@ from components.dashboard import ConvexDashboard
 from components.engine import EngineFeatures
 from components.images import ConvexImages
 from components.postgres import ConvexPostgres
+from components.scheduled_backup import ScheduledBackup
 from components.settings import DeploymentSettings, StackSettings
 from components.tls_proxy import TlsProxy
 
@@ -96,6 +97,13 @@ class ConvexDeployment(pulumi.ComponentResource):
         self.site_url = deployment.site_origin
         self.dashboard_url = deployment.dashboard_url if settings.dashboard else None
         self._admin_keys(instance, deployment.cloud_origin)
+        self.backup = None
+        if settings.backups is not None:
+            self.backup = ScheduledBackup(
+                f"{name}-backup",
+                mapping.backup_args(settings, args.engine, deployment, images.python.image_id,
+                                    self.network.name, self.admin_key, [self.backend.healthy]),
+                opts=child)
 
         self.register_outputs({
             "backendUrl": self.backend_url,

@@ -15,6 +15,7 @@ class ImageSet:
     dashboard: Optional[str] = None
     postgres: Optional[str] = None
     caddy: Optional[str] = None
+    python: Optional[str] = None  # runs scheduled backups
 
 
 class ConvexImages(pulumi.ComponentResource):
@@ -29,6 +30,7 @@ class ConvexImages(pulumi.ComponentResource):
     dashboard: Optional[docker.RemoteImage]
     postgres: Optional[docker.RemoteImage]
     caddy: Optional[docker.RemoteImage]
+    python: Optional[docker.RemoteImage]
 
     def __init__(self, name: str, images: ImageSet,
                  opts: Optional[pulumi.ResourceOptions] = None):
@@ -44,4 +46,5 @@ class ConvexImages(pulumi.ComponentResource):
         self.dashboard = pull("dashboard", images.dashboard)
         self.postgres = pull("postgres", images.postgres)
         self.caddy = pull("caddy", images.caddy)
+        self.python = pull("python", images.python)
         self.register_outputs({"backend": self.backend.repo_digest})

@@ -17,6 +17,7 @@ from components.dashboard import NETWORK_ALIAS as DASHBOARD_ALIAS
 from components.docker_common import ContainerLimits
 from components.engine import EngineFeatures
 from components.postgres import PostgresArgs
+from components.scheduled_backup import BackupArgs
 from components.settings import DeploymentSettings, S3Settings, StackSettings
 from components.tls_proxy import Route, TlsProxyArgs
 
@@ -172,5 +173,18 @@ def tls_args(settings: StackSettings, engine: EngineFeatures, deployment: Deploy
         instance_name=deployment.instance_name, image=image, network_name=network_name,
         routes=tls_routes(settings, deployment), email=tls.email,
         bind_address=tls.bind_address, http_port=tls.http_port, https_port=tls.https_port,
+        limits=limits(settings, engine), stack=settings.stack, docker_host=settings.docker_host,
+        depends_on=depends_on)
+
+
+def backup_args(settings: StackSettings, engine: EngineFeatures, deployment: DeploymentSettings,
+                image: pulumi.Input[str], network_name: pulumi.Input[str],
+                admin_key: pulumi.Output[str],
+                depends_on: Sequence[pulumi.Resource]) -> BackupArgs:
+    backups = settings.backups
+    return BackupArgs(
+        instance_name=deployment.instance_name, image=image, network_name=network_name,
+        backend_url=f"http://{BACKEND_ALIAS}:{API_PORT}", admin_key=admin_key,
+        schedule=backups.schedule, keep=backups.keep, protect_data=settings.protect_data,
         limits=limits(settings, engine), stack=settings.stack, docker_host=settings.docker_host,
         depends_on=depends_on)

@@ -94,3 +94,15 @@ def test_readme_policy_table_names_every_policy():
     assert policies
     for name in policies:
         assert f"| `{name}` |" in README
+
+
+def test_readme_configuration_table_is_generated_from_pulumi_yaml():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("config_table",
+                                                  REPO / "scripts" / "config_table.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    readme = (REPO / "README.md").read_text()
+    assert module.table() in readme + "\n"
+    assert module.replace_in(readme) == readme

@@ -129,3 +129,15 @@ def _seconds(duration: str) -> int:
             total += int(number) * {"h": 3600, "m": 60, "s": 1}[char]
             number = ""
     return total
+
+
+def test_read_back_edges():
+    assert cpus_read_back(0) == "0"
+    # FloatString(1) rounds half away from zero: 0.05 -> 0.1, 0.04 -> "0.0"
+    assert cpus_read_back(40_000_000) == "0.0" and cpus_read_back(50_000_000) == "0.1"
+    assert cpus_read_back(4_000_000) == "0.0" and cpus_read_back(34_000_000) == "0.034"
+    assert cpus_read_back(1) == "0.0"  # nine zeros in "0.000000001"
+    with pytest.raises(ValueError, match="more than 9 decimals"):
+        nano_cpus("0.0000000001")
+    with pytest.raises(ValueError, match="never negative"):
+        go_duration(-1)

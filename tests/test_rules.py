@@ -47,3 +47,32 @@ def test_instance_names():
     assert rules.is_valid_instance_name("a" * 63)
     for bad in ("a" * 64, "Convex", "convex--prod", "-convex", "convex-", "", "convex_prod"):
         assert not rules.is_valid_instance_name(bad), bad
+
+
+@pytest.mark.parametrize("ref,problem", [
+    ("", "is not an image reference"),
+    ("post gres:16", "is not an image reference"),
+    ("postgres:16 ", "is not an image reference"),
+    ("a" * 511 + ":1", "is not an image reference"),
+    ("Postgres:16", "is not an image reference (lowercase repository path, optional registry)"),
+    ("postgres@sha256:abc", "has a digest that is not sha256: followed by 64 lowercase hex digits"),
+    ("postgres", "has no tag, so Docker resolves it to the moving tag latest"),
+    ("postgres:-x", "has a tag Docker does not accept"),
+    ("postgres:Latest", "uses the moving tag 'Latest'"),
+    ("postgres@sha256:" + "ab" * 32 + "@sha256:" + "cd" * 32,
+     "has a digest that is not sha256: followed by 64 lowercase hex digits"),
+])
+def test_image_ref_problem_messages(ref, problem):
+    assert rules.image_ref_problem(ref) == problem
+
+
+def test_a_ref_of_512_characters_is_still_a_reference():
+    ref = "a" * 508 + ":1.0"
+    assert len(ref) == 512 and rules.image_ref_problem(ref) is None
+
+
+def test_dev_stacks():
+    for stack in ("dev", "local", "dev-x", "dev-feature-1"):
+        assert rules.is_dev_stack(stack), stack
+    for stack in ("develop", "prod", "staging", "xdev-1", "Dev", "localdev", "dev_x"):
+        assert not rules.is_dev_stack(stack), stack

@@ -18,6 +18,7 @@ import pulumi
 
 from components import releases, rules
 from components.releases import DEFAULT_VERSION
+from components.settings.backups import read_backups
 from components.settings.database import read_database
 from components.settings.deployments import default_instance_name, read_deployments
 from components.settings.keys import KEYS, KEYS_BY_NAME, NAMESPACE, Key
@@ -117,6 +118,7 @@ def settings_from_config(
         tuning=tuning,
         containers=containers,
         docker_host=str(raw.get("docker:host", "") or "").strip(),
+        backups=read_backups(reader),
         warnings=tuple(warnings),
     )
     if reader.problems:

@@ -76,6 +76,10 @@ KEYS: tuple[Key, ...] = (
     Key("provisionPostgres", "boolean", False),
     Key("postgresImage", "string", "postgres:17.6-alpine"),
     Key("postgresServerMaxConnections", "integer", 200),
+    # scheduled backups
+    Key("backupSchedule", "string", ""),
+    Key("backupKeep", "integer", 7),
+    Key("backupImage", "string", "python:3.12.7-slim-bookworm"),
     # S3
     Key("s3Region", "string", ""),
     Key("s3BucketPrefix", "string", ""),

@@ -45,6 +45,13 @@ class S3Settings:
 
 
 @dataclass(frozen=True)
+class BackupSettings:
+    schedule: str  # 5-field cron expression (UTC)
+    keep: int
+    image: str
+
+
+@dataclass(frozen=True)
 class TlsSettings:
     email: str
     bind_address: str
@@ -128,6 +135,7 @@ class StackSettings:
     tuning: BackendTuning
     containers: ContainerSettings
     docker_host: str = ""  # the docker provider's `docker:host`, "" for the local engine
+    backups: Optional[BackupSettings] = None
     warnings: tuple[str, ...] = field(default=())
 
     @property

@@ -252,6 +252,14 @@ build_caddy() {
 	docker_build "$HERE/caddy" --label "$RECIPE_LABEL=$recipe" -t "$image"
 }
 
+build_python() {
+	local image="python:3.12.7-slim-bookworm" recipe
+	recipe="$(recipe_of "$HERE/python/Dockerfile")"
+	needs_build "$image" "$recipe" || return 0
+	say "build $image ($WHY; Debian's python3)"
+	docker_build "$HERE/python" --label "$RECIPE_LABEL=$recipe" -t "$image"
+}
+
 if [ "$#" -gt 0 ]; then TAGS=("$@"); else read -r -a TAGS <<< "$DEFAULT_TAGS"; fi
 for tag in "${TAGS[@]}"; do
 	[[ "$tag" =~ ^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$ ]] || die "not a docker tag: $tag"
@@ -265,6 +273,7 @@ for tag in "${TAGS[@]}"; do
 done
 [ "${SKIP_POSTGRES:-0}" = 1 ] || build_postgres
 [ "${SKIP_CADDY:-0}" = 1 ] || build_caddy
+[ "${SKIP_PYTHON:-0}" = 1 ] || build_python
 
 say "stand-in images:"
 docker images --filter "label=$DESC_LABEL=$DESCRIPTION" --filter dangling=false \

@@ -1,0 +1,398 @@
+"""Back up a self-hosted Convex deployment through the backend's snapshot export API.
+
+Standard library only, self-contained (it also runs alone as `python convex_backup.py ...`)."""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import contextlib
+import datetime as dt
+import http.client
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+KEY_ENV = "CONVEX_SELF_HOSTED_ADMIN_KEY"
+LAST_RUN = ".last-run.json"
+PARTIAL = ".partial-"
+UTC = dt.timezone.utc
+
+
+class BackupError(Exception):
+    """A failed run: str() is the short reason that is logged; code is the backend's error code."""
+
+    def __init__(self, reason: str, code: str = ""):
+        super().__init__(reason)
+        self.code = code
+
+
+class UsageError(Exception):
+    """Bad arguments or environment: one line on stderr, exit 2."""
+
+
+class CronError(ValueError):
+    """An invalid cron expression; the message names the field and the problem."""
+
+
+def _json_dict(raw) -> dict:
+    try:
+        value = json.loads(raw)
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def decode_int64(value):
+    """An int64 as the backend's JSON may carry it: a number, a string or {"$integer": b64}."""
+    try:
+        if isinstance(value, dict):
+            return int.from_bytes(base64.b64decode(value["$integer"]), "little", signed=True)
+        return None if value is None else int(value)
+    except (KeyError, TypeError, ValueError):  # informational only: never fail a backup on it
+        return None
+
+
+class Client:
+    """The backend endpoints a backup needs, over urllib (direct, no proxy: it is a sidecar)."""
+
+    def __init__(self, url: str, key: str, timeout: float = 60.0):
+        self.url, self._key, self.timeout = url.rstrip("/"), key, timeout
+        no_redirect = urllib.request.HTTPRedirectHandler()
+        no_redirect.max_redirections = 0  # a redirect would carry the admin key elsewhere
+        self._opener = urllib.request.build_opener(urllib.request.ProxyHandler({}), no_redirect)
+
+    def open(self, what: str, method: str, path: str, body: dict | None = None):
+        headers = {"Authorization": f"Convex {self._key}", "Content-Type": "application/json"}
+        data = None if method == "GET" else json.dumps(body).encode() if body else b""
+        request = urllib.request.Request(self.url + path, data, headers, method=method)
+        try:
+            return self._opener.open(request, timeout=self.timeout)
+        except urllib.error.HTTPError as err:
+            with err:
+                info = _json_dict(err.read(4096))
+            code = str(info.get("code", "error"))
+            message = f"{what}: HTTP {err.code} {code} {info.get('message', '')}"
+            raise BackupError(message.strip(), code) from None
+        except (OSError, http.client.HTTPException) as err:
+            reason = getattr(err, "reason", None) or err.__class__.__name__
+            raise BackupError(f"{what}: cannot reach backend ({reason})") from None
+
+    def latest_export(self) -> dict | None:
+        body = {"path": "_system/cli/exports:getLatest", "args": {}, "format": "json"}
+        with self.open("export status", "POST", "/api/query", body) as resp:
+            answer = _json_dict(resp.read())
+        if answer.get("status") != "success":
+            message = answer.get("errorMessage", "no valid answer")
+            raise BackupError(f"export status: query failed ({message})")
+        value = answer.get("value")
+        return value if isinstance(value, dict) and "_id" in value else None
+
+
+def wait_for_export(client: Client, timeout: float, poll: float) -> dict:
+    """Request an export (or join the one running) and wait until it has completed."""
+    deadline = time.monotonic() + timeout
+    before = client.latest_export()
+    before_id, target, state = before and before["_id"], None, "not started"
+    try:
+        client.open("request export", "POST", "/api/export/request/zip?includeStorage=true").close()
+    except BackupError as err:
+        if err.code != "ExportInProgress":
+            raise
+        if before and before.get("state") in ("requested", "in_progress"):
+            target = before_id  # else: wait for the new one someone else requested
+    while True:
+        doc = client.latest_export()
+        if doc and (doc["_id"] == target if target else doc["_id"] != before_id):
+            state = str(doc.get("state"))
+            if state == "completed":
+                return doc
+            if state in ("failed", "canceled", "cancelled"):
+                raise BackupError(f"export {doc['_id']} ended in state {state}")
+        if time.monotonic() + poll > deadline:
+            raise BackupError(f"export not completed within {timeout:g}s (state {state})")
+        time.sleep(poll)
+
+
+def download(client: Client, export_id: str, dest: str, name: str) -> int:
+    """Download into DEST/.partial-NAME, verify it, then move it to DEST/NAME."""
+    partial = os.path.join(dest, PARTIAL + name)
+    try:
+        path = "/api/export/zip/" + urllib.parse.quote(export_id, safe="")
+        with client.open("download", "GET", path) as resp:
+            length, size = resp.headers.get("Content-Length"), 0
+            fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "wb") as out:
+                while chunk := resp.read(1 << 20):
+                    size += out.write(chunk)
+                out.flush()
+                os.fsync(out.fileno())
+        if length is not None and length.isdigit() and int(length) != size:
+            raise BackupError(f"download incomplete: got {size} of {length} bytes")
+        if not valid_zip(partial):
+            raise BackupError("downloaded file is not a valid zip")
+        os.replace(partial, os.path.join(dest, name))
+        return size
+    except (OSError, http.client.HTTPException) as err:
+        raise BackupError(f"download failed ({err.__class__.__name__})") from None
+    finally:
+        Path(partial).unlink(missing_ok=True)  # gone already when it was kept
+
+
+def valid_zip(path: str) -> bool:
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return archive.testzip() is None
+    except Exception:  # BadZipFile, zlib.error, EOFError, OSError...: not a usable zip
+        return False
+
+
+def prune(dest: str, keep: int, newest: str) -> int:
+    """Delete all but the newest KEEP snapshot-*.zip (never NEWEST); returns how many are left."""
+    names = sorted(p.name for p in Path(dest).glob("snapshot-*.zip"))
+    for name in names[:-keep]:
+        if name != newest:
+            Path(dest, name).unlink(missing_ok=True)
+            names.remove(name)
+    return len(names)
+
+
+def run_once(url: str, key: str, dest: str, keep: int, timeout: float, poll: float) -> bool:
+    """One backup run: logs exactly one line and writes DEST/.last-run.json."""
+    started = time.monotonic()
+    record: dict = {"ok": False, "file": None, "reason": None}
+    try:
+        for stale in Path(dest).glob(PARTIAL + "*"):  # left by a crashed run
+            stale.unlink(missing_ok=True)
+        client = Client(url, key)
+        doc = wait_for_export(client, timeout, poll)
+        name = "snapshot-" + dt.datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ") + ".zip"
+        size = download(client, doc["_id"], dest, name)
+        kept = prune(dest, keep, name)
+        record.update(ok=True, file=name, bytes=size, export_id=doc["_id"],
+                      start_ts=decode_int64(doc.get("start_ts")))
+        line = f"convex-backup ok file={name} bytes={size} kept={kept}"
+    except Exception as err:  # a scheduled run must never crash the loop
+        reason = (str(err) if isinstance(err, BackupError) else err.__class__.__name__) or "error"
+        reason = reason.replace(key, "***") if len(key) > 8 else reason  # before cutting it
+        record["reason"] = reason = reason if len(reason) <= 200 else reason[:197] + "..."
+        line = f"convex-backup failed reason={json.dumps(reason)}"
+    record["finished"] = dt.datetime.now(UTC).isoformat(timespec="seconds")
+    tmp = Path(dest, LAST_RUN + ".tmp")
+    with contextlib.suppress(OSError):  # if this fails, the line below still tells
+        tmp.write_text(json.dumps(record))
+        tmp.replace(Path(dest, LAST_RUN))
+    print(f"{line} elapsed={time.monotonic() - started:.1f}s", flush=True)
+    return record["ok"]
+
+
+FIELDS = (("minute", 0, 59), ("hour", 0, 23), ("day-of-month", 1, 31), ("month", 1, 12),
+          ("day-of-week", 0, 7))
+
+
+def _parse_field(text: str, field: str, low: int, high: int) -> frozenset[int]:
+    values: set[int] = set()
+    for item in text.split(","):
+        span, slash, step = item.partition("/")
+        if slash and (not step.isdigit() or int(step) < 1):
+            raise CronError(f"{field}: step {step!r} must be a number >= 1")
+        if slash and span != "*" and "-" not in span:
+            raise CronError(f"{field}: a step needs * or a range, not {span!r}")
+        bounds = [low, high] if span == "*" else span.split("-", 1)
+        for number in map(str, bounds):
+            if not number.isdigit():
+                raise CronError(f"{field}: {number!r} is not a number")
+            if not low <= int(number) <= high:
+                raise CronError(f"{field}: {number} is out of range {low}-{high}")
+        first, last = int(bounds[0]), int(bounds[-1])
+        if first > last:
+            raise CronError(f"{field}: range {span} is reversed")
+        values.update(range(first, last + 1, int(step) if slash else 1))
+    return frozenset(values)
+
+
+@dataclass(frozen=True)
+class CronSchedule:
+    expr: str
+    minutes: frozenset[int]
+    hours: frozenset[int]
+    days: frozenset[int]
+    months: frozenset[int]
+    weekdays: frozenset[int]  # 0 = Sunday
+    any_day: bool  # day-of-month or day-of-week starts with "*": both must match, else either
+
+    def day_matches(self, day: dt.datetime) -> bool:
+        dom, dow = day.day in self.days, (day.weekday() + 1) % 7 in self.weekdays
+        return (dom and dow) if self.any_day else (dom or dow)
+
+    def next_after(self, when: dt.datetime) -> dt.datetime:
+        """The first matching minute strictly after WHEN, in UTC (naive WHEN is taken as UTC)."""
+        when = when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
+        t = when.replace(second=0, microsecond=0) + dt.timedelta(minutes=1)
+        limit = t + dt.timedelta(days=366 * 5)
+        while t < limit:
+            if t.month not in self.months:
+                t = (t.replace(day=1, hour=0, minute=0) + dt.timedelta(days=32)).replace(day=1)
+            elif not self.day_matches(t):
+                t = t.replace(hour=0, minute=0) + dt.timedelta(days=1)
+            elif t.hour not in self.hours:
+                t = t.replace(minute=0) + dt.timedelta(hours=1)
+            elif t.minute not in self.minutes:
+                t += dt.timedelta(minutes=1)
+            else:
+                return t
+        raise CronError("day-of-month: no such day in the given month(s)")
+
+
+def parse_cron(expr: str) -> CronSchedule:
+    """Parse 'minute hour day-of-month month day-of-week' (numbers, *, a-b, a,b, */n, a-b/n)."""
+    parts = expr.split()
+    if len(parts) != 5:
+        raise CronError("expected 5 fields (minute hour day-of-month month day-of-week), "
+                        f"got {len(parts)}")
+    sets = [_parse_field(part, *spec) for part, spec in zip(parts, FIELDS, strict=True)]
+    schedule = CronSchedule(" ".join(parts), *sets[:4], frozenset(d % 7 for d in sets[4]),
+                            parts[2].startswith("*") or parts[4].startswith("*"))
+    schedule.next_after(dt.datetime(2000, 1, 1))  # raises when it can never match
+    return schedule
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):
+        raise UsageError(message)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="convex-backup", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name in ("once", "schedule"):
+        cmd = sub.add_parser(name, help=f"back up {name if name == 'once' else 'on --cron'}")
+        cmd.add_argument("--url", required=True, help="backend URL, e.g. http://backend:3210")
+        cmd.add_argument("--dest", required=True, help="backup directory (created 0700)")
+        cmd.add_argument("--keep", required=True, type=int, help="snapshots to keep")
+        cmd.add_argument("--timeout", type=float, default=1800.0, help="seconds per export")
+        cmd.add_argument("--poll-interval", type=float, default=2.0, help="seconds")
+        if name == "schedule":
+            cmd.add_argument("--cron", required=True, help="5-field cron expression, UTC")
+    sub.add_parser("health", help="is the last run ok?").add_argument("--dest", required=True)
+    restore = sub.add_parser("restore", help="npx convex import --replace-all ZIP")
+    restore.add_argument("--url", required=True)
+    restore.add_argument("--file", required=True)
+    restore.add_argument("--app-dir", default=".")
+    restore.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    return parser
+
+
+def check_args(args) -> str:
+    """Validate the arguments of once/schedule/restore in place; returns the admin key."""
+    key = os.environ.get(KEY_ENV, "").strip()
+    if not key:
+        raise UsageError(f"{KEY_ENV} is not set; it must hold the deployment's admin key")
+    url = urllib.parse.urlsplit(args.url)
+    if url.scheme not in ("http", "https") or not url.hostname:
+        raise UsageError(f"--url must be an http(s) URL, not {args.url!r}")
+    if url.username or url.password or url.query or url.fragment:
+        raise UsageError("--url must not hold credentials, a query or a fragment")
+    args.url = args.url.rstrip("/")
+    if args.command == "restore":
+        return key
+    for name in ("keep", "timeout", "poll_interval"):
+        if not 0 < getattr(args, name) < float("inf"):
+            raise UsageError(f"--{name.replace('_', '-')} must be greater than 0")
+    if args.command == "schedule":
+        try:
+            args.cron = parse_cron(args.cron)
+        except CronError as err:
+            raise UsageError(f"--cron {json.dumps(args.cron)}: {err}") from None
+    try:
+        os.makedirs(args.dest, mode=0o700, exist_ok=True)  # FileExistsError: not a directory
+    except OSError as err:
+        raise UsageError(f"--dest {args.dest} is not a usable directory ({err.strerror})") from None
+    return key
+
+
+def cmd_schedule(args, key: str) -> int:
+    signal.signal(signal.SIGTERM, signal.default_int_handler)  # raises KeyboardInterrupt
+    try:
+        while True:
+            due = args.cron.next_after(dt.datetime.now(UTC))
+            print(f"convex-backup next run={due.strftime('%Y-%m-%dT%H:%M:%SZ')} "
+                  f"cron={json.dumps(args.cron.expr)}", flush=True)
+            while (left := (due - dt.datetime.now(UTC)).total_seconds()) > 0:
+                time.sleep(min(left, 30.0))
+            run_once(args.url, key, args.dest, args.keep, args.timeout, args.poll_interval)
+    except KeyboardInterrupt:
+        print("convex-backup stopped", flush=True)
+        return 0
+
+
+def cmd_health(args) -> int:
+    try:
+        record = _json_dict(Path(args.dest, LAST_RUN).read_text())
+    except FileNotFoundError:
+        print("convex-backup health ok: no run yet")
+        return 0
+    except OSError:
+        record = {}
+    record = record or {"reason": f"{LAST_RUN} is unreadable or not a JSON object"}
+    if record.get("ok") is True:
+        print(f"convex-backup health ok: last={record.get('finished')} file={record.get('file')}")
+        return 0
+    print(f"convex-backup health failed: last={record.get('finished')} "
+          f"reason={json.dumps(record.get('reason'))}")
+    return 1
+
+
+def cmd_restore(args, key: str) -> int:
+    path = os.path.abspath(args.file)
+    if not valid_zip(path):
+        raise UsageError(f"--file {args.file} is not a readable, valid zip")
+    if not os.path.isdir(args.app_dir):
+        raise UsageError(f"--app-dir {args.app_dir} is not a directory")
+    if (npx := shutil.which("npx")) is None:
+        raise UsageError("npx not found on PATH: install Node.js (npx runs `convex import`)")
+    if not args.yes and not sys.stdin.isatty():
+        raise UsageError("restore replaces ALL data: pass --yes (no TTY to confirm on)")
+    prompt = f"Replace ALL data in {args.url} with {path}? Type 'yes': "
+    if not args.yes and input(prompt).strip().lower() != "yes":
+        print("convex-backup restore aborted", file=sys.stderr)
+        return 1
+    env = dict(os.environ, CONVEX_SELF_HOSTED_URL=args.url, **{KEY_ENV: key})
+    env.pop("CONVEX_DEPLOYMENT", None)  # the CLI refuses both a cloud and a self-hosted target
+    argv = [npx, "convex", "import", "--replace-all", "--yes", path]
+    code = subprocess.run(argv, cwd=args.app_dir, env=env, check=False).returncode
+    print(f"convex-backup restore {'ok' if code == 0 else 'failed'} file={path} exit={code}")
+    return 0 if code == 0 else 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        args = build_parser().parse_args(argv)
+        if args.command == "health":
+            return cmd_health(args)
+        key = check_args(args)
+        if args.command == "restore":
+            return cmd_restore(args, key)
+        if args.command == "schedule":
+            return cmd_schedule(args, key)
+        return 0 if run_once(args.url, key, args.dest, args.keep, args.timeout,
+                             args.poll_interval) else 1
+    except UsageError as err:
+        print(f"convex-backup: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
