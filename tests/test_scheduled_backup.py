@@ -1,0 +1,69 @@
+"""ScheduledBackup: a backup container per deployment, from backupSchedule/backupKeep."""
+
+from pathlib import Path
+
+from harness import evaluate, is_secret_value
+from test_settings import problems
+
+from components import backup
+
+
+def test_backup_container_runs_the_uploaded_client_on_the_schedule():
+    run = evaluate("staging", {"backupSchedule": "0 3 * * *", "backupKeep": 5})
+    container = run.containers()["convex-staging-backup"]
+    inputs = container.inputs
+    assert inputs["command"] == ["python3", "/app/convex_backup.py", "schedule", "--url",
+                                 "http://backend:3210", "--dest", "/backups", "--keep", "5",
+                                 "--cron", "0 3 * * *"]
+    (upload,) = inputs["uploads"]
+    assert upload["file"] == "/app/convex_backup.py"
+    assert upload["content"] == Path(backup.__file__).read_text()
+    assert inputs["healthcheck"]["tests"] == ["CMD", "python3", "/app/convex_backup.py",
+                                              "health", "--dest", "/backups"]
+    assert inputs["networksAdvanced"][0]["name"] == "convex-staging-net"
+    assert "ports" not in inputs
+    # The admin key reaches it as a secret, and is the deployment's own.
+    assert is_secret_value(container.raw["envs"]) and "envs" in container.additional_secret_outputs
+    assert run.env("convex-staging-backup") == {
+        "CONVEX_SELF_HOSTED_ADMIN_KEY": run.outputs["adminKey"]}
+    volume = run.named("convex-staging-backup-data")
+    assert volume.inputs["name"] == "convex-staging-backups"
+    assert volume.protect and volume.retain_on_delete  # staging protects its data
+    assert run.named("convex-staging-backend-healthy").urn in container.dependencies
+    image = run.named("images-python")
+    assert image.inputs["name"] == "python:3.12.7-slim-bookworm"
+
+
+def test_no_schedule_no_backup_container():
+    run = evaluate("staging")
+    assert "convex-staging-backup" not in run.containers()
+    assert not [r for r in run.resources if r.name == "images-python"]
+
+
+def test_every_deployment_gets_its_own_backups():
+    run = evaluate("preview", {"backupSchedule": "*/30 * * * *"})
+    assert {"convex-preview-pr-101-backup", "convex-preview-pr-102-backup"} <= set(
+        run.containers())
+    assert not run.named("pr-101-backup-data").protect  # preview: unprotected
+
+
+def test_bad_backup_settings_are_named():
+    assert problems("dev", {"backupSchedule": "every day"}) == (
+        "convex-selfhost:backupSchedule: 'every day' is not a 5-field cron expression: "
+        + str(_cron_error("every day")) + '. Write it like "0 3 * * *" (03:00 UTC daily).',)
+    assert problems("dev", {"backupKeep": 3}) == (
+        'convex-selfhost:backupKeep: is set but backupSchedule is empty; set a schedule (e.g. '
+        '"0 3 * * *" for 03:00 UTC daily) or remove it.',)
+    assert problems("dev", {"backupSchedule": "0 3 * * *", "backupKeep": 0}) == (
+        "convex-selfhost:backupKeep: 0 is out of range; use a number from 1 to 1000.",)
+    assert problems("dev", {"backupSchedule": "0 3 * * *", "backupImage": "python"}) == (
+        "convex-selfhost:backupImage: 'python' has no tag, so Docker resolves it to the moving "
+        "tag latest; name an exact, pinned version, e.g. python:3.12.7-slim-bookworm.",)
+
+
+def _cron_error(expr):
+    try:
+        backup.parse_cron(expr)
+    except backup.CronError as error:
+        return error
+    raise AssertionError("expected a CronError")
