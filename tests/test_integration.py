@@ -268,10 +268,18 @@ def _base_config(ws: Workspace, role: str, **extra) -> dict:
 @pytest.mark.integration
 def test_dev_stack_up_admin_keys_no_changes_upgrade_preview_destroy(workspace):
     ws = workspace
-    stack = ws.new_stack("dev", _base_config(ws, "dev", protectData="false"))
+    stack = ws.new_stack("dev", _base_config(ws, "dev", protectData="false",
+                                             backupSchedule="0 3 * * *", backupKeep=3))
     instance = f"{ws.prefix}-dev"
-    ws.volumes.add(f"{instance}-data")
+    ws.volumes.update({f"{instance}-data", f"{instance}-backups"})
     ws.pulumi("up", "--yes", stack=stack)
+    # The scheduled backup container runs the uploaded client and reports healthy.
+    health = subprocess.run(["docker", "inspect", "--format", "{{.State.Health.Status}}",
+                             f"{instance}-backup"], capture_output=True, text=True).stdout
+    assert health.strip() == "healthy"
+    logs = subprocess.run(["docker", "logs", f"{instance}-backup"], capture_output=True,
+                          text=True)
+    assert 'convex-backup next run=' in logs.stdout + logs.stderr
     out = ws.outputs(stack)
     status, body = _get(f"{out['backendUrl']}/version")
     assert (status, body.strip()) == (200, DEFAULT_VERSION)
@@ -297,7 +305,8 @@ def test_dev_stack_up_admin_keys_no_changes_upgrade_preview_destroy(workspace):
     ws.pulumi("config", "set", "convex-selfhost:version", DEFAULT_VERSION, stack=stack)
 
     ws.pulumi("destroy", "--yes", "--skip-preview", stack=stack)
-    assert _volume_exists(f"{instance}-data"), "destroy removed the retained data volume"
+    for volume in (f"{instance}-data", f"{instance}-backups"):
+        assert _volume_exists(volume), f"destroy removed the retained volume {volume}"
 
 
 @pytest.mark.integration
