@@ -97,13 +97,7 @@ class ConvexDeployment(pulumi.ComponentResource):
         self.site_url = deployment.site_origin
         self.dashboard_url = deployment.dashboard_url if settings.dashboard else None
         self._admin_keys(instance, deployment.cloud_origin)
-        self.backup = None
-        if settings.backups is not None:
-            self.backup = ScheduledBackup(
-                f"{name}-backup",
-                mapping.backup_args(settings, args.engine, deployment, images.python.image_id,
-                                    self.network.name, self.admin_key, [self.backend.healthy]),
-                opts=child)
+        self.backup = self._backup(name, args)
 
         self.register_outputs({
             "backendUrl": self.backend_url,
@@ -124,6 +118,16 @@ class ConvexDeployment(pulumi.ComponentResource):
             f"{name}-postgres",
             mapping.postgres_args(settings, args.engine, deployment, images.postgres.image_id,
                                   self.network.name),
+            opts=pulumi.ResourceOptions(parent=self))
+
+    def _backup(self, name: str, args: DeploymentArgs) -> Optional[ScheduledBackup]:
+        if args.settings.backups is None:
+            return None
+        return ScheduledBackup(
+            f"{name}-backup",
+            mapping.backup_args(args.settings, args.engine, args.deployment,
+                                args.images.python.image_id, self.network.name,
+                                self.admin_key, [self.backend.healthy]),
             opts=pulumi.ResourceOptions(parent=self))
 
     def _admin_keys(self, instance: str, url: str) -> None:

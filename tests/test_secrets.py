@@ -73,5 +73,11 @@ def test_envs_with_credentials_are_secret_everywhere():
 
 
 def test_nothing_secret_is_logged():
-    run = evaluate(*CASES["external-db-s3-adopted"])
+    stack, overrides, secrets = CASES["external-db-s3-adopted"]
+    # An unknown version and a moving tag make the program warn; with secrets set too.
+    run = evaluate("dev", {**overrides, "version": "f" * 40}, secrets)
+    assert len(run.warnings) == 1 and "version-specific checks were skipped" in run.warnings[0]
     assert not any(SAMPLE_SECRET in w or "db-pa55word" in w for w in run.warnings)
+    run = evaluate("dev", {**overrides, "version": "latest"}, {**secrets,
+                                                               "releaseVersionDev": "1.2.3"})
+    assert len(run.warnings) == 1 and "moves" in run.warnings[0]

@@ -364,3 +364,13 @@ def test_memory_limit_has_dockers_lower_bound():
         "convex-selfhost:memoryLimitMb: Docker needs at least 6 MB; a Convex backend wants "
         "1024 or more (0: no limit).",)
     assert load("dev", {"memoryLimitMb": 6}).containers.memory_limit_mb == 6
+
+
+def test_metrics_are_never_published():
+    assert problems("dev", {"bindAddress": "10.0.0.5", "disableMetricsEndpoint": False}) == (
+        "convex-selfhost:disableMetricsEndpoint: is false while bindAddress 10.0.0.5 publishes "
+        "the backend's ports: /metrics would be public. Keep it true, or bind to 127.0.0.1.",)
+    load("dev", {"disableMetricsEndpoint": False})  # loopback: reachable on the host only
+    old = load("dev", {"bindAddress": "10.0.0.5",
+                       "version": "4d3b0a5de955a258e70e3813bbff486051d88820"})
+    assert any("always serves /metrics" in warning for warning in old.warnings)

@@ -12,6 +12,7 @@ ties them together and derives the deployments.
 from __future__ import annotations
 
 import difflib
+import ipaddress
 from typing import Any, Mapping
 
 import pulumi
@@ -102,6 +103,7 @@ def settings_from_config(
             "NEXT_PUBLIC_LOAD_MONACO_INTERNALLY when the image is built "
             "(next.config.js), not when it runs. Remove it.",
         )
+    _check_metrics_exposure(reader, bind, tuning, warnings)
     containers = read_containers(reader)
 
     settings = StackSettings(
@@ -149,6 +151,20 @@ def _check_key_names(reader: Reader, raw: Mapping[str, Any]) -> None:
                 f"{quote(full_key)[1:-1]}: the namespace {quote(namespace)} is not "
                 f"{NAMESPACE!r}, so this key is ignored; set it as {NAMESPACE}:{quote(name)[1:-1]}."
             )
+
+
+def _check_metrics_exposure(reader: Reader, bind, tuning, warnings: list[str]) -> None:
+    """The backend's Prometheus /metrics stays on loopback or the private network."""
+    if bind is None or ipaddress.ip_address(bind).is_loopback:
+        return
+    if "DISABLE_METRICS_ENDPOINT" in tuning.unread_env:
+        warnings.append(f"this version always serves /metrics on the API port, which "
+                        f"bindAddress {bind} publishes; bind to 127.0.0.1 behind a proxy, or "
+                        "upgrade to a release that reads DISABLE_METRICS_ENDPOINT.")
+    elif not tuning.disable_metrics_endpoint:
+        reader.problem("disableMetricsEndpoint", f"is false while bindAddress {bind} publishes "
+                                                 "the backend's ports: /metrics would be "
+                                                 "public. Keep it true, or bind to 127.0.0.1.")
 
 
 def _read_version(reader: Reader, stack: str, warnings: list[str]) -> str:
