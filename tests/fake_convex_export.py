@@ -35,16 +35,24 @@ def int64(value: int) -> dict:
 
 
 def snapshot_zip() -> bytes:
-    """A small export zip laid out like the backend's (tables, _storage, README)."""
+    """A small export zip laid out like the backend's (tables, _storage, README).
+
+    Entries carry a fixed date, so every call gives the same bytes (writestr with a bare
+    name would stamp the current time, two seconds apart at most)."""
+    entries = [
+        ("README.md", "This is a Convex snapshot export.\n"),
+        ("messages/documents.jsonl",
+         "".join(json.dumps({"_id": f"m{i}", "body": "hello " * 40}) + "\n" for i in range(50))),
+        ("messages/generated_schema.jsonl", '"any"\n'),
+        ("_storage/documents.jsonl", '{"_id": "s1", "size": 4}\n'),
+        ("_storage/s1", b"\x00\x01\x02\x03"),
+    ]
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
-        archive.writestr("README.md", "This is a Convex snapshot export.\n")
-        archive.writestr("messages/documents.jsonl",
-                         "".join(json.dumps({"_id": f"m{i}", "body": "hello " * 40}) + "\n"
-                                 for i in range(50)))
-        archive.writestr("messages/generated_schema.jsonl", '"any"\n')
-        archive.writestr("_storage/documents.jsonl", '{"_id": "s1", "size": 4}\n')
-        archive.writestr("_storage/s1", b"\x00\x01\x02\x03")
+        for name, data in entries:
+            info = zipfile.ZipInfo(name, date_time=(2026, 11, 26, 3, 0, 0))
+            info.compress_type = zipfile.ZIP_DEFLATED
+            archive.writestr(info, data)
     return buffer.getvalue()
 
 
