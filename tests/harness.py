@@ -24,7 +24,6 @@ import pulumi
 import yaml
 from google.protobuf import json_format
 from pulumi.runtime import mocks as pulumi_mocks
-from pulumi.runtime import settings as runtime_settings
 from pulumi.runtime.stack import wait_for_rpcs
 
 REPO = Path(__file__).resolve().parents[1]
@@ -224,11 +223,9 @@ def _run(stack: str, config: dict, secret_keys: list, program: Path,
          mocks: pulumi.runtime.Mocks) -> Evaluation:
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
-    runtime_settings.ROOT.set(None)
-    # Output tasks the SDK tracks process-wide; a previous run that stopped on an error
-    # leaves some behind on its (closed) event loop.
-    with runtime_settings.SETTINGS.lock:
-        runtime_settings.SETTINGS.outputs.clear()
+    # Fresh runtime settings (no root stack, no tracked Output tasks): a previous run that
+    # stopped on an error leaves tasks behind on its (closed) event loop.
+    pulumi.runtime.reset_options(project=PROJECT, stack=stack, preview=False)
     monitor = RecordingMonitor(mocks)
     logger = logging.getLogger(f"convex-selfhost-test-{id(monitor)}")
     collector = _Collect()
