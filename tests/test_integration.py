@@ -280,6 +280,14 @@ def test_dev_stack_up_admin_keys_no_changes_upgrade_preview_destroy(workspace):
     logs = subprocess.run(["docker", "logs", f"{instance}-backup"], capture_output=True,
                           text=True)
     assert 'convex-backup next run=' in logs.stdout + logs.stderr
+    # A run now, as the schedule would: over the private network, with the secret key.
+    run = subprocess.run(["docker", "exec", f"{instance}-backup", "python3",
+                          "/app/convex_backup.py", "once", "--url", "http://backend:3210",
+                          "--dest", "/backups", "--keep", "3"], capture_output=True, text=True)
+    assert run.returncode == 0 and run.stdout.startswith("convex-backup ok file=snapshot-"), run
+    listing = subprocess.run(["docker", "exec", f"{instance}-backup", "ls", "/backups"],
+                             capture_output=True, text=True).stdout.split()
+    assert len([f for f in listing if f.startswith("snapshot-")]) == 1, listing
     out = ws.outputs(stack)
     status, body = _get(f"{out['backendUrl']}/version")
     assert (status, body.strip()) == (200, DEFAULT_VERSION)

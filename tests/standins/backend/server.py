@@ -39,12 +39,15 @@ import binascii
 import datetime
 import hashlib
 import hmac
+import io
 import json
 import os
 import re
 import signal
 import sys
 import threading
+import time
+import zipfile
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Optional
@@ -393,16 +396,63 @@ class Handler(BaseHTTPRequestHandler):
         elif url.path == "/":
             self._text(200, "This Convex deployment is running (convex-selfhost test "
                             "stand-in, not the real backend).")
+        elif url.path.startswith("/api/export/zip/"):
+            if self._admin():
+                export = EXPORTS.get(url.path.rsplit("/", 1)[1])
+                if export is None:
+                    self._json(404, {"code": "ExportNotFound", "message": "no such export"})
+                else:
+                    self._send(200, export_zip(config), "application/zip")
         else:
             self._json(404, {"code": "NotFound", "message": "stand-in has no such route"})
 
     do_HEAD = do_GET
 
+    def _admin(self) -> bool:
+        """The export API needs a valid admin key (stand-in of the real check)."""
+        status, body = check_admin_key_request(self.headers.get("Authorization"), None,
+                                               self.config.instance_name, self.config.secret,
+                                               False)
+        if status != 200:
+            self._json(status, body)
+        return status == 200
+
     def do_POST(self) -> None:  # noqa: N802
-        self._drain()
-        self._json(404, {"code": "NotFound", "message": "stand-in has no such route"})
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length) if length else b""
+        url = urlsplit(self.path)
+        if url.path in ("/api/export/request/zip", "/api/query") and not self._admin():
+            return
+        if url.path == "/api/export/request/zip":
+            # Like the real backend's snapshot export (a minimal zip), completed at once.
+            export_id = f"export{len(EXPORTS) + 1}"
+            EXPORTS[export_id] = {"_id": export_id, "_creationTime": time.time() * 1000,
+                                  "state": "completed",
+                                  "include_storage": "includeStorage=true" in url.query}
+            self._send(200, b"", "text/plain")
+        elif url.path == "/api/query":
+            path = json.loads(body or b"{}").get("path")
+            if path != "_system/cli/exports:getLatest":
+                self._json(400, {"status": "error", "errorMessage": "stand-in: unknown query"})
+            else:
+                latest = list(EXPORTS.values())[-1] if EXPORTS else None
+                self._json(200, {"status": "success", "value": latest, "logLines": []})
+        else:
+            self._json(404, {"code": "NotFound", "message": "stand-in has no such route"})
 
     do_PUT = do_PATCH = do_DELETE = do_POST
+
+
+# Snapshot exports requested since start (the real backend keeps them in `_exports`).
+EXPORTS: dict[str, dict] = {}
+
+
+def export_zip(config: Config) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("README.md", f"Snapshot export of {config.instance_name} (stand-in)\n")
+        archive.writestr("_tables/documents.jsonl", "")
+    return buffer.getvalue()
 
 
 def make_server(config: Config, role: str, port: int, host: str = "0.0.0.0") -> ThreadingHTTPServer:
