@@ -150,3 +150,25 @@ def test_first_start_may_take_minutes():
     backend = run.containers()["convex-dev-backend"].inputs
     assert backend["healthcheck"]["startPeriod"] == "10m0s"
     assert run.named("convex-dev-backend-healthy").inputs["timeout_seconds"] == 600
+
+
+def test_every_s3_variable_and_flag_by_name():
+    env = env_of({"s3Region": "auto", "s3BucketPrefix": "acme", "s3Endpoint": "https://r2.example.com",
+                  "s3ForcePathStyle": True, "s3DisableSse": True, "s3DisableChecksums": True},
+                 {"awsAccessKeyId": "AKIAEXAMPLE", "awsSecretAccessKey": "secret-key",
+                  "awsSessionToken": "session-token"})
+    assert {k: v for k, v in env.items() if k.startswith(("AWS_", "S3_"))} == {
+        "AWS_REGION": "auto",
+        "S3_STORAGE_EXPORTS_BUCKET": "acme-exports",
+        "S3_STORAGE_SNAPSHOT_IMPORTS_BUCKET": "acme-snapshot-imports",
+        "S3_STORAGE_MODULES_BUCKET": "acme-modules",
+        "S3_STORAGE_FILES_BUCKET": "acme-files",
+        "S3_STORAGE_SEARCH_BUCKET": "acme-search",
+        "S3_ENDPOINT_URL": "https://r2.example.com",
+        "AWS_ACCESS_KEY_ID": "AKIAEXAMPLE",
+        "AWS_SECRET_ACCESS_KEY": "secret-key",
+        "AWS_SESSION_TOKEN": "session-token",
+        "AWS_S3_FORCE_PATH_STYLE": "true",
+        "AWS_S3_DISABLE_SSE": "true",
+        "AWS_S3_DISABLE_CHECKSUMS": "true",
+    }

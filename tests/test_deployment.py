@@ -128,3 +128,23 @@ def test_readme_import_file_matches_the_declared_resources():
             assert "::pulumi:pulumi:Stack::" in declared.parent
         if "id" in entry:
             assert declared.inputs["name"] == entry["id"]
+
+
+def test_docker_host_reaches_every_health_gate_and_the_proxy_gets_its_ports():
+    run = evaluate("prod", {"docker:host": "ssh://deploy@convex.example.com",
+                            "backupSchedule": "0 3 * * *", "httpPort": 8080,
+                            "httpsPort": 8443, "tlsBindAddress": "10.0.0.7"})
+    gates = run.of_type("pulumi-python:dynamic:Resource")
+    assert {g.inputs["container_name"] for g in gates} == {
+        "convex-prod-postgres", "convex-prod-backend", "convex-prod-dashboard",
+        "convex-prod-proxy", "convex-prod-backup"}
+    assert {g.inputs["docker_host"] for g in gates} == {"ssh://deploy@convex.example.com"}
+    containers = run.containers()
+    proxy = containers["convex-prod-proxy"].inputs
+    assert [(p["internal"], p["external"], p["ip"]) for p in proxy["ports"]] == [
+        (80, 8080, "10.0.0.7"), (443, 8443, "10.0.0.7")]
+    for name, container in containers.items():
+        assert container.inputs["networksAdvanced"][0]["name"] == "convex-prod-net", name
+        labels = {entry["label"]: entry["value"] for entry in container.inputs["labels"]}
+        assert labels["convex-selfhost.stack"] == "prod", name
+        assert labels["convex-selfhost.deployment"] == "convex-prod", name

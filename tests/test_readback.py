@@ -141,3 +141,12 @@ def test_read_back_edges():
         nano_cpus("0.0000000001")
     with pytest.raises(ValueError, match="never negative"):
         go_duration(-1)
+
+
+def test_rounding_keeps_the_whole_part():
+    # "10.050000000" has nine zeros: FloatString(1) rounds to 10.1 (not the 10.05 sent).
+    assert cpus_read_back(nano_cpus("10.05")) == "10.1"
+    assert stable_cpus("10.05") is None
+    with pytest.raises(ValueError) as raised:
+        nano_cpus("1.0000000001")
+    assert str(raised.value) == "more than 9 decimals"

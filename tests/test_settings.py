@@ -227,6 +227,24 @@ BAD_INPUTS = [
      ['convex-selfhost:httpsPort: is the same as httpPort; give each listener its own port.', 'convex-selfhost:httpsPort: host port 80 of httpsPort clashes with httpPort; give each published port its own number.']),
     ('deployment-name-secret-no-echo', 'preview', {}, {'deployments': '["Hunter2"]'},
      ['convex-selfhost:deployments: deployment name the (secret) value is not a valid instance name; use lowercase letters, digits and single dashes.']),
+    ('site-origin-required-on-every-interface', 'dev', {'bindAddress': '0.0.0.0', 'cloudOrigin': 'https://api.example.com'}, {},
+     ['convex-selfhost:siteOrigin: is required with cloudOrigin when bindAddress is every interface; set it (or cloudOrigin + /http).']),
+    ('origin-not-ascii', 'dev', {'cloudOrigin': 'https://bücher.example.com'}, {},
+     ["convex-selfhost:cloudOrigin: 'https://b\\xfccher.example.com' is not a URL: use plain ASCII without spaces (punycode for international domains)."]),
+    ('origin-with-space', 'dev', {'cloudOrigin': 'https://a b.example.com'}, {},
+     ["convex-selfhost:cloudOrigin: 'https://a b.example.com' is not a URL: use plain ASCII without spaces (punycode for international domains)."]),
+    ('origin-with-control-character', 'dev', {'cloudOrigin': 'https://a\x01b.example.com'}, {},
+     ["convex-selfhost:cloudOrigin: 'https://a\\x01b.example.com' is not a URL: use plain ASCII without spaces (punycode for international domains)."]),
+    ('origin-with-zone-id', 'dev', {'cloudOrigin': 'http://[fe80::1%25eth0]:3210'}, {},
+     ["convex-selfhost:cloudOrigin: 'http://[fe80::1%25eth0]:3210' is not an http(s) URL; write it like https://convex.example.com."]),
+    ('database-url-with-space', 'dev', {}, {'databaseUrl': 'postgres://u:p w@db:5432'},
+     ['convex-selfhost:databaseUrl: contains spaces, control or non-ASCII characters; percent-encode them.']),
+    ('database-url-not-ascii', 'dev', {}, {'databaseUrl': 'postgres://ü:p@db:5432'},
+     ['convex-selfhost:databaseUrl: contains spaces, control or non-ASCII characters; percent-encode them.']),
+    ('bucket-reserved-prefixes', 'dev', {'s3Region': 'us-east-1', 's3ExportsBucket': 'xn--abc', 's3SnapshotImportsBucket': 'sthree-abc', 's3ModulesBucket': 'amzn-s3-demo-abc', 's3FilesBucket': 'abc-s3alias', 's3SearchBucket': 'abc.mrap'}, {'awsAccessKeyId': 'AKIAEXAMPLE7', 'awsSecretAccessKey': 'wJalrXUtnFEMI-secret'},
+     ["convex-selfhost:s3ExportsBucket: 'xn--abc' is not a valid S3 bucket name: it uses a prefix or suffix S3 reserves.", "convex-selfhost:s3SnapshotImportsBucket: 'sthree-abc' is not a valid S3 bucket name: it uses a prefix or suffix S3 reserves.", "convex-selfhost:s3ModulesBucket: 'amzn-s3-demo-abc' is not a valid S3 bucket name: it uses a prefix or suffix S3 reserves.", "convex-selfhost:s3FilesBucket: 'abc-s3alias' is not a valid S3 bucket name: it uses a prefix or suffix S3 reserves.", "convex-selfhost:s3SearchBucket: 'abc.mrap' is not a valid S3 bucket name: it uses a prefix or suffix S3 reserves."]),
+    ('bucket-reserved-suffixes', 'dev', {'s3Region': 'us-east-1', 's3ExportsBucket': 'abc--ol-s3', 's3SnapshotImportsBucket': 'abc--x-s3', 's3ModulesBucket': 'abc--table-s3', 's3FilesBucket': 'a.-b', 's3SearchBucket': 'a-.b'}, {'awsAccessKeyId': 'AKIAEXAMPLE7', 'awsSecretAccessKey': 'wJalrXUtnFEMI-secret'},
+     ["convex-selfhost:s3ExportsBucket: 'abc--ol-s3' is not a valid S3 bucket name: it uses a prefix or suffix S3 reserves.", "convex-selfhost:s3SnapshotImportsBucket: 'abc--x-s3' is not a valid S3 bucket name: it uses a prefix or suffix S3 reserves.", "convex-selfhost:s3ModulesBucket: 'abc--table-s3' is not a valid S3 bucket name: it uses a prefix or suffix S3 reserves.", "convex-selfhost:s3FilesBucket: 'a.-b' is not a valid S3 bucket name: it must not have two dots, or a dot next to a dash, in a row.", "convex-selfhost:s3SearchBucket: 'a-.b' is not a valid S3 bucket name: it must not have two dots, or a dot next to a dash, in a row."]),
 ]
 
 
@@ -374,3 +392,22 @@ def test_metrics_are_never_published():
     old = load("dev", {"bindAddress": "10.0.0.5",
                        "version": "4d3b0a5de955a258e70e3813bbff486051d88820"})
     assert any("always serves /metrics" in warning for warning in old.warnings)
+
+
+def test_one_problem_is_worded_in_the_singular():
+    with pytest.raises(ConfigError) as raised:
+        load("dev", {"backendPort": 0})
+    assert str(raised.value) == (
+        "stack 'dev' has 1 configuration problem (nothing was changed):\n"
+        "  - convex-selfhost:backendPort: 0 is out of range; use a number from 1 to 65535.")
+    with pytest.raises(ConfigError) as raised:
+        load("dev", {"backendPort": 0, "sitePort": 0})
+    assert str(raised.value).startswith("stack 'dev' has 2 configuration problems (nothing was "
+                                        "changed):\n  - convex-selfhost:backendPort: ")
+    assert "\n  - convex-selfhost:sitePort: " in str(raised.value)
+
+
+def test_database_url_schemes():
+    for url, kind in (("postgres://u:p@db:5432", "postgres"), ("postgresql://u:p@db", "postgres"),
+                      ("mysql://u:p@db:3306", "mysql"), ("MySQL://u:p@db", "mysql")):
+        assert load("dev", secrets={"databaseUrl": url}).database.kind == kind, url

@@ -100,3 +100,14 @@ def test_backend_args_log_format_and_pool_reach_the_backend():
         "postgres", "-c", "max_connections=100"]
     plain = evaluate("dev").containers()["convex-dev-backend"].inputs
     assert "command" not in plain and "uploads" not in plain
+
+
+def test_between_and_the_s3_boundary():
+    crossed = releases.between(OLD, releases.LATEST.tag)
+    tags = [r.tag for r in releases.RELEASES]
+    assert crossed == list(releases.RELEASES[tags.index(OLD) + 1:])
+    assert crossed[0].tag == "ef9b6644c14012425503c9d66b50effdfc16a950"
+    assert crossed[-1] is releases.LATEST
+    boundary = releases.S3_WITHOUT_KEYS_SINCE
+    before = tags[tags.index(boundary) - 1]
+    assert releases.s3_needs_keys(boundary) is False and releases.s3_needs_keys(before) is True

@@ -69,7 +69,7 @@ def _check_url(reader: Reader, text: str) -> str:
         reader.problem("databaseUrl", message)
         return "postgres"
 
-    if not text.isascii() or not text.isprintable():
+    if not text.isascii() or not text.isprintable() or " " in text:
         return bad("contains spaces, control or non-ASCII characters; percent-encode them.")
     try:
         parts = urlsplit(text)
