@@ -65,6 +65,7 @@ __all__ = [
     "settings_from_config",
 ]
 
+
 def load_settings() -> StackSettings:
     """Read and validate the running stack's configuration (raises ConfigError)."""
     from pulumi.runtime import config as runtime_config
