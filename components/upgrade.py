@@ -177,8 +177,23 @@ class Upgrader:
             self.check_admin_key()
         except UpgradeError as error:
             raise UpgradeError(f"{error}\n{self.rollback_text()}") from None
+        except _pulumi_errors() as error:
+            raise UpgradeError(f"pulumi failed: {_first_line(error)}\n"
+                               f"{self.rollback_text()}") from None
         self.log(f"upgraded {self.stack.name} to {self.new[:12]}; backup kept in "
                  f"{self.backup_dir}")
+
+
+def _pulumi_errors() -> tuple:
+    from pulumi.automation import errors
+
+    return (errors.CommandError,)
+
+
+def _first_line(error: Exception) -> str:
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    found = next((line[line.index("error:"):] for line in lines if "error:" in line), None)
+    return (found or (lines[0] if lines else type(error).__name__))[:300]
 
 
 def _config_value(value: str):
@@ -243,7 +258,11 @@ def _run(args) -> int:
                                   else default_backup_dir(args.stack))
     from pulumi import automation as auto
 
-    stack = auto.select_stack(args.stack, work_dir=str(REPO))
+    try:
+        stack = auto.select_stack(args.stack, work_dir=str(REPO))
+    except _pulumi_errors() as error:
+        raise UpgradeError(f"cannot select stack {args.stack!r}: {_first_line(error)} (run "
+                           "`. ./env.sh` first so the state backend is the stack's).") from None
     upgrader = Upgrader(stack, args.new, app_dir, backup_dir, Log(backup_dir / "upgrade.log"),
                         run=lambda cmd, **kw: subprocess.run(cmd, **kw),
                         log_lines=docker_log_lines, timeout=args.timeout,

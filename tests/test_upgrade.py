@@ -253,3 +253,21 @@ def test_cli_plan_and_refusals():
     assert done.returncode == 1 and done.stderr.startswith("error: ") and "Traceback" not in \
         done.stderr
     assert upgrade_plan.MODES == ("in-place", "export-import")
+
+
+def test_a_failed_pulumi_command_becomes_a_clean_error_with_rollback(tmp_path):
+    from pulumi import automation as auto
+    from pulumi.automation import errors
+
+    stack = FakeStack()
+
+    def fail(on_output):
+        raise errors.CommandError(auto.CommandResult(stdout="Updating (dev)",
+                                                     stderr="  error: update failed\n", code=255))
+
+    stack.up = fail
+    up, _ = upgrader(tmp_path, stack)
+    with pytest.raises(UpgradeError) as failed:
+        up.execute("in-place")
+    assert "pulumi failed: error: update failed" in str(failed.value)
+    assert "To roll back" in str(failed.value)
