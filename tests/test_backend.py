@@ -172,3 +172,9 @@ def test_every_s3_variable_and_flag_by_name():
         "AWS_S3_DISABLE_SSE": "true",
         "AWS_S3_DISABLE_CHECKSUMS": "true",
     }
+
+
+def test_s3_on_the_hosts_role_sends_no_keys():
+    env = env_of({"s3Region": "us-east-1", "s3BucketPrefix": "acme"})
+    assert env["AWS_REGION"] == "us-east-1"
+    assert not {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"} & set(env)

@@ -67,3 +67,11 @@ def _cron_error(expr):
     except backup.CronError as error:
         return error
     raise AssertionError("expected a CronError")
+
+
+def test_backup_container_gets_the_stacks_limits():
+    run = evaluate("prod", {"backupSchedule": "0 3 * * *"})
+    backup_container = run.containers()["convex-prod-backup"].inputs
+    assert backup_container["memory"] == 4096 and backup_container["cpus"] == "2.0"
+    labels = {entry["label"]: entry["value"] for entry in backup_container["labels"]}
+    assert labels["convex-selfhost.stack"] == "prod" and labels["convex-selfhost.role"] == "backup"

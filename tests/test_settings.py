@@ -245,6 +245,32 @@ BAD_INPUTS = [
      ["convex-selfhost:s3ExportsBucket: 'xn--abc' is not a valid S3 bucket name: it uses a prefix or suffix S3 reserves.", "convex-selfhost:s3SnapshotImportsBucket: 'sthree-abc' is not a valid S3 bucket name: it uses a prefix or suffix S3 reserves.", "convex-selfhost:s3ModulesBucket: 'amzn-s3-demo-abc' is not a valid S3 bucket name: it uses a prefix or suffix S3 reserves.", "convex-selfhost:s3FilesBucket: 'abc-s3alias' is not a valid S3 bucket name: it uses a prefix or suffix S3 reserves.", "convex-selfhost:s3SearchBucket: 'abc.mrap' is not a valid S3 bucket name: it uses a prefix or suffix S3 reserves."]),
     ('bucket-reserved-suffixes', 'dev', {'s3Region': 'us-east-1', 's3ExportsBucket': 'abc--ol-s3', 's3SnapshotImportsBucket': 'abc--x-s3', 's3ModulesBucket': 'abc--table-s3', 's3FilesBucket': 'a.-b', 's3SearchBucket': 'a-.b'}, {'awsAccessKeyId': 'AKIAEXAMPLE7', 'awsSecretAccessKey': 'wJalrXUtnFEMI-secret'},
      ["convex-selfhost:s3ExportsBucket: 'abc--ol-s3' is not a valid S3 bucket name: it uses a prefix or suffix S3 reserves.", "convex-selfhost:s3SnapshotImportsBucket: 'abc--x-s3' is not a valid S3 bucket name: it uses a prefix or suffix S3 reserves.", "convex-selfhost:s3ModulesBucket: 'abc--table-s3' is not a valid S3 bucket name: it uses a prefix or suffix S3 reserves.", "convex-selfhost:s3FilesBucket: 'a.-b' is not a valid S3 bucket name: it must not have two dots, or a dot next to a dash, in a row.", "convex-selfhost:s3SearchBucket: 'a-.b' is not a valid S3 bucket name: it must not have two dots, or a dot next to a dash, in a row."]),
+    ('s3-prefix-invalid', 'dev', {'s3Region': 'us-east-1', 's3BucketPrefix': 'Bad_Prefix'}, {'awsAccessKeyId': 'AKIAEXAMPLE7', 'awsSecretAccessKey': 'wJalrXUtnFEMI-secret'},
+     ["convex-selfhost:s3BucketPrefix: 'Bad_Prefix' cannot start valid bucket names; use lowercase letters, digits, dots and dashes, at most 46 characters."]),
+    ('s3-prefix-too-long', 'dev', {'s3Region': 'us-east-1', 's3BucketPrefix': 'aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa'}, {'awsAccessKeyId': 'AKIAEXAMPLE7', 'awsSecretAccessKey': 'wJalrXUtnFEMI-secret'},
+     ["convex-selfhost:s3BucketPrefix: 'aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa' cannot start valid bucket names; use lowercase letters, digits, dots and dashes, at most 46 characters."]),
+    ('s3-buckets-not-distinct', 'dev', {'s3Region': 'us-east-1', 's3ExportsBucket': 'same-bucket', 's3SnapshotImportsBucket': 'same-bucket', 's3ModulesBucket': 'mod-b', 's3FilesBucket': 'fil-b', 's3SearchBucket': 'sea-b'}, {'awsAccessKeyId': 'AKIAEXAMPLE7', 'awsSecretAccessKey': 'wJalrXUtnFEMI-secret'},
+     ['convex-selfhost:s3FilesBucket: the five buckets must be distinct; upstream keeps each kind of object in a bucket of its own.']),
+    ('aws-access-key-malformed', 'dev', {'s3Region': 'us-east-1', 's3BucketPrefix': 'acme'}, {'awsAccessKeyId': 'AKIA-bad!', 'awsSecretAccessKey': 'wJalrXUtnFEMI-secret'},
+     ['convex-selfhost:awsAccessKeyId: is not an access key id (letters and digits only).']),
+    ('aws-secret-without-key', 'dev', {'s3Region': 'us-east-1', 's3BucketPrefix': 'acme'}, {'awsSecretAccessKey': 'wJalrXUtnFEMI-secret'},
+     ["convex-selfhost:awsAccessKeyId: awsAccessKeyId and awsSecretAccessKey go together; set both, or neither to use the host's IAM role."]),
+    ('database-host-invalid', 'dev', {}, {'databaseUrl': 'postgres://u:p@bad_host!:5432'},
+     ['convex-selfhost:databaseUrl: has no valid host; write it like postgres://user:password@host.']),
+    ('database-port-zero', 'dev', {}, {'databaseUrl': 'postgres://u:p@db:0'},
+     ["convex-selfhost:databaseUrl: has port 0; use the database's port (1 to 65535)."]),
+    ('database-fragment', 'dev', {}, {'databaseUrl': 'postgres://u:p@db:5432#frag'},
+     ['convex-selfhost:databaseUrl: has a query string or fragment; remove it: the backend adds its own connection parameters and the driver refuses unknown ones (use requireDatabaseSsl and databaseCaCert for TLS).']),
+    ('origin-user-only', 'dev', {'cloudOrigin': 'https://user@api.example.com'}, {},
+     ['convex-selfhost:cloudOrigin: contains credentials (user:password@); remove them: this URL is published in outputs and to every browser.']),
+    ('origin-port-zero', 'dev', {'cloudOrigin': 'https://api.example.com:0'}, {},
+     ["convex-selfhost:cloudOrigin: 'https://api.example.com:0' has port 0; use a port from 1 to 65535."]),
+    ('origin-query', 'dev', {'cloudOrigin': 'https://api.example.com?x=1'}, {},
+     ["convex-selfhost:cloudOrigin: 'https://api.example.com?x=1' must be an origin (scheme, host, optional port) without a path, query or fragment."]),
+    ('origin-fragment', 'dev', {'cloudOrigin': 'https://api.example.com#x'}, {},
+     ["convex-selfhost:cloudOrigin: 'https://api.example.com#x' must be an origin (scheme, host, optional port) without a path, query or fragment."]),
+    ('origin-empty-query', 'dev', {'cloudOrigin': 'https://api.example.com?'}, {},
+     ["convex-selfhost:cloudOrigin: 'https://api.example.com?' must be an origin (scheme, host, optional port) without a path, query or fragment."]),
 ]
 
 
@@ -411,3 +437,19 @@ def test_database_url_schemes():
     for url, kind in (("postgres://u:p@db:5432", "postgres"), ("postgresql://u:p@db", "postgres"),
                       ("mysql://u:p@db:3306", "mysql"), ("MySQL://u:p@db", "mysql")):
         assert load("dev", secrets={"databaseUrl": url}).database.kind == kind, url
+
+
+def test_accepted_edges_of_urls():
+    (d,) = load("dev", {"cloudOrigin": "http://api.example.com:1",
+                        "siteOrigin": "http://api.example.com:1/http"}).deployments
+    assert (d.cloud_origin, d.site_origin) == ("http://api.example.com:1",
+                                               "http://api.example.com:1/http")
+    assert load("dev", secrets={"databaseUrl": "postgres://u:p@db:1"}).database.kind == "postgres"
+    assert load("dev", {"cloudOrigin": "http://[::1]:3210"}).deployments[0].cloud_origin == \
+        "http://[::1]:3210"
+
+
+def test_secret_values_hide_in_repr_and_compare_by_value():
+    assert repr(SecretValue("hunter2")) == "SecretValue(<hidden>)"
+    assert SecretValue("a") == SecretValue("a") and SecretValue("a") != SecretValue("b")
+    assert SecretValue("a") != "a"

@@ -111,3 +111,9 @@ def test_between_and_the_s3_boundary():
     boundary = releases.S3_WITHOUT_KEYS_SINCE
     before = tags[tags.index(boundary) - 1]
     assert releases.s3_needs_keys(boundary) is False and releases.s3_needs_keys(before) is True
+
+
+def test_between_stops_at_the_target():
+    target = "0b8731e45077136ca23521ec11bface108aade99"
+    crossed = releases.between(OLD, target)
+    assert crossed[-1].tag == target and releases.LATEST not in crossed
