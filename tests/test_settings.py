@@ -453,3 +453,15 @@ def test_secret_values_hide_in_repr_and_compare_by_value():
     assert repr(SecretValue("hunter2")) == "SecretValue(<hidden>)"
     assert SecretValue("a") == SecretValue("a") and SecretValue("a") != SecretValue("b")
     assert SecretValue("a") != "a"
+
+
+def test_s3_prefix_length_limit_and_conflict_message():
+    assert load("dev", {"s3Region": "us-east-1", "s3BucketPrefix": "a" * 46}, {
+        "awsAccessKeyId": "AKIAEXAMPLE7", "awsSecretAccessKey": "secret"}).s3.buckets[
+        "snapshot-imports"] == "a" * 46 + "-snapshot-imports"
+    found = problems("dev", {"s3Region": "us-east-1", "s3BucketPrefix": "acme",
+                             "s3FilesBucket": "fil-b", "s3SearchBucket": "sea-b"},
+                     {"awsAccessKeyId": "AKIAEXAMPLE7", "awsSecretAccessKey": "secret"})
+    assert found == ("convex-selfhost:s3BucketPrefix: is set together with explicit bucket keys "
+                     "(s3FilesBucket, s3SearchBucket); use the prefix alone or all five bucket "
+                     "keys.",)

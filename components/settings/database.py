@@ -96,7 +96,7 @@ def _check_url(reader: Reader, text: str) -> str:
         reader.problem("databaseUrl", "names a database; remove the path: the backend "
                                       "connects to the database named after the instance "
                                       "(dashes become underscores), which must exist.")
-    if parts.query or parts.fragment or "?" in text or "#" in text:
+    if "?" in text or "#" in text:  # also an empty query or fragment, which urlsplit drops
         reader.problem("databaseUrl", "has a query string or fragment; remove it: the backend "
                                       "adds its own connection parameters and the driver "
                                       "refuses unknown ones (use requireDatabaseSsl and "

@@ -76,8 +76,8 @@ def parse_http_url(reader: Reader, name: str, value: str, *, allow_path: bool = 
     if port == 0:
         reader.problem(name, f"{shown} has port 0; use a port from 1 to 65535.")
         return None
-    if parts.query or parts.fragment or "?" in value or "#" in value or (
-            parts.path and not allow_path):
+    # "?" and "#" also catch an empty query or fragment, which urlsplit drops.
+    if "?" in value or "#" in value or (parts.path and not allow_path):
         reader.problem(name, f"{shown} must be an origin (scheme, host, optional port) "
                              "without a path, query or fragment.")
         return None
