@@ -1,0 +1,125 @@
+"""components/health.py: the gate waits for healthy, fails on exited or timed-out containers."""
+
+import subprocess
+
+import pytest
+
+from components import health
+from components.health import HealthGateError, _HealthGateProvider, wait_until_healthy
+
+
+def states(*sequence):
+    """An inspect stand-in that returns the given states in turn (the last one repeats)."""
+    calls = []
+
+    def inspect(name, host):
+        calls.append((name, host))
+        return sequence[min(len(calls), len(sequence)) - 1]
+
+    inspect.calls = calls
+    return inspect
+
+
+def running(status=None, output=""):
+    state = {"Status": "running", "Running": True, "Restarting": False, "ExitCode": 0}
+    if status:
+        state["Health"] = {"Status": status, "Log": [{"Output": output}] if output else []}
+    return state
+
+
+class Clock:
+    def __init__(self):
+        self.now = 0.0
+
+    def __call__(self):
+        return self.now
+
+    def sleep(self, seconds):
+        self.now += seconds
+
+
+def test_waits_through_starting_until_healthy():
+    inspect, clock = states(running("starting"), running("starting"), running("healthy")), Clock()
+    assert wait_until_healthy("c", "ssh://h", 60, inspect=inspect, clock=clock,
+                              sleep=clock.sleep) == "healthy"
+    assert inspect.calls == [("c", "ssh://h")] * 3 and clock.now == 2
+
+
+def test_a_container_without_healthcheck_counts_when_running():
+    assert wait_until_healthy("c", "", 5, inspect=states(running()), clock=Clock(),
+                              sleep=lambda s: None) == "running"
+
+
+def test_an_exited_container_fails_at_once():
+    exited = {"Status": "exited", "Running": False, "Restarting": False, "ExitCode": 1}
+    with pytest.raises(HealthGateError) as failed:
+        wait_until_healthy("convex-dev-backend", "", 60, inspect=states(exited), clock=Clock(),
+                           sleep=lambda s: pytest.fail("must not wait"))
+    assert str(failed.value) == (
+        "container convex-dev-backend is not running (status 'exited', exit code 1); see "
+        "`docker logs convex-dev-backend`. The next `pulumi up` checks again.")
+
+
+def test_a_restarting_container_is_waited_for():
+    restarting = {"Status": "restarting", "Running": False, "Restarting": True, "ExitCode": 1}
+    clock = Clock()
+    assert wait_until_healthy("c", "", 60, inspect=states(restarting, running("healthy")),
+                              clock=clock, sleep=clock.sleep) == "healthy"
+
+
+def test_timeout_names_the_last_probe():
+    clock = Clock()
+    with pytest.raises(HealthGateError) as failed:
+        wait_until_healthy("convex-dev-backend", "", 10,
+                           inspect=states(running("unhealthy", "curl: (7) refused\n")),
+                           clock=clock, sleep=clock.sleep)
+    assert str(failed.value) == (
+        "container convex-dev-backend did not become healthy within 10s (status unhealthy; "
+        "last probe: curl: (7) refused). See `docker logs convex-dev-backend`; the next "
+        "`pulumi up` checks again and fails until it is healthy.")
+    assert clock.now == 10
+
+
+def test_no_docker_cli_is_a_clear_error(monkeypatch):
+    monkeypatch.setattr(health.shutil, "which", lambda name: None)
+    with pytest.raises(HealthGateError, match="the `docker` CLI is not on PATH"):
+        wait_until_healthy("c", "", 5)
+
+
+def test_inspect_asks_the_stacks_engine(monkeypatch):
+    seen = []
+
+    def run(command, **kwargs):
+        seen.append(command)
+        return subprocess.CompletedProcess(command, 0, '{"Running": true}', "")
+
+    monkeypatch.setattr(health.subprocess, "run", run)
+    assert health._inspect_state("c", "ssh://deploy@h") == {"Running": True}
+    assert seen == [["docker", "--host", "ssh://deploy@h", "inspect", "--type", "container",
+                     "--format", "{{json .State}}", "--", "c"]]
+    monkeypatch.setattr(health.subprocess, "run", lambda c, **k: subprocess.CompletedProcess(
+        c, 1, "", "Error: No such container: c\n"))
+    with pytest.raises(HealthGateError, match="No such container"):
+        health._inspect_state("c", "")
+
+
+def test_the_gate_waits_again_only_when_the_container_changes():
+    provider = _HealthGateProvider()
+    old = {"container_id": "a", "container_name": "c", "timeout_seconds": 60, "docker_host": ""}
+    assert provider.diff("a", old, dict(old)).changes is False
+    for key, value in (("container_id", "b"), ("timeout_seconds", 120),
+                       ("docker_host", "ssh://h"), ("container_name", "d")):
+        assert provider.diff("a", old, {**old, key: value}).changes is True, key
+
+
+def test_create_and_update_wait_then_record(monkeypatch):
+    waited = []
+    monkeypatch.setattr(health, "wait_until_healthy",
+                        lambda name, host, timeout: waited.append((name, host, timeout)))
+    props = {"container_id": "abc", "container_name": "c", "timeout_seconds": "60",
+             "docker_host": None}
+    created = _HealthGateProvider().create(props)
+    assert created.id == "abc" and created.outs == props
+    updated = _HealthGateProvider().update("abc", props, {**props, "container_id": "def"})
+    assert updated.outs["container_id"] == "def"
+    assert waited == [("c", "", 60), ("c", "", 60)]
