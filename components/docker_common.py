@@ -5,7 +5,7 @@ each object back from Docker and stores Docker's view; the next `pulumi up` diff
 program's inputs against that view. A value sent in another spelling than the one read
 back (cpus "2" vs "2.0", a duration "300s" vs "5m0s") is a diff on every run, and for
 ForceNew fields a replacement on every run. The functions here produce the read-back
-spellings; tests/test_docker_common.py pins each one to the provider source line.
+spellings; tests/test_readback.py pins each one to the provider source line.
 
 Labels let operators (and the policy pack) tell which stack, deployment and role a
 Docker object belongs to when several stacks share one host.
@@ -117,7 +117,6 @@ def container_options(
     parent: pulumi.Resource,
     depends_on: Sequence[pulumi.Resource] = (),
     secret_outputs: Sequence[str] = (),
-    provider: Optional[pulumi.ProviderResource] = None,
 ) -> pulumi.ResourceOptions:
     """Named containers are deleted before their replacement is created (same name, same
     host ports), and a changed healthcheck replaces the container: the provider's update
@@ -129,7 +128,6 @@ def container_options(
         additional_secret_outputs=list(secret_outputs),
         replace_on_changes=["healthcheck"],
         ignore_changes=list(HOST_MERGED_FIELDS),
-        provider=provider,
     )
 
 

@@ -10,7 +10,7 @@ from components import engine
 def test_api_versions_parse():
     assert engine.parse_api_version("1.41") == (1, 41)
     assert engine.parse_api_version(" 1.44\n") == (1, 44)
-    for bad in ("", "abc", "1", "1.44.1", None):
+    for bad in ("", "abc", "1", "1.44.1", None, "XXXX"):
         assert engine.parse_api_version(bad) is None
 
 
@@ -23,17 +23,21 @@ def test_start_interval_needs_api_1_44():
 
 def test_detect_asks_the_stacks_engine(monkeypatch):
     monkeypatch.delenv(engine.OVERRIDE_VAR)
-    monkeypatch.setattr(engine.shutil, "which", lambda name: "/usr/bin/docker")
+    monkeypatch.setattr(engine.shutil, "which",
+                        lambda name: "/usr/bin/docker" if name == "docker" else None)
     calls = []
 
     def fake_run(command, **kwargs):
         calls.append(command)
+        assert kwargs["capture_output"] is True and kwargs["text"] is True
         return subprocess.CompletedProcess(command, 0, "1.41\n", "")
 
     monkeypatch.setattr(engine.subprocess, "run", fake_run)
     assert engine.detect("ssh://deploy@host").api_version == (1, 41)
+    assert engine.detect("").api_version == (1, 41)
     assert calls == [["docker", "--host", "ssh://deploy@host", "version", "--format",
-                      "{{.Server.APIVersion}}"]]
+                      "{{.Server.APIVersion}}"],
+                     ["docker", "version", "--format", "{{.Server.APIVersion}}"]]
 
 
 def test_detect_without_an_answer_leaves_the_start_interval_out(monkeypatch):

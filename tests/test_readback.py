@@ -58,6 +58,7 @@ def test_every_container_is_sent_in_read_back_form(prod):
         health = inputs["healthcheck"]
         for field in ("interval", "timeout", "startPeriod"):
             assert health[field] == go_duration(_seconds(health[field])), (c.name, field)
+        assert health["retries"] == (5 if inputs["name"] == "convex-prod-postgres" else 3)
         # F:932 memory = Memory/1024/1024; F:940-944 memory_swap likewise. Unset, Docker
         # gives twice the memory as swap: the program sends swap = memory (no swap).
         assert inputs["memory"] == inputs["memorySwap"] == 4096
@@ -109,6 +110,9 @@ def test_adopted_volume_ignores_what_compose_gave_it():
     assert volume.ignore_changes == ["labels", "driver", "driverOpts"]
     own = evaluate("dev").named("convex-dev-backend-data")
     assert own.ignore_changes == [] and own.inputs["labels"]
+    for name in ("convex-prod-postgres-data", "convex-prod-tls-data"):
+        volume = evaluate("prod").named(name)
+        assert volume.ignore_changes == [] and volume.inputs["labels"], name
 
 
 def test_networks_and_images(prod):
