@@ -271,6 +271,8 @@ BAD_INPUTS = [
      ["convex-selfhost:cloudOrigin: 'https://api.example.com#x' must be an origin (scheme, host, optional port) without a path, query or fragment."]),
     ('origin-empty-query', 'dev', {'cloudOrigin': 'https://api.example.com?'}, {},
      ["convex-selfhost:cloudOrigin: 'https://api.example.com?' must be an origin (scheme, host, optional port) without a path, query or fragment."]),
+    ('monaco-refused', 'dev', {'dashboardLoadMonacoInternally': True}, {},
+     ['convex-selfhost:dashboardLoadMonacoInternally: has no effect on the published dashboard images: upstream reads NEXT_PUBLIC_LOAD_MONACO_INTERNALLY when the image is built (next.config.js), not when it runs. Remove it.']),
 ]
 
 
