@@ -467,3 +467,32 @@ def test_s3_prefix_length_limit_and_conflict_message():
     assert found == ("convex-selfhost:s3BucketPrefix: is set together with explicit bucket keys "
                      "(s3FilesBucket, s3SearchBucket); use the prefix alone or all five bucket "
                      "keys.",)
+
+
+@pytest.mark.parametrize("key", ["convex_selfhost:backendPort", "ConvexSelfhost:backendPort",
+                                 "convex-selfhots:backendPort", "convex-self-host:backendPort"])
+def test_namespace_typos_are_reported(key):
+    namespace = key.split(":")[0]
+    assert problems("dev", {key: 1}) == (
+        f"{key}: the namespace '{namespace}' is not 'convex-selfhost', so this key is ignored; "
+        "set it as convex-selfhost:backendPort.",)
+
+
+def test_other_namespaces_and_unknown_keys():
+    load("dev", {"docker:host": "ssh://deploy@host", "aws:region": "eu-west-1",
+                 "convex:foo": "x"})
+    assert problems("dev", {"zzzzqq": 1}) == (
+        "convex-selfhost:zzzzqq: is not a convex-selfhost setting. Remove it with "
+        "`pulumi config rm zzzzqq`.",)
+    assert problems("dev", {"BACKENDPORT": 1}) == (
+        "convex-selfhost:BACKENDPORT: is not a convex-selfhost setting. Did you mean "
+        "backendPort? Remove it with `pulumi config rm BACKENDPORT`.",)
+
+
+def test_old_release_on_a_public_bind_warns_about_metrics():
+    old = load("dev", {"bindAddress": "10.0.0.5",
+                       "version": "4d3b0a5de955a258e70e3813bbff486051d88820"})
+    assert old.warnings == (
+        "this version always serves /metrics on the API port, which bindAddress 10.0.0.5 "
+        "publishes; bind to 127.0.0.1 behind a proxy, or upgrade to a release that reads "
+        "DISABLE_METRICS_ENDPOINT.",)
