@@ -496,3 +496,12 @@ def test_old_release_on_a_public_bind_warns_about_metrics():
         "this version always serves /metrics on the API port, which bindAddress 10.0.0.5 "
         "publishes; bind to 127.0.0.1 behind a proxy, or upgrade to a release that reads "
         "DISABLE_METRICS_ENDPOINT.",)
+
+
+def test_version_warnings_word_for_word():
+    assert load("dev", {"version": "latest"}).warnings == (
+        "version 'latest' moves: every `pulumi up` may pick up a new release, and version "
+        "checks are skipped. Pin a release tag outside dev.",)
+    assert load("staging", {"version": "f" * 40}).warnings == (
+        f"version '{'f' * 40}' is not a release this project knows (newest known: 652b828 of "
+        "2026-08-21); version-specific checks were skipped.",)
