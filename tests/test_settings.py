@@ -273,6 +273,22 @@ BAD_INPUTS = [
      ["convex-selfhost:cloudOrigin: 'https://api.example.com?' must be an origin (scheme, host, optional port) without a path, query or fragment."]),
     ('monaco-refused', 'dev', {'dashboardLoadMonacoInternally': True}, {},
      ['convex-selfhost:dashboardLoadMonacoInternally: has no effect on the published dashboard images: upstream reads NEXT_PUBLIC_LOAD_MONACO_INTERNALLY when the image is built (next.config.js), not when it runs. Remove it.']),
+    ('log-size-zero', 'dev', {'logMaxSizeMb': 0}, {},
+     ['convex-selfhost:logMaxSizeMb: 0 is out of range; use a number from 1 to 10240 MB.']),
+    ('log-size-too-big', 'dev', {'logMaxSizeMb': 10241}, {},
+     ['convex-selfhost:logMaxSizeMb: 10241 is out of range; use a number from 1 to 10240 MB.']),
+    ('log-files-too-many', 'dev', {'logMaxFiles': 101}, {},
+     ['convex-selfhost:logMaxFiles: 101 is out of range; use a number from 1 to 100.']),
+    ('start-timeout-too-short', 'dev', {'backendStartTimeoutSeconds': 9}, {},
+     ['convex-selfhost:backendStartTimeoutSeconds: 9 is out of range; use a number from 10 to 3600 seconds.']),
+    ('rust-log-injection', 'dev', {'rustLog': 'info;rm -rf'}, {},
+     ["convex-selfhost:rustLog: 'info;rm -rf' is not a RUST_LOG filter; use levels and targets like info or info,common=debug."]),
+    ('release-version-dev', 'dev', {'releaseVersionDev': '1.0 beta'}, {},
+     ['convex-selfhost:releaseVersionDev: must be a version like 1.2.3 (letters, digits, dots, plus and dashes).']),
+    ('cpus-below-docker-minimum', 'dev', {'cpus': '0.009'}, {},
+     ['convex-selfhost:cpus: is below 0.01, the smallest CPU share Docker accepts.']),
+    ('cpus-above-limit', 'dev', {'cpus': '1025'}, {},
+     ["convex-selfhost:cpus: '1025' must be a number of CPUs greater than zero and at most 1024, written like 2 or 1.5 (at most 9 decimals)."]),
 ]
 
 
@@ -505,3 +521,13 @@ def test_version_warnings_word_for_word():
     assert load("staging", {"version": "f" * 40}).warnings == (
         f"version '{'f' * 40}' is not a release this project knows (newest known: 652b828 of "
         "2026-08-21); version-specific checks were skipped.",)
+
+
+def test_accepted_edges_of_limits():
+    settings = load("dev", {"cpus": "1024", "logMaxSizeMb": 10240, "logMaxFiles": 100,
+                            "backendStartTimeoutSeconds": 3600, "rustLog": ""})
+    assert (settings.containers.cpus, settings.containers.log_max_size_mb,
+            settings.containers.log_max_files,
+            settings.containers.backend_start_timeout_seconds) == ("1024", 10240, 100, 3600)
+    assert settings.tuning.rust_log == "info"
+    assert load("dev", {"cpus": "0.011"}).containers.cpus == "0.011"  # 0.01 reads back 0.0

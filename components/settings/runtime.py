@@ -72,17 +72,17 @@ def read_containers(reader: Reader) -> ContainerSettings:
         restart_policy=reader.choice("restartPolicy", RESTART_POLICIES),
         memory_limit_mb=memory or 0,
         cpus=_read_cpus(reader),
-        log_max_size_mb=_or_default(reader, "logMaxSizeMb", reader.integer(
+        log_max_size_mb=_or_default("logMaxSizeMb", reader.integer(
             "logMaxSizeMb", 1, 10_240, "MB")),
-        log_max_files=_or_default(reader, "logMaxFiles", reader.integer("logMaxFiles", 1, 100)),
-        backend_start_timeout_seconds=_or_default(reader, "backendStartTimeoutSeconds",
+        log_max_files=_or_default("logMaxFiles", reader.integer("logMaxFiles", 1, 100)),
+        backend_start_timeout_seconds=_or_default("backendStartTimeoutSeconds",
                                                   reader.integer("backendStartTimeoutSeconds",
                                                                  10, MAX_START_TIMEOUT,
                                                                  "seconds")),
     )
 
 
-def _or_default(reader: Reader, name: str, value):
+def _or_default(name: str, value):
     return KEYS_BY_NAME[name].default if value is None else value
 
 
@@ -109,7 +109,7 @@ def _read_cpus(reader: Reader) -> str:
 
 def read_tuning(reader: Reader, version: str, database_kind: str) -> BackendTuning:
     def bounded(name: str, low: int, high: int) -> int:
-        return _or_default(reader, name, reader.integer(name, low, high))
+        return _or_default(name, reader.integer(name, low, high))
 
     rust_log = reader.string("rustLog") or "info"
     if not _RUST_LOG_PATTERN.fullmatch(rust_log):
