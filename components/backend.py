@@ -55,8 +55,7 @@ class ConvexBackend(pulumi.ComponentResource):
         super().__init__("convex:selfhost:Backend", name, None, opts)
         self.volume = self._volume(name, args)
         self.container = self._container(name, args)
-        self.healthy = HealthGate(f"{name}-healthy", self.container,
-                                  f"{args.instance_name}-backend", args.start_timeout_seconds,
+        self.healthy = HealthGate(f"{name}-healthy", self.container, args.start_timeout_seconds,
                                   args.docker_host, pulumi.ResourceOptions(parent=self))
         self.register_outputs({"containerName": self.container.name,
                                "volumeName": self.volume.name})

@@ -71,8 +71,7 @@ class ConvexDashboard(pulumi.ComponentResource):
             **docker_common.runtime_options(args.limits),
             opts=docker_common.container_options(self, args.depends_on),
         )
-        self.healthy = HealthGate(f"{name}-healthy", self.container,
-                                  f"{args.instance_name}-dashboard", START_TIMEOUT_SECONDS,
+        self.healthy = HealthGate(f"{name}-healthy", self.container, START_TIMEOUT_SECONDS,
                                   args.docker_host, pulumi.ResourceOptions(parent=self))
         self.url = args.deployment_url
         self.register_outputs({"containerName": self.container.name})

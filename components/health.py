@@ -96,10 +96,10 @@ class HealthGate(Resource):
 
     container_id: pulumi.Output[str]
 
-    def __init__(self, name: str, container, container_name: str, timeout_seconds: int,
-                 docker_host: str = "", opts: Optional[pulumi.ResourceOptions] = None):
+    def __init__(self, name: str, container, timeout_seconds: int, docker_host: str = "",
+                 opts: Optional[pulumi.ResourceOptions] = None):
         super().__init__(
             _HealthGateProvider(), name,
-            {"container_id": container.id, "container_name": container_name,
+            {"container_id": container.id, "container_name": container.name,
              "timeout_seconds": timeout_seconds, "docker_host": docker_host},
             pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(depends_on=[container])))

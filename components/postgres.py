@@ -102,9 +102,8 @@ class ConvexPostgres(pulumi.ComponentResource):
             **docker_common.runtime_options(args.limits),
             opts=docker_common.container_options(self, secret_outputs=["envs"]),
         )
-        self.healthy = HealthGate(f"{name}-healthy", self.container, container_name,
-                                  START_TIMEOUT_SECONDS, args.docker_host,
-                                  pulumi.ResourceOptions(parent=self))
+        self.healthy = HealthGate(f"{name}-healthy", self.container, START_TIMEOUT_SECONDS,
+                                  args.docker_host, pulumi.ResourceOptions(parent=self))
         # No database in the path: the backend picks the instance's database itself.
         # The network is private to the deployment, so SSL is not required on it.
         # (A password an engine does not report yields a URL the backend refuses loudly,

@@ -85,8 +85,7 @@ class ScheduledBackup(pulumi.ComponentResource):
             **docker_common.runtime_options(args.limits),
             opts=docker_common.container_options(self, args.depends_on, ["envs"]),
         )
-        self.healthy = HealthGate(f"{name}-healthy", self.container,
-                                  f"{args.instance_name}-backup", START_TIMEOUT_SECONDS,
+        self.healthy = HealthGate(f"{name}-healthy", self.container, START_TIMEOUT_SECONDS,
                                   args.docker_host, pulumi.ResourceOptions(parent=self))
         self.register_outputs({"containerName": self.container.name,
                                "volumeName": self.volume.name})

@@ -87,10 +87,10 @@ class Reader:
 
     def differs_from_default(self, name: str) -> bool:
         key = KEYS_BY_NAME[name]
-        reader = {"string": self.string, "integer": self.integer, "boolean": self.boolean,
-                  "array": self.string_list}[key.type]
         probe = Reader(self.raw, self.secret_keys)  # parse quietly: problems are reported once
-        return getattr(probe, reader.__name__)(name) not in (key.default, None)
+        parse = {"string": probe.string, "integer": probe.integer, "boolean": probe.boolean,
+                 "array": probe.string_list}[key.type]
+        return parse(name) not in (key.default, None)
 
     def string(self, name: str) -> str:
         value = self._value(name)
