@@ -1,8 +1,11 @@
 """components/health.py: the gate waits for healthy, fails on exited or timed-out containers."""
 
+import base64
 import subprocess
 
+import dill
 import pytest
+from harness import REPO, evaluate
 
 from components import health
 from components.health import HealthGateError, _HealthGateProvider, wait_until_healthy
@@ -123,3 +126,14 @@ def test_create_and_update_wait_then_record(monkeypatch):
     updated = _HealthGateProvider().update("abc", props, {**props, "container_id": "def"})
     assert updated.outs["container_id"] == "def"
     assert waited == [("c", "", 60), ("c", "", 60)]
+
+
+def test_a_gate_built_alone_carries_its_provider_inputs_and_dependency():
+    run = evaluate(None, program=REPO / "tests" / "programs" / "gate_alone.py")
+    gate, container = run.named("web-healthy"), run.named("web")
+    provider = dill.loads(base64.b64decode(gate.inputs.pop("__provider")))
+    assert type(provider).__name__ == "_HealthGateProvider"
+    assert gate.type == "pulumi-python:dynamic:Resource" and gate.custom
+    assert gate.inputs == {"container_id": "web-id", "container_name": "web",
+                           "timeout_seconds": 90, "docker_host": ""}
+    assert gate.dependencies == [container.urn]
