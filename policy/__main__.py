@@ -11,11 +11,12 @@ import sys
 
 from pulumi_policy import EnforcementLevel, PolicyPack
 
-# pulumi runs this file with runpy.run_path("."), which already puts this
-# directory on sys.path; keep it explicit so `python policy/__main__.py` works too.
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+# The pack lives inside the project and imports its modules as `policy.*` (and the rules
+# as `components.rules`), so the project's root goes on sys.path: pulumi runs this file
+# with runpy.run_path("."), which puts only this directory there.
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from convex_policies import ALL_POLICIES  # noqa: E402  pylint: disable=wrong-import-position
+from policy.convex_policies import ALL_POLICIES  # noqa: E402  pylint: disable=wrong-import-position
 
 PolicyPack(
     name="convex-selfhost",

@@ -44,8 +44,6 @@ closest honest, checkable marker, read through pulumi-policy's public API only.
 
 from __future__ import annotations
 
-import os
-import sys
 from typing import Optional
 
 from pulumi_policy import (
@@ -57,10 +55,9 @@ from pulumi_policy import (
 )
 from pulumi_policy.proxy import UnknownValueError
 
-# The pack lives inside the project: its rules come from the one module the settings use
-# too (standard library only, so this virtualenv needs nothing else).
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from resource_props import (  # noqa: E402
+from components import rules
+from components.rules import MOVING_TAGS, ImageRef, parse_image_ref  # noqa: F401
+from policy.resource_props import (
     ADMIN_KEY_PUBLIC_ENV,
     CONTAINER_TYPE,
     REMOTE_IMAGE_TYPE,
@@ -70,16 +67,13 @@ from resource_props import (  # noqa: E402
     _env_entries,
     _get,
 )
-from stack_policies import (  # noqa: E402,F401  (re-exported for the tests)
+from policy.stack_policies import (  # noqa: F401  (re-exported for the tests)
     _stack_name_for,
     no_public_ports_without_tls,
     protect_data_in_prod,
     validate_no_public_ports,
     validate_protect_data_in_prod,
 )
-
-from components import rules  # noqa: E402
-from components.rules import MOVING_TAGS, ImageRef, parse_image_ref  # noqa: E402,F401
 
 # --------------------------------------------------------------------------
 # 1. pinned-images

@@ -14,7 +14,8 @@ from pulumi_policy import (
     StackValidationPolicy,
 )
 from pulumi_policy.proxy import UnknownValueError
-from resource_props import (
+
+from policy.resource_props import (
     CONTAINER_TYPE,
     DEFAULT_PROD_STACK_PATTERN,
     LABEL_ROLE,

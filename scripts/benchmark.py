@@ -43,7 +43,6 @@ for path in (REPO, REPO / "tests"):
         sys.path.insert(0, str(path))
 
 import harness  # noqa: E402  (needs the paths above)
-from pulumi.runtime import rpc  # noqa: E402
 
 MAX_GROWTH_50_OVER_1 = 5.0
 MAX_PROGRAM_OVER_FLOOR = 2.5
@@ -142,7 +141,7 @@ def write_floor(evaluation: harness.Evaluation, directory: Path, deployments: in
     program = directory / f"floor-{deployments}.py"
     program.write_text(
         FLOOR_PROGRAM.format(
-            secret_key=rpc._special_sig_key, secret_sig=rpc._special_secret_sig, graph=str(graph)
+            secret_key=harness.SIG_KEY, secret_sig=harness.SECRET_SIG, graph=str(graph)
         )
     )
     return program

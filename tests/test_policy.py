@@ -3,23 +3,26 @@
 There is no Pulumi CLI here, so the policies are exercised the way
 pulumi-policy's analyzer calls them: props are deserialized with
 ``deserialize_properties`` and wrapped with ``unknown_checking_proxy`` (as in
-``_PolicyAnalyzerServicer.Analyze``/``AnalyzeStack``), and the args objects are
+the analyzer's ``Analyze``/``AnalyzeStack``), and the args objects are
 pulumi-policy's own ``ResourceValidationArgs`` / ``StackValidationArgs``.  A few
-tests go one step further and feed protobuf requests to the analyzer servicer
-itself (without starting its gRPC server).
+tests go all the way: they start the pack as the Pulumi CLI does (``python policy``,
+which serves the analyzer over gRPC and prints its port) and send it the engine's own
+protobuf requests.
 """
 
 from __future__ import annotations
 
 import ast
 import copy
-import importlib
+import subprocess
 import sys
 from pathlib import Path
 
+import grpc
 import pytest
-from google.protobuf import json_format, struct_pb2
+from google.protobuf import empty_pb2, json_format, struct_pb2
 from pulumi.runtime import proto
+from pulumi.runtime.proto import analyzer_pb2_grpc
 from pulumi_policy import (
     EnforcementLevel,
     Policy,
@@ -30,13 +33,11 @@ from pulumi_policy import (
     StackValidationArgs,
 )
 from pulumi_policy.deserialize import SPECIAL_SECRET_SIG, SPECIAL_SIG_KEY, deserialize_properties
-from pulumi_policy.policy import _PolicyAnalyzerServicer
 from pulumi_policy.proxy import UNKNOWN_STRING_VALUE, UnknownValueError, unknown_checking_proxy
 
+from policy import convex_policies as cp
+
 POLICY_DIR = Path(__file__).resolve().parent.parent / "policy"
-if str(POLICY_DIR) not in sys.path:
-    sys.path.insert(0, str(POLICY_DIR))
-cp = importlib.import_module("convex_policies")
 
 REMOTE_IMAGE = "docker:index/remoteImage:RemoteImage"
 CONTAINER = "docker:index/container:Container"
@@ -558,14 +559,24 @@ def test_secret_marker_is_invisible_to_analyze_so_only_options_count():
 
 
 # ---------------------------------------------------------------------------
-# End to end through pulumi-policy's analyzer servicer (no gRPC server started)
+# End to end: the pack started as the CLI starts it, asked over gRPC
 # ---------------------------------------------------------------------------
 
 
-def servicer():
-    return _PolicyAnalyzerServicer(
-        "convex-selfhost", "0.0.1", list(cp.ALL_POLICIES), EnforcementLevel.MANDATORY
-    )
+@pytest.fixture
+def analyzer():
+    """The pack's analyzer, served by the pack's own process on a loopback port."""
+    pack = subprocess.Popen([sys.executable, "-u", str(POLICY_DIR)], cwd=POLICY_DIR,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        port = pack.stdout.readline().strip()
+        assert port.isdigit(), f"the pack printed no port: {pack.stderr.read()[-2000:]}"
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+            grpc.channel_ready_future(channel).result(timeout=30)
+            yield analyzer_pb2_grpc.AnalyzerStub(channel)
+    finally:
+        pack.kill()
+        pack.communicate(timeout=30)
 
 
 def struct(d):
@@ -580,7 +591,14 @@ def rpc_opts(protect=False, secret_outputs=()):
     )
 
 
-def test_servicer_analyze_secret_wrapped_envs_still_need_additional_secret_outputs():
+def test_served_pack_describes_itself(analyzer):
+    info = analyzer.GetAnalyzerInfo(empty_pb2.Empty())
+    assert info.name == "convex-selfhost"
+    assert {p.name for p in info.policies} == EXPECTED_POLICY_NAMES
+    assert {p.enforcementLevel for p in info.policies} == {proto.MANDATORY}
+
+
+def test_served_pack_secret_wrapped_envs_still_need_additional_secret_outputs(analyzer):
     wire = container("convex-backend", "backend", envs=[]) | {
         "envs": secret(["INSTANCE_SECRET=abc"])
     }
@@ -591,15 +609,15 @@ def test_servicer_analyze_secret_wrapped_envs_still_need_additional_secret_outpu
         properties=struct(wire),
         options=rpc_opts(),
     )
-    diags = servicer().Analyze(req, None).diagnostics
+    diags = analyzer.Analyze(req).diagnostics
     assert [d.policyName for d in diags] == ["secret-envs-are-secret"]
     assert diags[0].enforcementLevel == proto.MANDATORY
 
     req.options.CopyFrom(rpc_opts(secret_outputs=["envs"]))
-    assert list(servicer().Analyze(req, None).diagnostics) == []
+    assert list(analyzer.Analyze(req).diagnostics) == []
 
 
-def test_servicer_analyze_unknown_becomes_advisory():
+def test_served_pack_unknown_becomes_advisory(analyzer):
     wire = container("convex-dashboard", "dashboard") | {"envs": [UNKNOWN_STRING_VALUE]}
     req = proto.AnalyzeRequest(
         type=CONTAINER,
@@ -608,17 +626,17 @@ def test_servicer_analyze_unknown_becomes_advisory():
         properties=struct(wire),
         options=rpc_opts(),
     )
-    diags = servicer().Analyze(req, None).diagnostics
+    diags = analyzer.Analyze(req).diagnostics
     assert diags and all(d.enforcementLevel == proto.ADVISORY for d in diags)
     assert all("during preview" in d.message for d in diags)
 
 
-def test_servicer_analyze_stack_with_policy_config():
-    svc = servicer()
+def test_served_pack_analyze_stack_with_policy_config(analyzer):
     cfg = proto.PolicyConfig(
         enforcementLevel=proto.MANDATORY, properties=struct({"prodStackPattern": "^live$"})
     )
-    svc.Configure(proto.ConfigureAnalyzerRequest(policyConfig={"protect-data-in-prod": cfg}), None)
+    analyzer.Configure(proto.ConfigureAnalyzerRequest(
+        policyConfig={"protect-data-in-prod": cfg}))
     resources = [
         proto.AnalyzerResource(
             type=VOLUME,
@@ -642,7 +660,7 @@ def test_servicer_analyze_stack_with_policy_config():
             options=rpc_opts(),
         ),
     ]
-    diags = svc.AnalyzeStack(proto.AnalyzeStackRequest(resources=resources), None).diagnostics
+    diags = analyzer.AnalyzeStack(proto.AnalyzeStackRequest(resources=resources)).diagnostics
     assert [(d.policyName, d.urn) for d in diags] == [("protect-data-in-prod", urn(VOLUME, "data"))]
 
 

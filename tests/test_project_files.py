@@ -3,6 +3,7 @@
 (The scripts and the example CI workflow: test_scripts.py, test_ci_workflow.py.)
 """
 
+import ast
 import json
 import re
 
@@ -106,3 +107,55 @@ def test_readme_configuration_table_is_generated_from_pulumi_yaml():
     readme = (REPO / "README.md").read_text()
     assert module.table() in readme + "\n"
     assert module.replace_in(readme) == readme
+
+
+SDK_PACKAGES = ("pulumi", "pulumi_policy", "pulumi_docker", "pulumi_random")
+
+
+def _is_sdk(module: str) -> bool:
+    return module.split(".")[0] in SDK_PACKAGES
+
+
+def private_sdk_names(source: str) -> list[str]:
+    """`_name`s of the Pulumi SDKs a module imports or reaches through an attribute."""
+    tree = ast.parse(source)
+    found, sdk_names = [], set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                if _is_sdk(alias.name):
+                    sdk_names.add((alias.asname or alias.name).split(".")[0])
+                    found += [p for p in alias.name.split(".") if p.startswith("_")]
+        elif isinstance(node, ast.ImportFrom) and node.module and _is_sdk(node.module):
+            found += [p for p in node.module.split(".") if p.startswith("_")]
+            for alias in node.names:
+                sdk_names.add(alias.asname or alias.name)
+                if alias.name.startswith("_"):
+                    found.append(alias.name)
+    for node in ast.walk(tree):
+        if (isinstance(node, ast.Attribute) and node.attr.startswith("_")
+                and not node.attr.startswith("__")):
+            root = node.value
+            while isinstance(root, ast.Attribute):
+                root = root.value
+            if isinstance(root, ast.Name) and root.id in sdk_names:
+                found.append(node.attr)
+    return found
+
+
+def test_the_checker_finds_private_sdk_names():
+    assert private_sdk_names("from pulumi.runtime import rpc\nrpc._special_sig_key") == [
+        "_special_sig_key"]
+    assert private_sdk_names("from pulumi_policy.policy import _PolicyAnalyzerServicer") == [
+        "_PolicyAnalyzerServicer"]
+    assert private_sdk_names("import pulumi.runtime.settings\npulumi.runtime.settings._x") == [
+        "_x"]
+    assert private_sdk_names("import os\nos._exit\nfrom components import x\nx._y") == []
+
+
+def test_no_private_sdk_names_anywhere():
+    files = [REPO / "__main__.py", *REPO.glob("components/**/*.py"),
+             *REPO.glob("policy/*.py"), *REPO.glob("tests/**/*.py"), *REPO.glob("scripts/*.py")]
+    assert len(files) > 40
+    used = {str(f.relative_to(REPO)): private_sdk_names(f.read_text()) for f in files}
+    assert {path: names for path, names in used.items() if names} == {}

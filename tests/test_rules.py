@@ -1,17 +1,11 @@
 """Rules shared by the settings and the policy pack give one verdict on the same input."""
 
-import importlib
-import sys
-
 import pytest
-from harness import REPO
+from test_policy import REMOTE_IMAGE, image, resource_args, run
 from test_settings import load, problems
 
 from components import rules
-
-sys.path.insert(0, str(REPO / "policy"))
-policies = importlib.import_module("convex_policies")
-from test_policy import REMOTE_IMAGE, image, resource_args, run  # noqa: E402
+from policy import convex_policies as policies
 
 DIGEST = "sha256:" + "ab" * 32
 IMAGES = [
