@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import io
 import os
 import subprocess
 import sys
+from contextlib import redirect_stderr, redirect_stdout
 from pathlib import Path
+from unittest import mock
 
 import nacl.secret
 import pytest
 from cryptography.hazmat.primitives.ciphers.aead import AESGCMSIV
 
+from components import admin_key_cli
 from components.admin_key import (
     DEFAULT_ISSUED_S,
     INSTANCE_NAME_PATTERN,
@@ -521,18 +525,29 @@ def test_parse_instance_secret_refuses(secret: str) -> None:
 # --- CLI -------------------------------------------------------------------------------
 
 
-def run_cli(*args: str, secret: str | None = SECRET) -> subprocess.CompletedProcess[str]:
+def run_cli(
+    *args: str, secret: str | None = SECRET, in_process: bool = True
+) -> subprocess.CompletedProcess[str]:
+    """The CLI's exit code and output: `main()` in this process, or `python -m` in another."""
     env = {key: value for key, value in os.environ.items() if key != "INSTANCE_SECRET"}
     if secret is not None:
         env["INSTANCE_SECRET"] = secret
-    return subprocess.run(
-        [sys.executable, "-m", "components.admin_key", *args],
-        cwd=REPO_ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    if not in_process:
+        return subprocess.run(
+            [sys.executable, "-m", "components.admin_key", *args],
+            cwd=REPO_ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    out, err = io.StringIO(), io.StringIO()
+    with mock.patch.dict(os.environ, env, clear=True), redirect_stdout(out), redirect_stderr(err):
+        try:
+            code = admin_key_cli.main(list(args))
+        except SystemExit as exit_:
+            code = exit_.code
+    return subprocess.CompletedProcess(list(args), code, out.getvalue(), err.getvalue())
 
 
 def assert_one_line_error(result: subprocess.CompletedProcess[str], code: int) -> None:
@@ -543,11 +558,14 @@ def assert_one_line_error(result: subprocess.CompletedProcess[str], code: int) -
     assert "Traceback" not in result.stderr
 
 
-def test_cli_generate_and_verify() -> None:
-    generated = run_cli("generate", "--instance-name", NAME)
+@pytest.mark.parametrize("in_process", [True, False])
+def test_cli_generate_and_verify(in_process: bool) -> None:
+    generated = run_cli("generate", "--instance-name", NAME, in_process=in_process)
     assert generated.returncode == 0, generated.stderr
     assert generated.stdout == issue_admin_key(NAME, SECRET) + "\n"
-    verified = run_cli("verify", "--instance-name", NAME, generated.stdout.strip())
+    verified = run_cli(
+        "verify", "--instance-name", NAME, generated.stdout.strip(), in_process=in_process
+    )
     assert verified.returncode == 0, verified.stderr
     assert verified.stdout == check_admin_key(generated.stdout, NAME, SECRET).describe() + "\n"
 

@@ -9,7 +9,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from components import upgrade_plan
+from components import upgrade, upgrade_plan
 from components.upgrade import REPO, Log, UpgradeError, Upgrader, check_backup_dir
 from components.upgrade_import import parse_env_list
 from components.upgrade_plan import PlanError, follow_migrations, plan
@@ -271,3 +271,92 @@ def test_a_failed_pulumi_command_becomes_a_clean_error_with_rollback(tmp_path):
         up.execute("in-place")
     assert "pulumi failed: error: update failed" in str(failed.value)
     assert "To roll back" in str(failed.value)
+
+
+# --- the command line, in this process -----------------------------------------------
+
+
+def cli_main(capsys, *args):
+    code = upgrade.main(list(args))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_cli_plan_prints_the_plan_for_the_mode(capsys):
+    assert cli_main(capsys, "plan", "--from", OLD, "--to", NEW) == (
+        0, plan(OLD, NEW).describe("in-place") + "\n", "")
+    code, out, _ = cli_main(capsys, "plan", "--from", OLD, "--to", NEW, "--mode",
+                            "export-import")
+    assert (code, out) == (0, plan(OLD, NEW).describe("export-import") + "\n")
+    assert cli_main(capsys, "plan", "--from", NEW, "--to", OLD, "--allow-downgrade")[0] == 0
+    code, out, err = cli_main(capsys, "plan", "--from", NEW, "--to", OLD)
+    assert (code, out) == (1, "") and err.startswith("error: ") and err.count("\n") == 1
+
+
+@pytest.fixture
+def run_env(tmp_path, monkeypatch):
+    """`run` with every tool present, an app directory, and a recorded Upgrader."""
+    from pulumi import automation as auto
+
+    app = tmp_path / "app"
+    app.mkdir()
+    (app / "package.json").write_text("{}")
+    monkeypatch.setattr(upgrade.shutil, "which", lambda tool: f"/usr/bin/{tool}")
+    selected, executed = [], []
+    monkeypatch.setattr(auto, "select_stack",
+                        lambda name, work_dir: selected.append((name, work_dir)) or FakeStack())
+    monkeypatch.setattr(Upgrader, "execute", lambda self, mode: executed.append((self, mode)))
+    return SimpleNamespace(app=app, selected=selected, executed=executed)
+
+
+def test_cli_run_selects_the_stack_and_upgrades_with_the_given_options(run_env, capsys,
+                                                                       tmp_path):
+    code, _, err = cli_main(capsys, "run", "--stack", "dev", "--to", NEW, "--app-dir",
+                            str(run_env.app), "--backup-dir", str(tmp_path / "b"))
+    assert (code, err) == (0, "")
+    assert run_env.selected == [("dev", str(REPO))]
+    ((up, mode),) = run_env.executed
+    assert mode == "in-place" and up.new == NEW and up.timeout == 1800
+    assert up.app_dir == run_env.app and up.backup_dir == (tmp_path / "b").resolve()
+    assert up.log.path == (tmp_path / "b" / "upgrade.log").resolve()
+    assert up.plan == plan(OLD, NEW)
+    cli_main(capsys, "run", "--stack", "prod", "--to", NEW, "--app-dir", str(run_env.app),
+             "--backup-dir", str(tmp_path / "c"), "--mode", "export-import", "--timeout", "90")
+    assert run_env.executed[1][1] == "export-import" and run_env.executed[1][0].timeout == 90
+
+
+def test_cli_run_backs_up_under_the_home_directory_by_default(run_env, capsys, tmp_path,
+                                                             monkeypatch):
+    monkeypatch.setattr(Path, "home", lambda: tmp_path / "home")
+    assert cli_main(capsys, "run", "--stack", "dev", "--to", NEW, "--app-dir",
+                    str(run_env.app))[0] == 0
+    backup_dir = run_env.executed[0][0].backup_dir
+    assert backup_dir.parent == tmp_path / "home" / "convex-backups" / "dev"
+    assert len(backup_dir.name) == len("20261129T020000Z") and backup_dir.name.endswith("Z")
+
+
+def test_cli_run_refusals_are_one_line_errors(run_env, capsys, tmp_path, monkeypatch):
+    from pulumi import automation as auto
+    from pulumi.automation import errors
+
+    def refused(*args):
+        code, out, err = cli_main(capsys, "run", "--stack", "dev", "--to", NEW, *args)
+        assert (code, out) == (1, "") and err.startswith("error: ") and err.count("\n") == 1
+        return err
+
+    app = ("--app-dir", str(run_env.app))
+    assert "inside the infrastructure repository" in refused(*app, "--backup-dir",
+                                                             str(REPO / "backups"))
+    assert f"{tmp_path} has no package.json" in refused("--app-dir", str(tmp_path))
+
+    def no_stack(name, work_dir):
+        raise errors.CommandError(auto.CommandResult(
+            stdout="", stderr="error: no stack named 'dev' found\n", code=255))
+
+    monkeypatch.setattr(auto, "select_stack", no_stack)
+    assert "cannot select stack 'dev': error: no stack named 'dev' found" in refused(
+        *app, "--backup-dir", str(tmp_path / "b"))
+    monkeypatch.setattr(upgrade.shutil, "which",
+                        lambda tool: None if tool in ("npx", "docker") else "/usr/bin/x")
+    assert "missing tools: npx, docker (install them first)." in refused(*app)
+    assert run_env.executed == []
