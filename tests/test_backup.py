@@ -346,6 +346,46 @@ def test_schedule_logs_the_next_run_and_stops_cleanly_on_sigterm(tmp_path):
     assert "Traceback" not in bad.stderr and "expected 5 fields" in bad.stderr
 
 
+def test_schedule_sleeps_until_each_due_time_then_runs_once(tmp_path, monkeypatch, capsys):
+    """The scheduler loop in process, on a fake clock: sleeps of at most 30 s until due."""
+    clock = [dt.datetime(2026, 11, 26, 2, 59, 0, tzinfo=UTC)]
+    sleeps, runs, handlers = [], [], []
+
+    class FakeDatetime(dt.datetime):
+        @classmethod
+        def now(cls, tz=None):
+            return clock[0]
+
+    def sleep(seconds):
+        sleeps.append(seconds)
+        clock[0] += dt.timedelta(seconds=seconds)
+
+    def run_once(*args):
+        runs.append((clock[0], *args))
+        if len(runs) == 2:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(backup.dt, "datetime", FakeDatetime)
+    monkeypatch.setattr(backup.time, "sleep", sleep)
+    monkeypatch.setattr(backup, "run_once", run_once)
+    monkeypatch.setattr(backup.signal, "signal", lambda *a: handlers.append(a))
+    monkeypatch.setenv(backup.KEY_ENV, KEY)
+    code = backup.main(["schedule", "--url", "http://backend:3210/", "--dest", str(tmp_path),
+                        "--keep", "4", "--timeout", "50", "--poll-interval", "0.5",
+                        "--cron", "0 3 * * *"])
+    assert code == 0
+    assert handlers == [(signal.SIGTERM, signal.default_int_handler)]
+    day = dt.timedelta(days=1)
+    due = dt.datetime(2026, 11, 26, 3, 0, tzinfo=UTC)
+    assert runs == [(due, "http://backend:3210", KEY, str(tmp_path), 4, 50.0, 0.5),
+                    (due + day, "http://backend:3210", KEY, str(tmp_path), 4, 50.0, 0.5)]
+    assert sleeps[:2] == [30.0, 30.0] and max(sleeps) == 30.0 and sum(sleeps) == 60 + 86400
+    assert capsys.readouterr().out == (
+        'convex-backup next run=2026-11-26T03:00:00Z cron="0 3 * * *"\n'
+        'convex-backup next run=2026-11-27T03:00:00Z cron="0 3 * * *"\n'
+        "convex-backup stopped\n")
+
+
 # ---- restore -----------------------------------------------------------------------------------
 
 @pytest.fixture
