@@ -83,23 +83,53 @@ def test_timeout_names_the_last_probe():
     assert clock.now == 10
 
 
+def test_timeout_before_any_probe_says_so():
+    clock = Clock()
+    no_output = running("starting")
+    no_output["Health"]["Log"] = [{"ExitCode": -1}]
+    for state in (running("starting"), no_output, {**running(), "Health": {"Log": []}}):
+        with pytest.raises(HealthGateError) as failed:
+            wait_until_healthy("c", "", 3, inspect=states(state), clock=clock, sleep=clock.sleep)
+        status = state["Health"].get("Status") or "unknown"
+        assert f"(status {status}; last probe: none yet)" in str(failed.value)
+
+
 def test_no_docker_cli_is_a_clear_error(monkeypatch):
-    monkeypatch.setattr(health.shutil, "which", lambda name: None)
-    with pytest.raises(HealthGateError, match="the `docker` CLI is not on PATH"):
+    asked = []
+    monkeypatch.setattr(health.shutil, "which",
+                        lambda name: asked.append(name) or (None if name == "docker" else "/x"))
+    with pytest.raises(HealthGateError) as failed:
         wait_until_healthy("c", "", 5)
+    assert str(failed.value) == (
+        "the `docker` CLI is not on PATH; it is needed to check that containers are healthy "
+        "(install the Docker CLI where you run pulumi).")
+    assert asked == ["docker"]
+    # A stand-in inspect needs no CLI.
+    assert wait_until_healthy("c", "", 5, inspect=states(running("healthy")), clock=Clock(),
+                              sleep=lambda s: None) == "healthy"
 
 
 def test_inspect_asks_the_stacks_engine(monkeypatch):
     seen = []
 
     def run(command, **kwargs):
-        seen.append(command)
+        seen.append((command, kwargs))
         return subprocess.CompletedProcess(command, 0, '{"Running": true}', "")
 
     monkeypatch.setattr(health.subprocess, "run", run)
     assert health._inspect_state("c", "ssh://deploy@h") == {"Running": True}
-    assert seen == [["docker", "--host", "ssh://deploy@h", "inspect", "--type", "container",
-                     "--format", "{{json .State}}", "--", "c"]]
+    assert health._inspect_state("c", "") == {"Running": True}
+    options = {"capture_output": True, "text": True, "timeout": 60, "check": False}
+    assert seen == [(["docker", "--host", "ssh://deploy@h", "inspect", "--type", "container",
+                      "--format", "{{json .State}}", "--", "c"], options),
+                    (["docker", "inspect", "--type", "container", "--format", "{{json .State}}",
+                      "--", "c"], options)]
+
+    def hangs(command, **kwargs):
+        raise subprocess.TimeoutExpired(command, kwargs["timeout"])
+
+    monkeypatch.setattr(health.subprocess, "run", hangs)
+    assert health._inspect_state("c", "") == {}  # asked again on the next poll
     monkeypatch.setattr(health.subprocess, "run", lambda c, **k: subprocess.CompletedProcess(
         c, 1, "", "Error: No such container: c\n"))
     with pytest.raises(HealthGateError, match="No such container"):
@@ -109,7 +139,10 @@ def test_inspect_asks_the_stacks_engine(monkeypatch):
 def test_the_gate_waits_again_only_when_the_container_changes():
     provider = _HealthGateProvider()
     old = {"container_id": "a", "container_name": "c", "timeout_seconds": 60, "docker_host": ""}
-    assert provider.diff("a", old, dict(old)).changes is False
+    same = provider.diff("a", old, dict(old))
+    assert (same.changes, same.replaces, same.delete_before_replace) == (False, [], False)
+    changed = provider.diff("a", old, {**old, "container_id": "b"})
+    assert (changed.replaces, changed.delete_before_replace) == ([], False)
     for key, value in (("container_id", "b"), ("timeout_seconds", 120),
                        ("docker_host", "ssh://h"), ("container_name", "d")):
         assert provider.diff("a", old, {**old, key: value}).changes is True, key
@@ -126,6 +159,10 @@ def test_create_and_update_wait_then_record(monkeypatch):
     updated = _HealthGateProvider().update("abc", props, {**props, "container_id": "def"})
     assert updated.outs["container_id"] == "def"
     assert waited == [("c", "", 60), ("c", "", 60)]
+    remote = {**props, "docker_host": "ssh://deploy@h"}
+    _HealthGateProvider().create(remote)
+    _HealthGateProvider().update("abc", props, remote)
+    assert waited[2:] == [("c", "ssh://deploy@h", 60)] * 2
 
 
 def test_a_gate_built_alone_carries_its_provider_inputs_and_dependency():
