@@ -1,9 +1,12 @@
 """components/upgrade*.py: planning, log following, and the orchestration with stand-ins."""
 
+import datetime as dt
 import http.server
+import os
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -140,31 +143,74 @@ class FakeStack:
         self.calls.append(("up",))
 
 
-def upgrader(tmp_path, stack, fail=None, log_text=UPGRADE_LOG):
-    commands = []
+class RecordingLog(Log):
+    def __init__(self, path):
+        super().__init__(path, out=open("/dev/null", "w"))
+        self.messages = []
+
+    def __call__(self, message):
+        self.messages.append(message)
+        super().__call__(message)
+
+
+def upgrader(tmp_path, stack, fail=None, log_text=UPGRADE_LOG, backup_dir=None):
+    """An Upgrader on a stand-in stack; every command it runs is recorded in `up.calls`
+    as (command, cwd, the variables it sets for npx, whether stdout is redirected)."""
+    commands, calls, followed = [], [], []
 
     def run(command, cwd=None, env=None, stdout=None):
         commands.append(command)
         assert KEY not in " ".join(command)  # the key only travels in the environment
         if command[0] == "npx":
             assert env["CONVEX_SELF_HOSTED_ADMIN_KEY"] == KEY
+            assert env["PATH"] == os.environ["PATH"]  # the caller's environment, plus two
+            assert set(env) - set(os.environ) <= {"CONVEX_SELF_HOSTED_URL",
+                                                   "CONVEX_SELF_HOSTED_ADMIN_KEY"}
+        convex = env and {k: v for k, v in env.items() if k.startswith("CONVEX_SELF_HOSTED")}
+        calls.append((command, cwd, convex, stdout is not None))
         if stdout is not None:
             stdout.write("FEATURE_FLAG=on\n")
         return subprocess.CompletedProcess(command, 1 if fail and fail in command else 0)
 
-    up = Upgrader(stack, NEW, tmp_path / "app", tmp_path / "backup",
-                  Log(tmp_path / "backup" / "upgrade.log", out=open("/dev/null", "w")),
-                  run=run, log_lines=lambda container: log_text.splitlines(), timeout=60)
+    def log_lines(container):
+        followed.append(container)
+        return log_text.splitlines()
+
+    up = Upgrader(stack, NEW, tmp_path / "app", backup_dir or tmp_path / "backup",
+                  RecordingLog(tmp_path / "backup" / "upgrade.log"),
+                  run=run, log_lines=log_lines, timeout=60)
     up.check_admin_key = lambda: up.log("the backend accepts the admin key")
+    up.calls, up.followed = calls, followed
     return up, commands
+
+
+def backup_steps(up):
+    snapshot = str(up.backup_dir / "snapshot.zip")
+    convex = {"CONVEX_SELF_HOSTED_URL": "http://127.0.0.1:1", "CONVEX_SELF_HOSTED_ADMIN_KEY": KEY}
+    calls = [(["npx", "--yes", "convex", "export", "--path", snapshot, "--include-file-storage"],
+              up.app_dir, convex, False),
+             (["npx", "--yes", "convex", "env", "list"], up.app_dir, convex, True)]
+    messages = [f"backup to {up.backup_dir}",
+                f"$ npx convex export --path {snapshot} --include-file-storage  (in {up.app_dir})",
+                f"$ npx convex env list  (in {up.app_dir})"]
+    return calls, messages
 
 
 def test_in_place_upgrade_backs_up_first_then_applies_and_follows(tmp_path):
     stack = FakeStack()
     up, commands = upgrader(tmp_path, stack)
     up.execute("in-place")
-    assert commands[0][:4] == ["npx", "--yes", "convex", "export"]
-    assert commands[1] == ["npx", "--yes", "convex", "env", "list"]
+    calls, messages = backup_steps(up)
+    assert up.calls == calls
+    assert up.followed == ["convex-dev-backend"]
+    progress = [line for line in UPGRADE_LOG.splitlines()
+                if "Executing Migration" in line or "Migrated " in line]
+    assert up.log.messages == [
+        plan(OLD, NEW).describe("in-place"), *messages,
+        "preview: only images and containers change; applying",
+        "waiting for migrations (target database version 128)", *progress,
+        "migrations done: database at version 128", "the backend accepts the admin key",
+        f"upgraded dev to {NEW[:12]}; backup kept in {up.backup_dir}"]
     assert stack.calls == [("set_config", "convex-selfhost:version", NEW), ("preview",), ("up",)]
     env_file = tmp_path / "backup" / "env.txt"
     assert env_file.read_text() == "FEATURE_FLAG=on\n" and env_file.stat().st_mode & 0o777 == 0o600
@@ -185,8 +231,14 @@ def test_a_preview_that_touches_data_is_refused_and_reset(tmp_path):
     up, _ = upgrader(tmp_path, stack)
     with pytest.raises(UpgradeError) as refused:
         up.execute("in-place")
-    assert "replace convex-dev-data" in str(refused.value)
-    assert "To roll back: pulumi config set convex-selfhost:version " + OLD in str(refused.value)
+    assert str(refused.value) == (
+        "the preview would change more than images and containers: replace convex-dev-data "
+        "(docker:index/volume:Volume). Nothing was applied; version reset.\n" + up.rollback_text())
+    assert up.rollback_text() == (
+        f"To roll back: pulumi config set convex-selfhost:version {OLD} --stack dev && pulumi up "
+        "--stack dev; if the data is damaged, restore the backup: python -m components.backup "
+        f"restore --url http://127.0.0.1:1 --file {tmp_path / 'backup' / 'snapshot.zip'} "
+        f"--app-dir {tmp_path / 'app'}")
     assert ("up",) not in stack.calls and stack.config["convex-selfhost:version"] == OLD
 
 
@@ -199,23 +251,100 @@ def test_a_failed_migration_says_how_to_roll_back(tmp_path):
     assert "python -m components.backup restore" in str(failed.value)
 
 
-def test_export_import_refuses_postgres_and_moves_sqlite_to_a_new_volume(tmp_path):
+@pytest.mark.parametrize("key,value", [("convex-selfhost:provisionPostgres", "true"),
+                                       ("convex-selfhost:databaseUrl", "postgres://db")])
+def test_export_import_refuses_deployments_whose_data_is_in_a_database(tmp_path, key, value):
     stack = FakeStack()
-    stack.config["convex-selfhost:provisionPostgres"] = "true"
+    stack.config[key] = value
     up, _ = upgrader(tmp_path, stack)
-    with pytest.raises(UpgradeError, match="Use --mode in-place"):
+    with pytest.raises(UpgradeError) as refused:
         up.execute("export-import")
+    assert str(refused.value).split("\n")[0] == (
+        "export-import moves data between data volumes; this deployment keeps it in "
+        "Postgres/MySQL. Use --mode in-place.")
+    assert stack.calls == []
+
+
+DATA_URN = "urn:pulumi:dev::p::convex:selfhost:Backend$docker:index/volume:Volume::" \
+           "convex-dev-backend-data"
+
+
+def test_export_import_moves_sqlite_to_a_new_volume(tmp_path):
     stack = FakeStack()
+    stack.config["convex-selfhost:dataVolumeName"] = "self-hosted_data"
     stack.export_stack = lambda: SimpleNamespace(deployment={"resources": [
-        {"type": "docker:index/volume:Volume", "urn": "urn:x::convex-dev-backend-data"}]})
+        {"type": "docker:index/volume:Volume", "urn": DATA_URN},
+        {"type": "docker:index/volume:Volume", "urn": "urn:x::convex-dev-pgdata"},
+        {"type": "docker:index/container:Container", "urn": "urn:x::odd-backend-data"},
+        {"type": "docker:index/volume:Volume"}]})
+    up, _ = upgrader(tmp_path, stack)
+    up.execute("export-import")
+    calls, messages = backup_steps(up)
+    convex = calls[0][2]
+    snapshot = str(tmp_path / "backup" / "snapshot.zip")
+    assert up.calls == calls + [
+        (["pulumi", "state", "unprotect", DATA_URN, "--yes", "--stack", "dev"], str(REPO),
+         None, False),
+        (["npx", "--yes", "convex", "import", "--replace-all", "--yes", snapshot], up.app_dir,
+         convex, False),
+        (["npx", "--yes", "convex", "env", "set", "FEATURE_FLAG", "on"], up.app_dir, convex,
+         False)]
+    assert stack.calls == [("set_config", "convex-selfhost:version", NEW),
+                           ("set_config", "convex-selfhost:dataVolumeName",
+                            "convex-dev-data-652b828"), ("up",)]
+    assert up.log.messages == [
+        plan(OLD, NEW).describe("export-import"), *messages,
+        "unprotecting convex-dev-backend-data in state (the volume itself is retained)",
+        f"bringing {NEW[:12]} up on volume convex-dev-data-652b828; self-hosted_data is kept",
+        f"$ npx convex import --replace-all --yes {snapshot}  (in {up.app_dir})",
+        f"$ npx convex env set FEATURE_FLAG on  (in {up.app_dir})",
+        "restored the backup and 1 environment variable(s); the old volume self-hosted_data "
+        "stays until you remove it (docker volume rm self-hosted_data)",
+        "the backend accepts the admin key",
+        f"upgraded dev to {NEW[:12]}; backup kept in {up.backup_dir}"]
+
+
+@pytest.mark.parametrize("state", [{"resources": []}, SimpleNamespace(deployment=None),
+                                   SimpleNamespace(deployment={})])
+def test_export_import_with_nothing_to_unprotect(tmp_path, state):
+    stack = FakeStack()
+    stack.export_stack = lambda: state
     up, commands = upgrader(tmp_path, stack)
     up.execute("export-import")
-    assert ["pulumi", "state", "unprotect", "urn:x::convex-dev-backend-data", "--yes",
-            "--stack", "dev"] in commands
-    assert stack.config["convex-selfhost:dataVolumeName"] == "convex-dev-data-652b828"
-    assert ["npx", "--yes", "convex", "import", "--replace-all", "--yes",
-            str(tmp_path / "backup" / "snapshot.zip")] in commands
-    assert ["npx", "--yes", "convex", "env", "set", "FEATURE_FLAG", "on"] in commands
+    assert not [c for c in commands if c[0] == "pulumi"]
+    assert "bringing 652b828b5129 up on volume convex-dev-data-652b828; convex-dev-data is " \
+           "kept" in up.log.messages
+
+
+def test_export_import_stops_when_the_volume_cannot_be_unprotected(tmp_path):
+    stack = FakeStack()
+    stack.export_stack = lambda: {"resources": [{"type": "docker:index/volume:Volume",
+                                                 "urn": DATA_URN}]}
+    up, _ = upgrader(tmp_path, stack, fail="unprotect")
+    with pytest.raises(UpgradeError) as failed:
+        up.execute("export-import")
+    assert str(failed.value).split("\n")[0] == (
+        f'could not unprotect the data volume: "{DATA_URN}"')
+    assert stack.calls == []
+
+
+def test_preview_safety_allows_images_containers_and_gate_updates_only(tmp_path):
+    stack = FakeStack(changes=[
+        ("read", "docker:index/network:Network", "n"),
+        ("create", "pulumi-python:dynamic:Resource", "new-gate"),
+        ("delete", "random:index/randomBytes:RandomBytes", "secret")])
+    stack.preview = lambda on_event, original=stack.preview: (
+        on_event(SimpleNamespace(diagnostic_event="x")), original(on_event))
+    up, _ = upgrader(tmp_path, stack)
+    assert up.preview_is_safe() == [
+        "create new-gate (pulumi-python:dynamic:Resource)",
+        "delete secret (random:index/randomBytes:RandomBytes)"]
+
+
+def test_backup_makes_a_private_directory_wherever_the_log_is(tmp_path):
+    up, _ = upgrader(tmp_path, FakeStack(), backup_dir=tmp_path / "deep" / "backup")
+    up.backup()
+    assert (tmp_path / "deep" / "backup").stat().st_mode & 0o777 == 0o700
 
 
 def test_admin_key_check_against_a_backend(tmp_path):
@@ -332,7 +461,21 @@ def test_cli_run_backs_up_under_the_home_directory_by_default(run_env, capsys, t
                     str(run_env.app))[0] == 0
     backup_dir = run_env.executed[0][0].backup_dir
     assert backup_dir.parent == tmp_path / "home" / "convex-backups" / "dev"
-    assert len(backup_dir.name) == len("20261129T020000Z") and backup_dir.name.endswith("Z")
+    stamp = dt.datetime.strptime(backup_dir.name, "%Y%m%dT%H%M%SZ").replace(tzinfo=dt.timezone.utc)
+    assert abs(dt.datetime.now(dt.timezone.utc) - stamp) < dt.timedelta(minutes=2)
+
+
+def test_default_backup_directory_is_stamped_in_utc(monkeypatch):
+    monkeypatch.setenv("TZ", "Pacific/Kiritimati")  # UTC+14
+    time.tzset()
+    try:
+        path = upgrade.default_backup_dir("prod")
+    finally:
+        monkeypatch.undo()
+        time.tzset()
+    assert path.parent == Path.home() / "convex-backups" / "prod"
+    stamp = dt.datetime.strptime(path.name, "%Y%m%dT%H%M%SZ").replace(tzinfo=dt.timezone.utc)
+    assert abs(dt.datetime.now(dt.timezone.utc) - stamp) < dt.timedelta(minutes=2)
 
 
 def test_cli_run_refusals_are_one_line_errors(run_env, capsys, tmp_path, monkeypatch):
