@@ -202,16 +202,22 @@ def _config_value(value: str):
     return auto.ConfigValue(value)
 
 
-def docker_log_lines(container: str, poll: float = 2.0) -> Sequence[str]:
-    """New lines of `docker logs CONTAINER`, polled; yields "" between polls."""
+def docker_log_lines(container: str, docker_host: str = "", poll: float = 2.0,
+                     sleep=time.sleep) -> Sequence[str]:
+    """New lines of `docker logs CONTAINER` on the stack's engine, polled; yields "" between
+    polls."""
+    host = ["--host", docker_host] if docker_host else []
     seen = 0
     while True:
-        done = subprocess.run(["docker", "logs", container], capture_output=True, text=True)
-        lines = (done.stdout + done.stderr).splitlines()
+        # One pipe for both streams: the CLI writes them in the container's order, so the
+        # lines only grow at the end between polls (stdout + stderr would not).
+        done = subprocess.run(["docker", *host, "logs", container], stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, text=True)
+        lines = done.stdout.splitlines()
         yield from lines[seen:]
         seen = len(lines)
         yield ""
-        time.sleep(poll)
+        sleep(poll)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -263,9 +269,13 @@ def _run(args) -> int:
     except _pulumi_errors() as error:
         raise UpgradeError(f"cannot select stack {args.stack!r}: {_first_line(error)} (run "
                            "`. ./env.sh` first so the state backend is the stack's).") from None
+    # The backend runs on the stack's engine (docker:host), which may be a remote one.
+    config = stack.get_all_config()
+    docker_host = config["docker:host"].value if "docker:host" in config else ""
     upgrader = Upgrader(stack, args.new, app_dir, backup_dir, Log(backup_dir / "upgrade.log"),
                         run=lambda cmd, **kw: subprocess.run(cmd, **kw),
-                        log_lines=docker_log_lines, timeout=args.timeout,
+                        log_lines=lambda container: docker_log_lines(container, docker_host),
+                        timeout=args.timeout,
                         allow_downgrade=args.allow_downgrade)
     upgrader.execute(args.mode)
     return 0

@@ -503,3 +503,57 @@ def test_cli_run_refusals_are_one_line_errors(run_env, capsys, tmp_path, monkeyp
                         lambda tool: None if tool in ("npx", "docker") else "/usr/bin/x")
     assert "missing tools: npx, docker (install them first)." in refused(*app)
     assert run_env.executed == []
+
+
+def test_docker_log_lines_polls_the_stacks_engine_and_yields_only_new_lines(monkeypatch):
+    outputs = iter(["a\nb\n", "a\nb\nc\nd\n"])
+    ran, slept = [], []
+
+    def run(command, **kwargs):
+        ran.append((command, kwargs))
+        return subprocess.CompletedProcess(command, 0, next(outputs), None)
+
+    monkeypatch.setattr(upgrade.subprocess, "run", run)
+    lines = upgrade.docker_log_lines("convex-prod-backend", "ssh://deploy@h", poll=0.5,
+                                     sleep=slept.append)
+    assert [next(lines) for _ in range(6)] == ["a", "b", "", "c", "d", ""]
+    assert ran == [(["docker", "--host", "ssh://deploy@h", "logs", "convex-prod-backend"],
+                    {"stdout": subprocess.PIPE, "stderr": subprocess.STDOUT, "text": True})] * 2
+    assert slept == [0.5]
+    ran.clear()
+    outputs = iter(["x\n"])
+    assert next(upgrade.docker_log_lines("c")) == "x"
+    assert ran[0][0] == ["docker", "logs", "c"]
+
+
+@pytest.mark.parametrize("host", ["", "ssh://deploy@convex.example.com"])
+def test_cli_run_follows_the_log_on_the_stacks_engine(run_env, capsys, tmp_path, monkeypatch,
+                                                      host):
+    from pulumi import automation as auto
+
+    stack = FakeStack()
+    if host:
+        stack.config["docker:host"] = host
+    monkeypatch.setattr(auto, "select_stack", lambda name, work_dir: stack)
+    followed = []
+    monkeypatch.setattr(upgrade, "docker_log_lines",
+                        lambda container, docker_host: followed.append((container, docker_host)))
+    cli_main(capsys, "run", "--stack", "dev", "--to", NEW, "--app-dir", str(run_env.app),
+             "--backup-dir", str(tmp_path / "b"))
+    ((up, _),) = run_env.executed
+    up.log_lines("convex-dev-backend")
+    assert followed == [("convex-dev-backend", host)]
+
+
+@pytest.mark.parametrize("text,line", [
+    ("Updating (dev)\n  error: update failed: boom\nmore", "error: update failed: boom"),
+    ("x error: a error: b\n", "error: a error: b"),
+    ("\n  first line  \nsecond\n", "first line"),
+    ("", "CommandError"),
+    ("e" * 400, "e" * 300),
+])
+def test_first_line_of_a_pulumi_error(text, line):
+    class CommandError(Exception):
+        pass
+
+    assert upgrade._first_line(CommandError(text)) == line
