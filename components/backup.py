@@ -63,14 +63,21 @@ def decode_int64(value):
         return None
 
 
+class NoRedirect(urllib.request.HTTPRedirectHandler):
+    """Every redirect is an error: urllib would send the Authorization header (the admin
+    key) along to the new location. (max_redirections = 0 still follows the first one.)"""
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):
+        return None
+
+
 class Client:
     """The backend endpoints a backup needs, over urllib (direct, no proxy: it is a sidecar)."""
 
     def __init__(self, url: str, key: str, timeout: float = 60.0):
         self.url, self._key, self.timeout = url.rstrip("/"), key, timeout
-        no_redirect = urllib.request.HTTPRedirectHandler()
-        no_redirect.max_redirections = 0  # a redirect would carry the admin key elsewhere
-        self._opener = urllib.request.build_opener(urllib.request.ProxyHandler({}), no_redirect)
+        self._opener = urllib.request.build_opener(urllib.request.ProxyHandler({}),
+                                                   NoRedirect())
 
     def open(self, what: str, method: str, path: str, body: dict | None = None):
         headers = {"Authorization": f"Convex {self._key}", "Content-Type": "application/json"}

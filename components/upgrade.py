@@ -151,10 +151,12 @@ class Upgrader:
         import urllib.error
         import urllib.request
 
+        from components.backup import NoRedirect
+
         request = urllib.request.Request(f"{self.url}/api/check_admin_key",
                                          headers={"Authorization": f"Convex {self.key}"})
-        try:
-            with urllib.request.urlopen(request, timeout=30) as response:
+        try:  # a redirect is refused, not followed: it would carry the key elsewhere
+            with urllib.request.build_opener(NoRedirect()).open(request, timeout=30) as response:
                 status = response.status
         except urllib.error.HTTPError as error:
             status = error.code

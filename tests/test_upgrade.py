@@ -557,3 +557,30 @@ def test_first_line_of_a_pulumi_error(text, line):
         pass
 
     assert upgrade._first_line(CommandError(text)) == line
+
+
+def test_admin_key_check_never_follows_a_redirect(tmp_path):
+    seen = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            seen.append((self.path, self.headers.get("Authorization")))
+            self.send_response(302 if self.path == "/api/check_admin_key" else 200)
+            self.send_header("Location", "/elsewhere")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        up, _ = upgrader(tmp_path, FakeStack())
+        del up.check_admin_key
+        up.url = f"http://127.0.0.1:{server.server_address[1]}"
+        with pytest.raises(UpgradeError, match=r"refused the admin key \(HTTP 302\)"):
+            up.check_admin_key()
+        assert seen == [("/api/check_admin_key", f"Convex {KEY}")]
+    finally:
+        server.shutdown()
