@@ -407,16 +407,29 @@ def fake_npx(tmp_path):
             "zip": snapshot}
 
 
-def restore(fake_npx, *extra, path=None, **env):
-    argv = [sys.executable, str(MODULE), "restore", "--url", "http://convex.internal:3210",
-            "--file", str(fake_npx["zip"]), "--app-dir", str(fake_npx["app"]), *extra]
-    env = script_env(PATH=path or fake_npx["path"], CONVEX_DEPLOYMENT="dev:cloud-one", **env)
-    return subprocess.run(argv, env=env, stdin=subprocess.DEVNULL, capture_output=True,
-                          text=True, timeout=30)
+@pytest.fixture
+def restore(fake_npx, monkeypatch, capsys):
+    """`restore` in this process, with no TTY, a cloud deployment set, and the fake npx."""
+
+    def run(*extra, path=None, **env):
+        argv = ["restore", "--url", "http://convex.internal:3210", "--file",
+                str(fake_npx["zip"]), "--app-dir", str(fake_npx["app"]), *extra]
+        with monkeypatch.context() as patched:
+            patched.setenv("PATH", path or fake_npx["path"])
+            patched.setenv("CONVEX_DEPLOYMENT", "dev:cloud-one")
+            patched.delenv(backup.KEY_ENV, raising=False)
+            for name, value in env.items():
+                patched.setenv(name, value)
+            patched.setattr(sys, "stdin", io.StringIO())  # not a TTY
+            code = backup.main(argv)
+        out, err = capsys.readouterr()
+        return subprocess.CompletedProcess(argv, code, out, err)
+
+    return run
 
 
-def test_restore_runs_convex_import_with_the_key_in_the_env_only(fake_npx):
-    result = restore(fake_npx, "--yes", **{backup.KEY_ENV: KEY})
+def test_restore_runs_convex_import_with_the_key_in_the_env_only(fake_npx, restore):
+    result = restore("--yes", **{backup.KEY_ENV: KEY})
     assert result.returncode == 0, result.stderr
     call = json.loads(fake_npx["record"].read_text())
     assert call["argv"] == ["convex", "import", "--replace-all", "--yes", str(fake_npx["zip"])]
@@ -424,13 +437,15 @@ def test_restore_runs_convex_import_with_the_key_in_the_env_only(fake_npx):
     assert call["env"][backup.KEY_ENV] == KEY
     assert call["env"]["CONVEX_SELF_HOSTED_URL"] == "http://convex.internal:3210"
     assert "CONVEX_DEPLOYMENT" not in call["env"]
+    assert call["env"]["PATH"] == fake_npx["path"]  # the caller's environment is kept
     assert KEY not in " ".join(call["argv"]) + result.stdout + result.stderr
-    assert result.stdout.startswith("convex-backup restore ok ")
+    assert result.stdout == f"convex-backup restore ok file={fake_npx['zip']} exit=0\n"
 
 
-def test_restore_refuses_without_yes_and_without_a_tty(fake_npx):
-    result = restore(fake_npx, **{backup.KEY_ENV: KEY})
-    assert result.returncode == 2 and "pass --yes" in result.stderr
+def test_restore_refuses_without_yes_and_without_a_tty(fake_npx, restore):
+    result = restore(**{backup.KEY_ENV: KEY})
+    assert result.returncode == 2 and result.stderr == (
+        "convex-backup: error: restore replaces ALL data: pass --yes (no TTY to confirm on)\n")
     assert len(result.stderr.splitlines()) == 1 and not fake_npx["record"].exists()
 
 
@@ -444,17 +459,26 @@ def test_restore_asks_on_a_tty(fake_npx, monkeypatch, capsys, answer, code):
                         "--app-dir", str(fake_npx["app"])]) == code
     assert len(prompts) == 1 and "Replace ALL data in http://h:3210" in prompts[0]
     assert fake_npx["record"].exists() == (answer == "yes")
-    assert KEY not in "".join(capsys.readouterr())
+    out, err = capsys.readouterr()
+    assert KEY not in out + err
+    assert err == ("" if answer == "yes" else "convex-backup restore aborted\n")
 
 
-def test_restore_checks_npx_the_zip_and_reports_a_failed_import(fake_npx, tmp_path):
+def test_restore_checks_npx_the_zip_and_reports_a_failed_import(fake_npx, tmp_path, restore):
     key = {backup.KEY_ENV: KEY}
-    no_npx = restore(fake_npx, "--yes", path=str(tmp_path / "empty"), **key)
-    assert no_npx.returncode == 2 and "npx not found on PATH" in no_npx.stderr
+    no_npx = restore("--yes", path=str(tmp_path / "empty"), **key)
+    assert (no_npx.returncode, no_npx.stderr) == (2, "convex-backup: error: npx not found on "
+                                                  "PATH: install Node.js (npx runs `convex "
+                                                  "import`)\n")
+    no_app = restore("--yes", "--app-dir", str(tmp_path / "none"), **key)
+    assert (no_app.returncode, no_app.stderr) == (
+        2, f"convex-backup: error: --app-dir {tmp_path / 'none'} is not a directory\n")
     fake_npx["zip"].write_bytes(snapshot_zip()[:-40])
-    bad_zip = restore(fake_npx, "--yes", **key)
-    assert bad_zip.returncode == 2 and "is not a readable, valid zip" in bad_zip.stderr
+    bad_zip = restore("--yes", **key)
+    assert (bad_zip.returncode, bad_zip.stderr) == (
+        2, f"convex-backup: error: --file {fake_npx['zip']} is not a readable, valid zip\n")
     assert not fake_npx["record"].exists()
     fake_npx["zip"].write_bytes(snapshot_zip())
-    failed = restore(fake_npx, "--yes", NPX_EXIT="1", **key)
-    assert failed.returncode == 1 and "convex-backup restore failed" in failed.stdout
+    failed = restore("--yes", NPX_EXIT="3", **key)
+    assert (failed.returncode, failed.stdout) == (
+        1, f"convex-backup restore failed file={fake_npx['zip']} exit=3\n")
