@@ -106,6 +106,7 @@ class Evaluation:
     outputs: dict[str, Any]
     secret_outputs: set[str]
     warnings: list[str] = field(default_factory=list)
+    component_outputs: dict[str, dict] = field(default_factory=dict)
 
     def of_type(self, type_token: str) -> list[Registered]:
         return [r for r in self.resources if r.type == type_token]
@@ -161,6 +162,7 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
     def __init__(self, mocks: pulumi.runtime.Mocks):
         super().__init__(mocks)
         self.registered: list[Registered] = []
+        self.component_outputs: dict[str, dict] = {}  # URN -> register_outputs, as sent
 
     def RegisterResource(self, request):
         response = super().RegisterResource(request)
@@ -184,6 +186,11 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
                 ignore_changes=list(request.ignoreChanges),
             ))
         return response
+
+
+    def RegisterResourceOutputs(self, request):
+        self.component_outputs[request.urn] = json_format.MessageToDict(request.outputs)
+        return super().RegisterResourceOutputs(request)
 
 
 def _unwrap(value: Any) -> Any:
@@ -258,7 +265,8 @@ def _run(stack: str, config: dict, secret_keys: list, program: Path,
         logger.removeHandler(collector)
         asyncio.set_event_loop(None)
         loop.close()
-    return Evaluation(monitor.registered, outputs, secret_outputs, collector.messages)
+    return Evaluation(monitor.registered, outputs, secret_outputs, collector.messages,
+                      monitor.component_outputs)
 
 
 def is_secret_value(raw) -> bool:

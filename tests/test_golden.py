@@ -93,6 +93,9 @@ def snapshot(name: str, monkeypatch) -> dict:
         "outputs": {key: {"value": _normal(run.outputs[key]),
                           "secret": key in run.secret_outputs} for key in sorted(run.outputs)},
         "warnings": run.warnings,
+        # What each component registers as its outputs (the stack's root outputs are above).
+        "componentOutputs": {urn: _normal(outputs) for urn, outputs in sorted(
+            run.component_outputs.items()) if "::pulumi:pulumi:Stack::" not in urn},
     }
 
 
@@ -134,6 +137,8 @@ def test_secrets_appear_in_snapshots_only_marked_secret():
                   for text in _unmarked_strings(r["inputs"])]
         texts += [(path.name, text) for entry in snap["outputs"].values()
                   if not entry["secret"] for text in _unmarked_strings(entry["value"])]
+        texts += [(path.name, text) for outputs in snap["componentOutputs"].values()
+                  for text in _unmarked_strings(outputs)]
     assert texts
     for secret in (SECRET, "s3cr3t", "convex:pw@", "INSTANCE_SECRET=", "|"):
         assert [name for name, text in texts if secret in text] == [], secret
