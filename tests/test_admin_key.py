@@ -8,6 +8,7 @@ import io
 import os
 import subprocess
 import sys
+import time
 from contextlib import redirect_stderr, redirect_stdout
 from pathlib import Path
 from unittest import mock
@@ -189,31 +190,59 @@ def test_proto_last_oneof_member_wins() -> None:
     )
 
 
+TRUNCATED = "admin key payload is truncated"
+OVERLONG = "admin key payload has an over-long varint"
+BAD_TAG = "admin key payload has an invalid field tag"
+
+
+def wrong_type(field: int) -> str:
+    return f"admin key payload field {field} has the wrong wire type"
+
+
+def groups(depth: int) -> str:
+    """`depth` nested groups of field 10, each opened and closed (tags 0x53 / 0x54)."""
+    return "53" * depth + "54" * depth
+
+
 @pytest.mark.parametrize(
-    "wire",
+    "wire, message",
     [
-        "10",  # truncated varint
-        "1080",  # varint with continuation bit and no next byte
-        "10" + "ff" * 9 + "02",  # varint beyond 64 bits
-        "10" + "ff" * 10 + "01",  # eleven-byte varint
-        "0a05616263",  # length runs past the end
-        "0001",  # field number 0
-        "0e",  # wire type 6
-        "0f",  # wire type 7
-        "1200",  # issued_s as length-delimited
-        "08011a00",  # member_id as length-delimited (after an unknown field)
-        "2000",  # system as varint
-        "0a02c328",  # instance name not UTF-8
-        "10015c",  # stray end-group
-        "53080164",  # group closed by another field's end-group
-        "530801",  # unterminated group
-        "22030801",  # Empty whose length overruns
-        "2201ff",  # Empty holding a malformed field
+        ("10", TRUNCATED),  # truncated varint
+        ("1080", TRUNCATED),  # varint with continuation bit and no next byte
+        ("10" + "ff" * 9 + "02", OVERLONG),  # varint beyond 64 bits
+        ("10" + "ff" * 10 + "01", OVERLONG),  # eleven-byte varint
+        ("10" + "80" * 10 + "00", OVERLONG),  # eleven bytes even when the value is small
+        ("0a05616263", TRUNCATED),  # length runs past the end
+        ("0001", BAD_TAG),  # field number 0
+        ("0e", BAD_TAG),  # wire type 6
+        ("0f", BAD_TAG),  # wire type 7
+        ("8080808010", BAD_TAG),  # tag 2**32: past the 32-bit tag range
+        ("1200", wrong_type(2)),  # issued_s as length-delimited
+        ("30011a00", wrong_type(3)),  # member_id as length-delimited (after unknown field 6)
+        ("0801", wrong_type(1)),  # instance name as a varint
+        ("2000", wrong_type(4)),  # system as varint
+        ("2a00", wrong_type(5)),  # is_read_only as length-delimited
+        ("0d00000000", wrong_type(1)),  # instance name as fixed32
+        ("0a02c328", "admin key payload has a non-UTF-8 instance name"),
+        ("10015c", "admin key payload has a stray end-group tag"),
+        ("53080164", "admin key payload has a mismatched group"),  # closed by another field
+        ("530801", TRUNCATED),  # unterminated group
+        ("22030801", TRUNCATED),  # Empty whose length overruns
+        ("2201ff", TRUNCATED),  # Empty holding a malformed field
+        (groups(101), "admin key payload nests groups too deeply"),
     ],
 )
-def test_proto_rejects_malformed(wire: str) -> None:
-    with pytest.raises(AdminKeyError):
+def test_proto_rejects_malformed(wire: str, message: str) -> None:
+    with pytest.raises(AdminKeyError) as refused:
         decode_admin_key_proto(bytes.fromhex(wire))
+    assert str(refused.value) == message
+
+
+def test_proto_skips_groups_nested_as_deep_as_prost_allows() -> None:
+    assert decode_admin_key_proto(bytes.fromhex("1001" + groups(100) + "1805")) == AdminKeyProto(
+        issued_s=1, member_id=5
+    )
+    assert decode_admin_key_proto(bytes.fromhex("10" + "80" * 9 + "00")).issued_s == 0
 
 
 # --- issuing and checking ----------------------------------------------------------
@@ -408,21 +437,44 @@ def test_refuses_key_for_another_instance() -> None:
         check_admin_key("|" + issue_admin_key(NAME, SECRET).split("|")[1], NAME, SECRET)
 
 
+HEX_DIGITS = ("admin key is malformed: the part after '|' must be an even number of hex "
+              "digits; copy the whole key again")
+
+
 @pytest.mark.parametrize(
     "encrypted, message",
     [
-        ("", "hex digits"),
-        ("01zz", "hex digits"),
-        ("010", "hex digits"),
-        ("01 02", "hex digits"),
-        ("01" + "00" * 27, "too short"),
-        ("02" + "00" * 40, "version byte 0x02"),
-        ("00" + "00" * 40, "version byte 0x00"),
+        ("", HEX_DIGITS),
+        ("01zz", HEX_DIGITS),
+        ("010", HEX_DIGITS),
+        ("01 02", HEX_DIGITS),
+        ("01ab|cd", HEX_DIGITS),  # only the first '|' separates the name
+        ("01" + "00" * 27, "admin key is too short (28 bytes) to be a Convex admin key; copy "
+                           "the whole key again"),
+        ("02" + "00" * 40, "admin key has version byte 0x02, but only 0x01 exists; this is not "
+                           "a Convex admin key"),
+        ("00" + "00" * 40, "admin key has version byte 0x00, but only 0x01 exists; this is not "
+                           "a Convex admin key"),
     ],
 )
 def test_refuses_malformed_key(encrypted: str, message: str) -> None:
-    with pytest.raises(AdminKeyError, match=message):
+    with pytest.raises(AdminKeyError) as refused:
         check_admin_key(f"{NAME}|{encrypted}", NAME, SECRET)
+    assert str(refused.value) == message
+
+
+def test_the_shortest_well_formed_key_is_decrypted_not_refused_as_short() -> None:
+    # version + nonce + tag and nothing else: long enough, so it fails authentication.
+    with pytest.raises(AdminKeyError) as refused:
+        check_admin_key(f"{NAME}|01" + "00" * 28, NAME, SECRET)
+    assert "too short" not in str(refused.value)
+
+
+def test_only_the_first_colon_separates_a_type_prefix() -> None:
+    key = issue_admin_key(NAME, SECRET).split("|", 1)[1]
+    with pytest.raises(AdminKeyError) as refused:
+        check_admin_key(f"prod:other:{NAME}|{key}", NAME, SECRET)
+    assert str(refused.value) == f"key is for instance 'other:{NAME}', not '{NAME}'"
 
 
 def test_refuses_wrong_version_byte_on_valid_ciphertext() -> None:
@@ -638,3 +690,22 @@ def test_module_imports_without_pulumi() -> None:
         [sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True, text=True, timeout=60
     )
     assert result.returncode == 0, result.stderr
+
+
+def test_a_legacy_key_with_an_empty_payload_decrypts_and_is_refused_for_its_content() -> None:
+    with pytest.raises(AdminKeyError) as refused:
+        check_admin_key(legacy_key(b""), NAME, SECRET)
+    assert "does not decrypt" not in str(refused.value)
+
+
+def test_issue_times_are_shown_in_utc(monkeypatch) -> None:
+    from components.admin_key import _format_issued
+
+    monkeypatch.setenv("TZ", "Pacific/Kiritimati")  # UTC+14
+    time.tzset()
+    try:
+        shown = _format_issued(0), _format_issued(10**20)
+    finally:
+        monkeypatch.undo()
+        time.tzset()
+    assert shown == ("1970-01-01T00:00:00Z", "at unix time 100000000000000000000")
