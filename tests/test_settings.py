@@ -75,6 +75,8 @@ BAD_INPUTS = [
      ['convex-selfhost:databaseUrl: has no user; write it like postgres://user:password@host.']),
     ('database-scheme', 'dev', {}, {'databaseUrl': 'redis://u:p@db'},
      ["convex-selfhost:databaseUrl: scheme 'redis' is not supported; use postgres://user:password@host:5432 or mysql://user:password@host:3306."]),
+    ('database-scheme-is-half-a-password', 'dev', {}, {'databaseUrl': 'Hunter2Secret:rest@db'},
+     ['convex-selfhost:databaseUrl: its scheme is not supported; use postgres://user:password@host:5432 or mysql://user:password@host:3306.']),
     ('database-plain-text', 'dev', {'databaseUrl': 'postgres://u:p@db'}, {},
      ['convex-selfhost:databaseUrl: is stored in plain text in the stack file; remove it and set it again with `pulumi config set --secret databaseUrl ...`.']),
     ('database-and-provision', 'dev', {'provisionPostgres': True}, {'databaseUrl': 'postgres://u:p@db'},

@@ -19,6 +19,11 @@ UPSTREAM_POOL_SIZE = 128
 # Postgres keeps superuser_reserved_connections (3) back; leave room for psql and backups.
 POSTGRES_SPARE_CONNECTIONS = 10
 MAX_POSTGRES_CONNECTIONS = 10_000
+# Schemes a mistaken databaseUrl is likely to have; any other is not echoed.
+_KNOWN_SCHEMES = frozenset({
+    "http", "https", "file", "sqlite", "sqlite3", "redis", "rediss", "mongodb", "mongodb+srv",
+    "mariadb", "mssql", "sqlserver", "jdbc", "pg", "psql", "postgis", "cockroachdb", "mysqlx",
+    "postgresql+psycopg2", "postgresql+asyncpg", "mysql+pymysql", "s3", "tcp"})
 _PEM_BLOCK = re.compile(
     r"-----BEGIN CERTIFICATE-----\r?\n([A-Za-z0-9+/=\r\n]+)-----END CERTIFICATE-----")
 
@@ -82,8 +87,10 @@ def _check_url(reader: Reader, text: str) -> str:
     scheme = parts.scheme.lower()
     kind = {"postgres": "postgres", "postgresql": "postgres", "mysql": "mysql"}.get(scheme)
     if kind is None:
-        shown = scheme if re.fullmatch(r"[a-z][a-z0-9+.-]{0,20}", scheme) else "(unreadable)"
-        return bad(f"scheme {shown!r} is not supported; use postgres://user:password@host:5432 "
+        # The value is secret: name the scheme only when it is a well-known one (a pasted
+        # "password:..." would otherwise show part of the password).
+        shown = f"scheme {scheme!r}" if scheme in _KNOWN_SCHEMES else "its scheme"
+        return bad(f"{shown} is not supported; use postgres://user:password@host:5432 "
                    "or mysql://user:password@host:3306.")
     if not username:
         reader.problem("databaseUrl", f"has no user; write it like {scheme}://user:password@host.")
