@@ -70,3 +70,12 @@ def test_dev_stacks():
         assert rules.is_dev_stack(stack), stack
     for stack in ("develop", "prod", "staging", "xdev-1", "Dev", "localdev", "dev_x"):
         assert not rules.is_dev_stack(stack), stack
+
+
+@pytest.mark.parametrize("ref,problem", [
+    ("localhost/a:b/c", "is not an image reference (lowercase repository path, optional registry)"),
+    ("localhost:5000/team/pg", "has no tag, so Docker resolves it to the moving tag latest"),
+    ("localhost:5000/team/pg:16.4", None),
+])
+def test_a_colon_before_the_last_slash_is_never_a_tag(ref, problem):
+    assert rules.image_ref_problem(ref) == problem

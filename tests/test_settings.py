@@ -27,6 +27,10 @@ def problems(stack="dev", overrides=None, secrets=None, stack_name=None):
 
 # (id, stack, plain overrides, secret overrides, every problem reported, in order)
 BAD_INPUTS = [
+    ('origin-with-path', 'dev', {'cloudOrigin': 'https://api.example.com/x'}, {},
+     ["convex-selfhost:cloudOrigin: 'https://api.example.com/x' must be an origin (scheme, host, optional port) without a path, query or fragment."]),
+    ('s3-endpoint-with-path', 'dev', {'s3Endpoint': 'https://s3.example.com/bucket', 's3Region': 'eu-west-1', 's3BucketPrefix': 'acme'}, {},
+     ["convex-selfhost:s3Endpoint: 'https://s3.example.com/bucket' must be an origin (scheme, host, optional port) without a path, query or fragment."]),
     ('port-not-integer', 'dev', {'backendPort': 'abc'}, {},
      ["convex-selfhost:backendPort: 'abc' is not a whole number; set it with `pulumi config set backendPort <number>`."]),
     ('port-too-large', 'dev', {'backendPort': 70000}, {},

@@ -161,6 +161,6 @@ class Reader:
         image = self.string(name)
         problem = rules.image_ref_problem(image)
         if problem is not None:
-            self.problem(name, f"{self.shown(name, image)} {problem}; name an exact, pinned "
+            self.problem(name, f"{self.shown(name)} {problem}; name an exact, pinned "
                                f"version, e.g. {KEYS_BY_NAME[name].default}.")
         return image
