@@ -5,8 +5,9 @@ pulumi-policy's analyzer calls them: props are deserialized with
 ``deserialize_properties`` and wrapped with ``unknown_checking_proxy`` (as in
 the analyzer's ``Analyze``/``AnalyzeStack``), and the args objects are
 pulumi-policy's own ``ResourceValidationArgs`` / ``StackValidationArgs``.  A few
-tests go all the way: they start the pack as the Pulumi CLI does (``python policy``,
-which serves the analyzer over gRPC and prints its port) and send it the engine's own
+tests go all the way: they start the pack as the Pulumi CLI does (``python -m
+pulumi.policy``, which runs ``policy/__main__.py``; it serves the analyzer over gRPC and
+prints its port) and send it the engine's own
 protobuf requests.
 """
 
@@ -565,8 +566,12 @@ def test_secret_marker_is_invisible_to_analyze_so_only_options_count():
 
 @pytest.fixture
 def analyzer():
-    """The pack's analyzer, served by the pack's own process on a loopback port."""
-    pack = subprocess.Popen([sys.executable, "-u", str(POLICY_DIR)], cwd=POLICY_DIR,
+    """The pack's analyzer, served by the pack's own process on a loopback port.
+
+    Started as the CLI's pulumi-analyzer-policy-python starts a Python pack:
+    `python -u -m pulumi.policy ENGINE PACK_DIR` in the pack's directory."""
+    pack = subprocess.Popen([sys.executable, "-u", "-m", "pulumi.policy", "127.0.0.1:1",
+                             str(POLICY_DIR)], cwd=POLICY_DIR,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         port = pack.stdout.readline().strip()
