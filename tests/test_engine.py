@@ -29,12 +29,15 @@ def test_detect_asks_the_stacks_engine(monkeypatch):
 
     def fake_run(command, **kwargs):
         calls.append(command)
-        assert kwargs["capture_output"] is True and kwargs["text"] is True
+        assert kwargs == {"capture_output": True, "text": True, "timeout": 30, "check": False}
         return subprocess.CompletedProcess(command, 0, "1.41\n", "")
 
     monkeypatch.setattr(engine.subprocess, "run", fake_run)
     assert engine.detect("ssh://deploy@host").api_version == (1, 41)
     assert engine.detect("").api_version == (1, 41)
+    assert engine.detect().api_version == (1, 41)  # the local engine by default
+    assert calls[2] == calls[1]
+    del calls[2]
     assert calls == [["docker", "--host", "ssh://deploy@host", "version", "--format",
                       "{{.Server.APIVersion}}"],
                      ["docker", "version", "--format", "{{.Server.APIVersion}}"]]
