@@ -1,5 +1,6 @@
 """components/upgrade*.py: planning, log following, and the orchestration with stand-ins."""
 
+import contextlib
 import datetime as dt
 import http.server
 import os
@@ -347,28 +348,33 @@ def test_backup_makes_a_private_directory_wherever_the_log_is(tmp_path):
     assert (tmp_path / "deep" / "backup").stat().st_mode & 0o777 == 0o700
 
 
-def test_admin_key_check_against_a_backend(tmp_path):
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self):
-            ok = self.headers.get("Authorization") == f"Convex {KEY}"
-            self.send_response(200 if ok else 401)
-            self.end_headers()
-
-        def log_message(self, *args):
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+@contextlib.contextmanager
+def backend_answering(tmp_path, do_get):
+    """An Upgrader whose backend URL is a loopback server handling GET with `do_get`."""
+    handler = type("Handler", (http.server.BaseHTTPRequestHandler,),
+                   {"do_GET": do_get, "log_message": lambda self, *args: None})
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
         up, _ = upgrader(tmp_path, FakeStack())
         del up.check_admin_key
         up.url = f"http://127.0.0.1:{server.server_address[1]}"
+        yield up
+    finally:
+        server.shutdown()
+
+
+def test_admin_key_check_against_a_backend(tmp_path):
+    def do_get(handler):
+        ok = handler.headers.get("Authorization") == f"Convex {KEY}"
+        handler.send_response(200 if ok else 401)
+        handler.end_headers()
+
+    with backend_answering(tmp_path, do_get) as up:
         up.check_admin_key()
         up.key = "convex-dev|00"
         with pytest.raises(UpgradeError, match="HTTP 401"):
             up.check_admin_key()
-    finally:
-        server.shutdown()
 
 
 def test_cli_plan_and_refusals():
@@ -562,25 +568,14 @@ def test_first_line_of_a_pulumi_error(text, line):
 def test_admin_key_check_never_follows_a_redirect(tmp_path):
     seen = []
 
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self):
-            seen.append((self.path, self.headers.get("Authorization")))
-            self.send_response(302 if self.path == "/api/check_admin_key" else 200)
-            self.send_header("Location", "/elsewhere")
-            self.send_header("Content-Length", "0")
-            self.end_headers()
+    def do_get(handler):
+        seen.append((handler.path, handler.headers.get("Authorization")))
+        handler.send_response(302 if handler.path == "/api/check_admin_key" else 200)
+        handler.send_header("Location", "/elsewhere")
+        handler.send_header("Content-Length", "0")
+        handler.end_headers()
 
-        def log_message(self, *args):
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        up, _ = upgrader(tmp_path, FakeStack())
-        del up.check_admin_key
-        up.url = f"http://127.0.0.1:{server.server_address[1]}"
+    with backend_answering(tmp_path, do_get) as up:
         with pytest.raises(UpgradeError, match=r"refused the admin key \(HTTP 302\)"):
             up.check_admin_key()
-        assert seen == [("/api/check_admin_key", f"Convex {KEY}")]
-    finally:
-        server.shutdown()
+    assert seen == [("/api/check_admin_key", f"Convex {KEY}")]
