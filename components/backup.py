@@ -2,8 +2,6 @@
 
 Standard library only, self-contained (it also runs alone as `python convex_backup.py ...`)."""
 
-from __future__ import annotations
-
 import argparse
 import base64
 import contextlib
@@ -31,7 +29,6 @@ UTC = dt.timezone.utc
 
 class BackupError(Exception):
     """A failed run: str() is the short reason that is logged; code is the backend's error code."""
-
     def __init__(self, reason: str, code: str = ""):
         super().__init__(reason)
         self.code = code
@@ -64,9 +61,8 @@ def decode_int64(value):
 
 
 class NoRedirect(urllib.request.HTTPRedirectHandler):
-    """Every redirect is an error: urllib would send the Authorization header (the admin
-    key) along to the new location. (max_redirections = 0 still follows the first one.)"""
-
+    # Every redirect is an error: urllib would send the Authorization header (the admin key)
+    # along to the new location. (max_redirections = 0 still follows the first one.)
     def redirect_request(self, req, fp, code, msg, headers, newurl):
         return None
 
@@ -76,8 +72,7 @@ class Client:
 
     def __init__(self, url: str, key: str, timeout: float = 60.0):
         self.url, self._key, self.timeout = url.rstrip("/"), key, timeout
-        self._opener = urllib.request.build_opener(urllib.request.ProxyHandler({}),
-                                                   NoRedirect())
+        self._opener = urllib.request.build_opener(urllib.request.ProxyHandler({}), NoRedirect())
 
     def open(self, what: str, method: str, path: str, body: dict | None = None):
         headers = {"Authorization": f"Convex {self._key}", "Content-Type": "application/json"}

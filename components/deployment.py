@@ -53,12 +53,7 @@ class ConvexDeployment(pulumi.ComponentResource):
         instance = deployment.instance_name
         child = pulumi.ResourceOptions(parent=self)
 
-        self.network = docker.Network(
-            f"{name}-network", name=f"{instance}-net",
-            labels=docker_common.labels(docker.NetworkLabelArgs, settings.stack, instance,
-                                        "network"),
-            # Docker refuses a second network of the same name.
-            opts=pulumi.ResourceOptions(parent=self, delete_before_replace=True))
+        self.network = self._network(name, settings.stack, instance)
         self.secret_resource, self.instance_secret = self._instance_secret(name, settings,
                                                                            deployment)
 
@@ -109,6 +104,13 @@ class ConvexDeployment(pulumi.ComponentResource):
             "readOnlyAdminKey": self.read_only_admin_key,
             "envLocal": self.env_local,
         })
+
+    def _network(self, name: str, stack: str, instance: str) -> docker.Network:
+        return docker.Network(
+            f"{name}-network", name=f"{instance}-net",
+            labels=docker_common.labels(docker.NetworkLabelArgs, stack, instance, "network"),
+            # Docker refuses a second network of the same name.
+            opts=pulumi.ResourceOptions(parent=self, delete_before_replace=True))
 
     def _postgres(self, name: str, args: DeploymentArgs) -> Optional[ConvexPostgres]:
         settings, deployment, images = args.settings, args.deployment, args.images

@@ -159,3 +159,20 @@ def test_no_private_sdk_names_anywhere():
     assert len(files) > 40
     used = {str(f.relative_to(REPO)): private_sdk_names(f.read_text()) for f in files}
     assert {path: names for path, names in used.items() if names} == {}
+
+
+def test_modules_and_functions_stay_small():
+    """No module over 400 lines and no function over 60 in components/ and policy/."""
+    files = [*REPO.glob("components/**/*.py"), *REPO.glob("policy/*.py")]
+    too_long = {}
+    for path in files:
+        source = path.read_text()
+        name = str(path.relative_to(REPO))
+        if source.count("\n") > 400:
+            too_long[name] = source.count("\n")
+        for node in ast.walk(ast.parse(source)):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                length = node.end_lineno - node.lineno + 1
+                if length > 60:
+                    too_long[f"{name}:{node.name}"] = length
+    assert len(files) > 30 and too_long == {}
