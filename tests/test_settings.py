@@ -372,6 +372,19 @@ def test_instance_name_derived_from_stack():
     assert len(default_instance_name("x" * 300)) <= 63
 
 
+@pytest.mark.parametrize("stack,name", [
+    ("a--b", "convex-a-b-90827a"),  # runs of separators collapse
+    ("-a-", "convex-a-a75a46"),
+    ("___", "convex-stack-bda251"),  # nothing left of the name
+    ("A" * 100, "convex-" + "a" * 49 + "-d82c6a"),  # 63 characters exactly
+    ("B" * 48 + "_c", "convex-" + "b" * 48 + "-73e4d1"),  # no "--" at the cut
+    ("a" * 55 + "-bbbb", "convex-" + "a" * 55),  # a clean slug cut at 63, no trailing dash
+    ("x" * 56, "convex-" + "x" * 56),
+])
+def test_instance_names_from_unusual_stack_names(stack, name):
+    assert default_instance_name(stack) == name and len(name) <= 63
+
+
 def test_every_interface_bind_uses_the_public_host_never_loopback():
     (d,) = load("dev", {"bindAddress": "0.0.0.0", "publicHost": "convex.lan"}).deployments
     assert (d.cloud_origin, d.site_origin, d.dashboard_url) == (
