@@ -134,6 +134,7 @@ def _check_key_names(reader: Reader, raw: Mapping[str, Any]) -> None:
     flat = NAMESPACE.replace("-", "")
     for full_key in sorted(raw):
         namespace, _, name = full_key.partition(":")
+        shown_name = quote(name)[1:-1]  # escaped, without the quotes
         if namespace == NAMESPACE:
             if name not in KEYS_BY_NAME:
                 close = [
@@ -141,8 +142,8 @@ def _check_key_names(reader: Reader, raw: Mapping[str, Any]) -> None:
                 ] or difflib.get_close_matches(name, KEYS_BY_NAME, n=1, cutoff=0.75)
                 hint = f" Did you mean {close[0]}?" if close else ""
                 reader.problems.append(
-                    f"{NAMESPACE}:{quote(name)[1:-1]}: is not a convex-selfhost setting.{hint} "
-                    f"Remove it with `pulumi config rm {quote(name)[1:-1]}`."
+                    f"{NAMESPACE}:{shown_name}: is not a convex-selfhost setting.{hint} "
+                    f"Remove it with `pulumi config rm {shown_name}`."
                 )
         elif (
             namespace.lower().replace("-", "").replace("_", "") == flat
@@ -150,7 +151,7 @@ def _check_key_names(reader: Reader, raw: Mapping[str, Any]) -> None:
         ):
             reader.problems.append(
                 f"{quote(full_key)[1:-1]}: the namespace {quote(namespace)} is not "
-                f"{NAMESPACE!r}, so this key is ignored; set it as {NAMESPACE}:{quote(name)[1:-1]}."
+                f"{NAMESPACE!r}, so this key is ignored; set it as {NAMESPACE}:{shown_name}."
             )
 
 
