@@ -202,6 +202,9 @@ def test_program_survives_mocks_that_only_echo_inputs(stack):
     assert run.containers()
     assert set(run.outputs) == OUTPUT_NAMES
     assert run.secret_outputs == SECRET_OUTPUTS
+    # No secret reported: no keys, and no .env.local holding a key of "None".
+    keyed = [run.outputs[k] for k in ("adminKey", "readOnlyAdminKey", "envLocal")]
+    assert keyed == [None] * 3 or all(set(v.values()) == {None} for v in keyed)
     adopted = evaluate(stack, secrets={"instanceSecret": "5f" * 32}, mocks=EchoMocks()) \
         if stack != "preview" else None
     if adopted:
