@@ -245,6 +245,19 @@ def test_proto_skips_groups_nested_as_deep_as_prost_allows() -> None:
     assert decode_admin_key_proto(bytes.fromhex("10" + "80" * 9 + "00")).issued_s == 0
 
 
+SYSTEM_KEY = ("a system key has no member id and is never read-only; drop "
+              "--member-id/--read-only or --system")
+SECRET_FORMAT = ("instance secret must be 64 hex characters (32 bytes); generate one with "
+                 "`openssl rand -hex 32`")
+
+
+def test_a_secret_that_is_not_text_is_refused_cleanly() -> None:
+    for value in (None, 42, bytes(32)):
+        with pytest.raises(AdminKeyError) as refused:
+            parse_instance_secret(value)  # type: ignore[arg-type]
+        assert str(refused.value) == SECRET_FORMAT
+
+
 # --- issuing and checking ----------------------------------------------------------
 
 
@@ -517,21 +530,41 @@ def test_error_messages_are_one_line() -> None:
 
 
 @pytest.mark.parametrize(
-    "options",
+    "options, message",
     [
-        {"system": True, "member_id": 1},
-        {"system": True, "read_only": True},
-        {"issued_s": 0},
-        {"issued_s": -1},
-        {"issued_s": 2**64},
-        {"member_id": -1},
-        {"member_id": 2**64},
-        {"member_id": True},
+        ({"system": True, "member_id": 1}, SYSTEM_KEY),
+        ({"system": True, "read_only": True}, SYSTEM_KEY),
+        ({"issued_s": 0}, "issued_s must be an integer in 1..2**64-1 (Convex rejects 0), got 0"),
+        ({"issued_s": -1}, "issued_s must be an integer in 1..2**64-1 (Convex rejects 0), got -1"),
+        ({"issued_s": 2**64}, "issued_s must be an integer in 1..2**64-1 (Convex rejects 0), "
+                              f"got {2**64}"),
+        ({"member_id": -1}, "member id must be an integer in 0..2**64-1, got -1"),
+        ({"member_id": 2**64}, f"member id must be an integer in 0..2**64-1, got {2**64}"),
+        ({"member_id": True}, "member id must be an integer in 0..2**64-1, got True"),
     ],
 )
-def test_issue_refuses_bad_options(options: dict) -> None:
-    with pytest.raises(AdminKeyError):
+def test_issue_refuses_bad_options(options: dict, message: str) -> None:
+    with pytest.raises(AdminKeyError) as refused:
         issue_admin_key(NAME, SECRET, **options)
+    assert str(refused.value) == message
+
+
+@pytest.mark.parametrize("options, message", [
+    ({"issued_s": -1}, "issued_s and member_id must be integers in 0..2**64-1"),
+    ({"issued_s": 1, "member_id": -1}, "issued_s and member_id must be integers in 0..2**64-1"),
+    ({"issued_s": 1, "member_id": 0, "system": True},
+     "a key is either a system key or a member key, not both"),
+])
+def test_encode_refuses_what_the_proto_cannot_hold(options: dict, message: str) -> None:
+    with pytest.raises(AdminKeyError) as refused:
+        encode_admin_key_proto(**options)
+    assert str(refused.value) == message
+
+
+def test_varints_of_127_and_128_are_canonical() -> None:
+    assert encode_admin_key_proto(issued_s=127, member_id=128) == bytes.fromhex("107f188001")
+    assert decode_admin_key_proto(bytes.fromhex("107f188001")) == AdminKeyProto(
+        issued_s=127, member_id=128)
 
 
 @pytest.mark.parametrize(
@@ -539,8 +572,11 @@ def test_issue_refuses_bad_options(options: dict) -> None:
     ["", "Convex-Dev", "convex_dev", "-dev", "dev-", "a--b", "a|b", "a:b", "a" * 64, "dev\n"],
 )
 def test_issue_refuses_bad_instance_name(name: str) -> None:
-    with pytest.raises(AdminKeyError, match="instance name"):
+    with pytest.raises(AdminKeyError) as refused:
         issue_admin_key(name, SECRET)
+    assert str(refused.value) == (
+        f"instance name {name!r} is invalid: use 1-63 lowercase letters, digits and single "
+        "dashes, not starting or ending with a dash")
 
 
 def test_instance_name_pattern() -> None:
@@ -568,8 +604,9 @@ def test_parse_instance_secret() -> None:
     ],
 )
 def test_parse_instance_secret_refuses(secret: str) -> None:
-    with pytest.raises(AdminKeyError, match="64 hex characters"):
+    with pytest.raises(AdminKeyError) as refused:
         parse_instance_secret(secret)
+    assert str(refused.value) == SECRET_FORMAT
     with pytest.raises(AdminKeyError, match="64 hex characters"):
         check_admin_key(issue_admin_key(NAME, SECRET), NAME, secret)
 

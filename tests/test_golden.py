@@ -52,6 +52,9 @@ VARIANTS = {
                     "logFormat": "json", "rustBacktrace": "full"},
         {"instanceSecret": SECRET, "databaseUrl": "postgres://convex:pw@db.internal:5432"},
         {}, "1.44"),
+    # An older release: version-gated variables (ACTIONS_USER_TIMEOUT_SECS and friends).
+    "dev-older-release": ("dev", {"version": "4d3b0a5de955a258e70e3813bbff486051d88820"},
+                          {}, {}, "1.44"),
     # Another program using the components with literal arguments.
     "backend-alone": (None, {}, {}, {"program": REPO / "tests" / "programs" / "backend_alone.py",
                                      "stack_name": "elsewhere"}, "1.44"),
