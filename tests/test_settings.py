@@ -12,6 +12,7 @@ from components.settings import (
     default_instance_name,
     settings_from_config,
 )
+from components.settings.reader import quote
 
 
 def load(stack="dev", overrides=None, secrets=None, stack_name=None):
@@ -395,6 +396,72 @@ def test_every_interface_bind_uses_the_public_host_never_loopback():
                         "siteOrigin": "https://api.example.com/http"}).deployments
     assert (d.cloud_origin, d.site_origin) == ("https://api.example.com",
                                                "https://api.example.com/http")
+
+
+def urls(overrides, stack="dev"):
+    return [(d.cloud_origin, d.site_origin, d.dashboard_url)
+            for d in load(stack, overrides).deployments]
+
+
+def test_urls_of_ipv6_binds_bracket_the_address():
+    assert urls({"bindAddress": "::1"}) == [
+        ("http://[::1]:3210", "http://[::1]:3211", "http://[::1]:6791")]
+    assert urls({"bindAddress": "::", "publicHost": "2001:db8::7"}) == [
+        ("http://[2001:db8::7]:3210", "http://[2001:db8::7]:3211", "http://[2001:db8::7]:6791")]
+
+
+def test_without_a_dashboard_there_is_no_dashboard_url():
+    assert urls({"dashboard": False}) == [("http://127.0.0.1:3210", "http://127.0.0.1:3211", "")]
+    assert urls({"dashboard": False, "dashboardDomain": ""}, "prod") == [
+        ("https://api.convex.example.com", "https://site.convex.example.com", "")]
+
+
+def test_given_origins_on_every_interface_leave_the_dashboard_on_this_host():
+    assert urls({"bindAddress": "0.0.0.0", "cloudOrigin": "https://api.example.com",
+                 "siteOrigin": "https://api.example.com/http"}) == [
+        ("https://api.example.com", "https://api.example.com/http", "http://127.0.0.1:6791")]
+
+
+def test_deployment_ports_may_reach_65535_and_no_further():
+    ports = {"deployments": ["a", "b"], "backendPort": 65513, "sitePort": 65514,
+             "dashboardPort": 65525}
+    assert [d.dashboard_port for d in load("dev", ports).deployments] == [65525, 65535]
+    assert problems("dev", {**ports, "dashboardPort": 65526}) == (
+        "convex-selfhost:deployments: deployment 'b' would need host ports beyond 65535; "
+        "lower the base ports.",)
+
+
+def test_ports_of_one_deployment_may_not_clash_with_anothers():
+    assert problems("dev", {"deployments": ["a", "b"], "backendPort": 3300,
+                            "sitePort": 3310}) == (
+        "convex-selfhost:backendPort: host port 3310 of backendPort (b) clashes with sitePort "
+        "(a); give each published port its own number.",)
+
+
+@pytest.mark.parametrize("volume,ok", [
+    ("ab", True), ("a", False), ("a" * 128, True), ("a" * 129, False), ("a_", True),
+    ("_a", False), ("9" + "".join(sorted(set(
+        "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-"))), True),
+])
+def test_data_volume_name_rules(volume, ok):
+    if ok:
+        assert load("dev", {"dataVolumeName": volume}).deployments[0].data_volume_name == volume
+    else:
+        assert problems("dev", {"dataVolumeName": volume}) == (
+            f"convex-selfhost:dataVolumeName: {quote(volume)} is not a Docker volume name "
+            "(letters, digits, _ . -, starting with a letter or digit).",)
+
+
+def test_public_host_and_origins_together_are_refused_by_name():
+    assert problems("dev", {"bindAddress": "0.0.0.0", "publicHost": "h.example.com",
+                            "cloudOrigin": "https://a.example.com",
+                            "siteOrigin": "https://s.example.com"}) == tuple(
+        f"convex-selfhost:{key}: is set together with publicHost; use one: publicHost derives "
+        "every URL from the ports." for key in ("cloudOrigin", "siteOrigin"))
+
+
+def test_quoted_values_are_cut_only_beyond_sixty_characters():
+    assert quote("x" * 60) == repr("x" * 60) and quote("x" * 61) == repr("x" * 60 + "...")
 
 
 def test_adopted_secret_is_hidden_in_repr():

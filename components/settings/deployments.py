@@ -195,8 +195,9 @@ def _check_deployment_names(reader: Reader, names: list[str], tls) -> None:
 
 
 def _check_volume_collisions(reader: Reader, deployments: list[DeploymentSettings]) -> None:
+    # An adopted volume is by definition not <instance>-data; it may not be another of ours.
     managed = {d.instance_name + suffix for d in deployments
-               for suffix in MANAGED_VOLUME_SUFFIXES if suffix != "-data" or d.adopted_volume}
+               for suffix in MANAGED_VOLUME_SUFFIXES if suffix != "-data"}
     for d in deployments:
         if d.adopted_volume and d.data_volume_name in managed:
             reader.problem("dataVolumeName", f"{reader.shown('dataVolumeName')} is a volume this "
