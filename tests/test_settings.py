@@ -28,6 +28,14 @@ def problems(stack="dev", overrides=None, secrets=None, stack_name=None):
 
 # (id, stack, plain overrides, secret overrides, every problem reported, in order)
 BAD_INPUTS = [
+    ('s3-only-a-secret-key', 'dev', {}, {'awsSecretAccessKey': 'Zq9SecretOnly'},
+     ["convex-selfhost:s3Region: S3 storage is partly configured; missing s3Region, s3ExportsBucket, s3SnapshotImportsBucket, s3ModulesBucket, s3FilesBucket, s3SearchBucket. Set s3Region and either s3BucketPrefix or all five bucket keys (upstream would silently fall back to local disk).", "convex-selfhost:awsAccessKeyId: awsAccessKeyId and awsSecretAccessKey go together; set both, or neither to use the host's IAM role."]),
+    ('s3-only-a-session-token', 'dev', {}, {'awsSessionToken': 'Zq9TokenOnly'},
+     ["convex-selfhost:s3Region: S3 storage is partly configured; missing s3Region, s3ExportsBucket, s3SnapshotImportsBucket, s3ModulesBucket, s3FilesBucket, s3SearchBucket. Set s3Region and either s3BucketPrefix or all five bucket keys (upstream would silently fall back to local disk).", "convex-selfhost:awsSessionToken: is a temporary credential's third part; set awsAccessKeyId and awsSecretAccessKey with it."]),
+    ('s3-only-a-flag', 'dev', {'s3ForcePathStyle': True}, {}, ["convex-selfhost:s3Region: S3 storage is partly configured; missing s3Region, s3ExportsBucket, s3SnapshotImportsBucket, s3ModulesBucket, s3FilesBucket, s3SearchBucket. Set s3Region and either s3BucketPrefix or all five bucket keys (upstream would silently fall back to local disk)."]),
+    ('s3-one-bucket-no-region', 'dev', {'s3FilesBucket': 'acme-files'}, {}, ["convex-selfhost:s3Region: S3 storage is partly configured; missing s3Region, s3ExportsBucket, s3SnapshotImportsBucket, s3ModulesBucket, s3SearchBucket. Set s3Region and either s3BucketPrefix or all five bucket keys (upstream would silently fall back to local disk)."]),
+    ('s3-region-too-long', 'dev', {'s3Region': 'a' * 33, 's3BucketPrefix': 'acme'}, {},
+     ["convex-selfhost:s3Region: 'aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa' is not a region name; write it like us-east-1 (or auto for R2)."]),
     ('origin-with-path', 'dev', {'cloudOrigin': 'https://api.example.com/x'}, {},
      ["convex-selfhost:cloudOrigin: 'https://api.example.com/x' must be an origin (scheme, host, optional port) without a path, query or fragment."]),
     ('s3-endpoint-with-path', 'dev', {'s3Endpoint': 'https://s3.example.com/bucket', 's3Region': 'eu-west-1', 's3BucketPrefix': 'acme'}, {},
@@ -572,12 +580,19 @@ def test_s3_prefix_length_limit_and_conflict_message():
 
 
 @pytest.mark.parametrize("key", ["convex_selfhost:backendPort", "ConvexSelfhost:backendPort",
-                                 "convex-selfhots:backendPort", "convex-self-host:backendPort"])
+                                 "convex-selfhots:backendPort", "convex-self-host:backendPort",
+                                 "c_o_n_v_e_x_s_e_l_f_h_o_s_t:backendPort"])
 def test_namespace_typos_are_reported(key):
     namespace = key.split(":")[0]
     assert problems("dev", {key: 1}) == (
         f"{key}: the namespace '{namespace}' is not 'convex-selfhost', so this key is ignored; "
         "set it as convex-selfhost:backendPort.",)
+
+
+def test_s3_region_of_32_characters_and_an_endpoint_with_a_trailing_slash():
+    s3 = load("dev", {"s3Region": "a" * 32, "s3BucketPrefix": "acme",
+                      "s3Endpoint": "https://s3.example.com/"}).s3
+    assert (s3.region, s3.endpoint) == ("a" * 32, "https://s3.example.com")
 
 
 def test_other_namespaces_and_unknown_keys():
@@ -586,6 +601,9 @@ def test_other_namespaces_and_unknown_keys():
     assert problems("dev", {"zzzzqq": 1}) == (
         "convex-selfhost:zzzzqq: is not a convex-selfhost setting. Remove it with "
         "`pulumi config rm zzzzqq`.",)
+    assert problems("dev", {"logMax": 1}) == (  # only a weak likeness: no hint
+        "convex-selfhost:logMax: is not a convex-selfhost setting. Remove it with "
+        "`pulumi config rm logMax`.",)
     assert problems("dev", {"BACKENDPORT": 1}) == (
         "convex-selfhost:BACKENDPORT: is not a convex-selfhost setting. Did you mean "
         "backendPort? Remove it with `pulumi config rm BACKENDPORT`.",)

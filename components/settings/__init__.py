@@ -120,7 +120,7 @@ def settings_from_config(
         tls=tls,
         tuning=tuning,
         containers=containers,
-        docker_host=str(raw.get("docker:host", "") or "").strip(),
+        docker_host=str(raw.get("docker:host") or "").strip(),
         backups=read_backups(reader),
         warnings=tuple(warnings),
     )
