@@ -28,6 +28,16 @@ def problems(stack="dev", overrides=None, secrets=None, stack_name=None):
 
 # (id, stack, plain overrides, secret overrides, every problem reported, in order)
 BAD_INPUTS = [
+    ('extra-env-line-break', 'dev', {'extraEnv': ['A=1', 'B=x\ny']}, {}, ["convex-selfhost:extraEnv: the value of B contains a line break or NUL; environment values are single lines."]),
+    ('extra-env-carriage-return', 'dev', {'extraEnv': ['A=x\ry']}, {}, ["convex-selfhost:extraEnv: the value of A contains a line break or NUL; environment values are single lines."]),
+    ('extra-env-nul', 'dev', {'extraEnv': ['A=x\x00y']}, {}, ["convex-selfhost:extraEnv: the value of A contains a line break or NUL; environment values are single lines."]),
+    ('extra-env-second-entry', 'dev', {'extraEnv': ['A=1', 'nope']}, {},
+     ['convex-selfhost:extraEnv: entry 2 is not NAME=value (a name of letters, digits and underscores, then =).']),
+    ('backend-args-value-after-inline-value', 'dev', {'backendArgs': ['--convex-http-proxy=http://p:3128', 'value']}, {}, ["convex-selfhost:backendArgs: entry 2 is not a flag (--name or --name=value) or a flag's value (printable, no spaces)."]),
+    ('backend-args-two-values', 'dev', {'backendArgs': ['--some-flag', 'v1', 'v2']}, {}, ["convex-selfhost:backendArgs: entry 3 is not a flag (--name or --name=value) or a flag's value (printable, no spaces)."]),
+    ('backend-args-owned-inline', 'dev', {'backendArgs': ['--instance-secret=abc']}, {},
+     ['convex-selfhost:backendArgs: --instance-secret is set by the program or a typed key; use that key instead.']),
+    ('backend-args-value-with-space', 'dev', {'backendArgs': ['--some-flag', 'a b']}, {}, ["convex-selfhost:backendArgs: entry 2 is not a flag (--name or --name=value) or a flag's value (printable, no spaces)."]),
     ('s3-only-a-secret-key', 'dev', {}, {'awsSecretAccessKey': 'Zq9SecretOnly'},
      ["convex-selfhost:s3Region: S3 storage is partly configured; missing s3Region, s3ExportsBucket, s3SnapshotImportsBucket, s3ModulesBucket, s3FilesBucket, s3SearchBucket. Set s3Region and either s3BucketPrefix or all five bucket keys (upstream would silently fall back to local disk).", "convex-selfhost:awsAccessKeyId: awsAccessKeyId and awsSecretAccessKey go together; set both, or neither to use the host's IAM role."]),
     ('s3-only-a-session-token', 'dev', {}, {'awsSessionToken': 'Zq9TokenOnly'},
@@ -593,6 +603,13 @@ def test_s3_region_of_32_characters_and_an_endpoint_with_a_trailing_slash():
     s3 = load("dev", {"s3Region": "a" * 32, "s3BucketPrefix": "acme",
                       "s3Endpoint": "https://s3.example.com/"}).s3
     assert (s3.region, s3.endpoint) == ("a" * 32, "https://s3.example.com")
+
+
+def test_flags_values_and_extra_env_that_are_accepted():
+    tuning = load("dev", {"backendArgs": ["--some-flag", "v1", "--other=x", "--bool-flag"],
+                          "extraEnv": ["A=1", "B=two=2"]}).tuning
+    assert tuning.backend_args == ("--some-flag", "v1", "--other=x", "--bool-flag")
+    assert tuning.extra_env == (("A", "1"), ("B", "two=2"))
 
 
 def test_other_namespaces_and_unknown_keys():
