@@ -612,6 +612,15 @@ def test_flags_values_and_extra_env_that_are_accepted():
     assert tuning.extra_env == (("A", "1"), ("B", "two=2"))
 
 
+def test_tuning_lower_bounds_are_accepted():
+    tuning = load("dev", {"documentRetentionDelaySeconds": 1, "maxConcurrentV8Actions": 1,
+                          "maxConcurrentNodeActions": 1, "maxConcurrentQueries": 1,
+                          "maxConcurrentMutations": 1}).tuning
+    assert (tuning.document_retention_delay_seconds, tuning.max_concurrent_v8_actions,
+            tuning.max_concurrent_node_actions, tuning.max_concurrent_queries,
+            tuning.max_concurrent_mutations) == (1, 1, 1, 1, 1)
+
+
 def test_other_namespaces_and_unknown_keys():
     load("dev", {"docker:host": "ssh://deploy@host", "aws:region": "eu-west-1",
                  "convex:foo": "x"})
