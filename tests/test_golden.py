@@ -19,14 +19,11 @@ import os
 import dill
 import pytest
 from harness import REPO, SECRET_SIG, SIG_KEY, evaluate
+from test_settings import CA_PEM
 
 from components import scheduled_backup
 
 GOLDEN = REPO / "tests" / "golden"
-# A syntactically valid PEM block (the settings check the PEM shape, not the certificate).
-_DER = b"\x30\x81\x80" + bytes(range(128))
-CA_PEM = ("-----BEGIN CERTIFICATE-----\n" + base64.b64encode(_DER).decode()
-          + "\n-----END CERTIFICATE-----\n")
 SECRET = "5f" * 32
 
 # name: (stack file, overrides, secrets, other evaluate() arguments, Docker API version)

@@ -1,5 +1,7 @@
 """Settings: typed values, defaults, and one clear message per bad input."""
 
+import base64
+
 import pulumi
 import pytest
 from harness import SAMPLE_SECRET, evaluate, stack_config
@@ -27,7 +29,19 @@ def problems(stack="dev", overrides=None, secrets=None, stack_name=None):
 
 
 # (id, stack, plain overrides, secret overrides, every problem reported, in order)
+# A syntactically valid PEM block (the settings check the PEM shape, not the certificate).
+CA_PEM = ("-----BEGIN CERTIFICATE-----\n" + base64.b64encode(b"\x30\x81\x80" + bytes(range(128)))
+          .decode() + "\n-----END CERTIFICATE-----\n")
+
 BAD_INPUTS = [
+    ('pool-too-large', 'dev', {'provisionPostgres': True, 'postgresMaxConnections': 10001}, {},
+     ['convex-selfhost:postgresMaxConnections: 10001 is out of range; use a number from 0 to 10000.']),
+    ('server-max-too-large', 'dev', {'provisionPostgres': True, 'postgresServerMaxConnections': 10001}, {},
+     ['convex-selfhost:postgresServerMaxConnections: 10001 is out of range; use a number from 20 to 10000.']),
+    ('ca-cert-with-provisioned-postgres', 'dev', {'provisionPostgres': True, 'databaseCaCert': CA_PEM}, {},
+     ['convex-selfhost:databaseCaCert: is for an external database; the provisioned Postgres is reached on the private network.']),
+    ('ca-cert-with-sqlite', 'dev', {'databaseCaCert': CA_PEM}, {}, ['convex-selfhost:databaseCaCert: applies to a Postgres or MySQL database, but the deployment uses SQLite; set databaseUrl or provisionPostgres, or remove it.']),
+    ('pool-with-sqlite', 'dev', {'postgresMaxConnections': 5}, {}, ['convex-selfhost:postgresMaxConnections: applies to a Postgres or MySQL database, but the deployment uses SQLite; set databaseUrl or provisionPostgres, or remove it.']),
     ('extra-env-line-break', 'dev', {'extraEnv': ['A=1', 'B=x\ny']}, {}, ["convex-selfhost:extraEnv: the value of B contains a line break or NUL; environment values are single lines."]),
     ('extra-env-carriage-return', 'dev', {'extraEnv': ['A=x\ry']}, {}, ["convex-selfhost:extraEnv: the value of A contains a line break or NUL; environment values are single lines."]),
     ('extra-env-nul', 'dev', {'extraEnv': ['A=x\x00y']}, {}, ["convex-selfhost:extraEnv: the value of A contains a line break or NUL; environment values are single lines."]),
@@ -610,6 +624,12 @@ def test_flags_values_and_extra_env_that_are_accepted():
                           "extraEnv": ["A=1", "B=two=2"]}).tuning
     assert tuning.backend_args == ("--some-flag", "v1", "--other=x", "--bool-flag")
     assert tuning.extra_env == (("A", "1"), ("B", "two=2"))
+
+
+def test_server_max_connections_may_equal_the_pool_plus_spare():
+    database = load("dev", {"provisionPostgres": True, "postgresMaxConnections": 10,
+                            "postgresServerMaxConnections": 20}).database
+    assert (database.pool_size, database.server_max_connections) == (10, 20)
 
 
 def test_tuning_lower_bounds_are_accepted():
