@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import ast
 import copy
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -570,8 +571,11 @@ def analyzer():
 
     Started as the CLI's pulumi-analyzer-policy-python starts a Python pack:
     `python -u -m pulumi.policy ENGINE PACK_DIR` in the pack's directory."""
+    # The served pack runs the code as it is: a mutation-testing run's marker stays here
+    # (scripts/mutation.sh; mutants are tested through the in-process tests above).
+    env = {k: v for k, v in os.environ.items() if k != "MUTANT_UNDER_TEST"}
     pack = subprocess.Popen([sys.executable, "-u", "-m", "pulumi.policy", "127.0.0.1:1",
-                             str(POLICY_DIR)], cwd=POLICY_DIR,
+                             str(POLICY_DIR)], cwd=POLICY_DIR, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         port = pack.stdout.readline().strip()
