@@ -425,12 +425,38 @@ def test_public_port_on_non_proxy_container_is_rejected(ip):
         CONTAINER, container("convex-backend", "backend", ports=[port(ip)]), "backend"
     )
     v = run(cp.no_public_ports_without_tls, StackValidationArgs([res]))
-    assert len(v) == 1
-    m = v.messages[0]
     assert v.urns == [urn(CONTAINER, "backend")]
-    assert "convex-backend" in m and "3210" in m
-    assert (ip if ip else "0.0.0.0") in m
-    assert "bindAddress to 127.0.0.1" in m and "TLS proxy" in m
+    assert v.messages == [public_port_message(
+        "convex-backend", "backend", "3210/tcp", ip or "0.0.0.0 (Docker default, no ip set)",
+        3210)]
+
+
+def public_port_message(name, role, port, address, host_port):
+    return (f"Container '{name}' (role {role}) publishes port {port} on public address "
+            f"{address}, host port {host_port}. Raw Convex ports must stay on loopback or "
+            "private addresses; public traffic goes through the TLS proxy. Set bindAddress to "
+            "127.0.0.1 and enable the TLS proxy.")
+
+
+def test_public_ports_are_all_reported_even_after_unknown_values():
+    unknown_ports = container("convex-a", "backend")
+    unknown_ports["ports"] = UNKNOWN_STRING_VALUE
+    bare = {"name": "plain", "image": "sha256:" + "0" * 64,
+            "ports": [{"ip": UNKNOWN_STRING_VALUE, "internal": 1, "external": 1},
+                      {"ip": "0.0.0.0"}, "not a port", {"ip": "8.8.8.8", "internal": 53,
+                                                        "external": 53, "protocol": "udp"}]}
+    resources = [
+        stack_resource(CONTAINER, unknown_ports, "a"),
+        stack_resource(VOLUME, volume("v", "data", "dev"), "v"),
+        stack_resource(CONTAINER, bare, "b"),
+    ]
+    v = Violations()
+    with pytest.raises(UnknownValueError):
+        cp.no_public_ports_without_tls.validate(StackValidationArgs(resources), v)
+    assert v.urns == [urn(CONTAINER, "b")] * 2
+    assert v.messages == [
+        public_port_message("plain", "unlabelled", "?/tcp", "0.0.0.0", "<random>"),
+        public_port_message("plain", "unlabelled", "53/udp", "8.8.8.8", 53)]
 
 
 @pytest.mark.parametrize(
