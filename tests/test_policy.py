@@ -749,3 +749,33 @@ def test_pack_metadata_files():
     )
     reqs = (POLICY_DIR / "requirements.txt").read_text()
     assert "pulumi-policy" in reqs and "pulumi>=" in reqs
+
+
+def test_versions_are_compared_across_every_convex_image_after_unknown_and_other_resources():
+    other = "1111111111111111111111111111111111111111"
+    unknown = image("x")
+    unknown["name"] = UNKNOWN_STRING_VALUE
+    resources = [
+        stack_resource(VOLUME, volume("v", "data", "dev"), "v"),
+        stack_resource(REMOTE_IMAGE, unknown, "unknown"),
+        stack_resource(REMOTE_IMAGE, {"name": 42}, "odd"),
+        stack_resource(REMOTE_IMAGE, image("postgres:17.6-alpine"), "pg"),
+        stack_resource(REMOTE_IMAGE, image(f"{BACKEND}@{DIGEST}"), "by-digest"),
+        stack_resource(REMOTE_IMAGE, image(f"{BACKEND}:{SHA_TAG}"), "be"),
+        stack_resource(REMOTE_IMAGE, image(f"{DASHBOARD}:{other}"), "dash"),
+    ]
+    v = Violations()
+    with pytest.raises(UnknownValueError):
+        cp.convex_versions_match.validate(StackValidationArgs(resources), v)
+    summary = f"backend '{BACKEND}:{SHA_TAG}', dashboard '{DASHBOARD}:{other}'"
+    assert v.urns == [urn(REMOTE_IMAGE, n) for n in ("by-digest", "be", "dash")]
+    assert v.messages == [
+        f"Convex backend image '{BACKEND}@{DIGEST}' is pinned by digest only, so its version "
+        "cannot be compared with the other Convex image. Use "
+        "'<repository>:<version>@sha256:<digest>' (the same <version> for backend and "
+        "dashboard).",
+        *(f"Convex {component} image '{name}' uses tag '{tag}', but the Convex images in this "
+          f"stack use different tags ({', '.join(sorted([SHA_TAG, other]))}): {summary}. The "
+          "backend and dashboard must run the same version: set both images to the same tag."
+          for component, name, tag in (("backend", f"{BACKEND}:{SHA_TAG}", SHA_TAG),
+                                       ("dashboard", f"{DASHBOARD}:{other}", other)))]
