@@ -579,3 +579,49 @@ def test_admin_key_check_never_follows_a_redirect(tmp_path):
         with pytest.raises(UpgradeError, match=r"refused the admin key \(HTTP 302\)"):
             up.check_admin_key()
     assert seen == [("/api/check_admin_key", f"Convex {KEY}")]
+
+
+# --- plans, word for word (tests/golden/upgrade-plans/; UPDATE_GOLDEN=1 rewrites them) ---
+
+PLAN_GOLDEN = Path(REPO) / "tests" / "golden" / "upgrade-plans"
+UNKNOWN = "0123456789abcdef0123456789abcdef01234567"
+PLANS = {
+    "in-place": (OLD, NEW, False, "in-place"),
+    "export-import": (OLD, NEW, False, "export-import"),
+    "downgrade-allowed": (NEW, OLD, True, "in-place"),
+    "same-database-version": ("84bd27d" + "0" * 33, NEW, False, "in-place"),
+    "unknown-target": (OLD, UNKNOWN, False, "in-place"),
+    "unknown-source": (UNKNOWN, NEW, False, "export-import"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(PLANS))
+def test_plans_read_word_for_word(name):
+    old, new, allow, mode = PLANS[name]
+    from components import releases
+
+    old = next((r.tag for r in releases.RELEASES if r.tag.startswith(old[:7])), old)
+    text = plan(old, new, allow).describe(mode) + "\n"
+    path = PLAN_GOLDEN / f"{name}.txt"
+    if os.environ.get("UPDATE_GOLDEN") == "1":
+        PLAN_GOLDEN.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    assert text == path.read_text()
+
+
+@pytest.mark.parametrize("old, new, message", [
+    (NEW, NEW, f"the stack already runs {NEW[:12]}; nothing to upgrade."),
+    (OLD, "c4ae6015a5387a92710953206f4726f2a2d60de3",
+     "c4ae6015a538 was withdrawn upstream (database version 129, reverted)."),
+    (NEW, OLD, None),
+])
+def test_plan_refusals_word_for_word(old, new, message):
+    with pytest.raises(PlanError) as refused:
+        plan(old, new)
+    if message:
+        assert str(refused.value) == message
+    else:
+        assert str(refused.value).endswith(
+            "backend cannot open a database a newer one migrated, and data written since may "
+            "be lost. Restore the export taken before the upgrade instead, or pass "
+            "--allow-downgrade if you know the database versions match.")
