@@ -746,3 +746,25 @@ def test_issue_times_are_shown_in_utc(monkeypatch) -> None:
         monkeypatch.undo()
         time.tzset()
     assert shown == ("1970-01-01T00:00:00Z", "at unix time 100000000000000000000")
+
+
+@pytest.mark.parametrize("args, error", [
+    ((), "the following arguments are required: command"),
+    (("generate",), "the following arguments are required: --instance-name"),
+    (("verify", "--instance-name", NAME), "the following arguments are required: key"),
+    (("generate", "--instance-name", NAME, "extra"), "unrecognized arguments (the instance "
+     "secret is read only from the INSTANCE_SECRET environment variable)"),
+])
+def test_cli_usage_errors_word_for_word(args: tuple, error: str) -> None:
+    result = run_cli(*args)
+    assert (result.returncode, result.stdout, result.stderr) == (
+        2, "", f"error: {error}; see --help\n")
+
+
+def test_cli_help_names_its_commands_and_where_the_secret_comes_from() -> None:
+    text = " ".join(run_cli("--help").stdout.split())
+    assert text.startswith("usage: python -m components.admin_key [-h] {generate,verify} ... "
+                           "Issue or verify Convex admin keys. The instance secret (64 hex "
+                           "characters) is read from the INSTANCE_SECRET environment variable.")
+    assert "generate print a deterministic admin key" in text
+    assert "verify check an admin key against the secret" in text
