@@ -136,10 +136,6 @@ def _display_name(props: Any, fallback: str) -> str:
     return name if isinstance(name, str) and name else fallback
 
 
-def _env_key(item: Any) -> Optional[str]:
-    return item.partition("=")[0].strip() if isinstance(item, str) else None
-
-
 def _is_public_address(ip: Optional[str]) -> bool:
     """Docker host-port bind address -> reachable from other hosts?
 
