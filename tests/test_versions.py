@@ -117,3 +117,19 @@ def test_between_stops_at_the_target():
     target = "0b8731e45077136ca23521ec11bface108aade99"
     crossed = releases.between(OLD, target)
     assert crossed[-1].tag == target and releases.LATEST not in crossed
+
+
+def test_a_setting_is_read_by_its_first_and_last_release_exactly():
+    from components import releases
+
+    for setting in releases.VERSIONED_SETTINGS:
+        if setting.since:
+            assert releases.reads(setting.since, setting) is True, setting.key
+            before = releases.RELEASES[releases.RELEASES.index(
+                releases.find(setting.since)) - 1].tag
+            assert releases.reads(before, setting) is False, setting.key
+        if setting.until:
+            assert releases.reads(setting.until, setting) is True, setting.key
+            after = releases.RELEASES[releases.RELEASES.index(
+                releases.find(setting.until)) + 1].tag
+            assert releases.reads(after, setting) is False, setting.key
