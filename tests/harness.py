@@ -14,6 +14,7 @@ import contextvars
 import hashlib
 import json
 import logging
+import os
 import runpy
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -187,7 +188,6 @@ class RecordingMonitor(pulumi_mocks.MockMonitor):
             ))
         return response
 
-
     def RegisterResourceOutputs(self, request):
         self.component_outputs[request.urn] = json_format.MessageToDict(request.outputs)
         return super().RegisterResourceOutputs(request)
@@ -267,6 +267,17 @@ def _run(stack: str, config: dict, secret_keys: list, program: Path,
         loop.close()
     return Evaluation(monitor.registered, outputs, secret_outputs, collector.messages,
                       monitor.component_outputs)
+
+
+def assert_matches_golden(path: Path, text: str) -> None:
+    """`text` must equal the committed golden file; UPDATE_GOLDEN=1 rewrites it first."""
+    test_file = os.environ.get("PYTEST_CURRENT_TEST", "tests/").split("::")[0]
+    hint = f"UPDATE_GOLDEN=1 ./test.sh {test_file} rewrites it; review the diff"
+    if os.environ.get("UPDATE_GOLDEN") == "1":
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    assert path.exists(), f"no golden file {path.relative_to(REPO)}: {hint}"
+    assert text == path.read_text(), f"{path.relative_to(REPO)} changed; if intended, {hint}"
 
 
 def is_secret_value(raw) -> bool:

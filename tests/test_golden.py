@@ -14,11 +14,10 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 
 import dill
 import pytest
-from harness import REPO, SECRET_SIG, SIG_KEY, evaluate
+from harness import REPO, SECRET_SIG, SIG_KEY, assert_matches_golden, evaluate
 from test_settings import CA_PEM
 
 from components import scheduled_backup
@@ -102,14 +101,7 @@ def snapshot(name: str, monkeypatch) -> dict:
 @pytest.mark.parametrize("name", sorted(VARIANTS))
 def test_the_program_sends_exactly_the_golden_snapshot(name, monkeypatch):
     got = json.dumps(snapshot(name, monkeypatch), indent=1, sort_keys=True) + "\n"
-    path = GOLDEN / f"{name}.json"
-    if os.environ.get("UPDATE_GOLDEN") == "1":
-        GOLDEN.mkdir(exist_ok=True)
-        path.write_text(got)
-    assert path.exists(), f"no snapshot {path.name}: run UPDATE_GOLDEN=1 ./test.sh {__file__}"
-    assert got == path.read_text(), (
-        f"{name}: what the program sends changed; if intended, rewrite the snapshot "
-        "(UPDATE_GOLDEN=1 ./test.sh tests/test_golden.py) and review the diff")
+    assert_matches_golden(GOLDEN / f"{name}.json", got)
 
 
 def test_every_stack_file_has_a_snapshot():

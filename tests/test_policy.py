@@ -7,8 +7,7 @@ the analyzer's ``Analyze``/``AnalyzeStack``), and the args objects are
 pulumi-policy's own ``ResourceValidationArgs`` / ``StackValidationArgs``.  A few
 tests go all the way: they start the pack as the Pulumi CLI does (``python -m
 pulumi.policy``, which runs ``policy/__main__.py``; it serves the analyzer over gRPC and
-prints its port) and send it the engine's own
-protobuf requests.
+prints its port) and send it the engine's own protobuf requests.
 """
 
 from __future__ import annotations
