@@ -1,6 +1,7 @@
 """Settings: typed values, defaults, and one clear message per bad input."""
 
 import base64
+from pathlib import Path
 
 import pulumi
 import pytest
@@ -29,9 +30,8 @@ def problems(stack="dev", overrides=None, secrets=None, stack_name=None):
 
 
 # (id, stack, plain overrides, secret overrides, every problem reported, in order)
-# A syntactically valid PEM block (the settings check the PEM shape, not the certificate).
-CA_PEM = ("-----BEGIN CERTIFICATE-----\n" + base64.b64encode(b"\x30\x81\x80" + bytes(range(128)))
-          .decode() + "\n-----END CERTIFICATE-----\n")
+# A self-signed test CA (public certificate only; its key was thrown away).
+CA_PEM = (Path(__file__).parent / "fixtures" / "test-ca.pem").read_text()
 
 BAD_INPUTS = [
     ('pool-too-large', 'dev', {'provisionPostgres': True, 'postgresMaxConnections': 10001}, {},
@@ -605,7 +605,8 @@ def test_s3_prefix_length_limit_and_conflict_message():
 
 @pytest.mark.parametrize("key", ["convex_selfhost:backendPort", "ConvexSelfhost:backendPort",
                                  "convex-selfhots:backendPort", "convex-self-host:backendPort",
-                                 "c_o_n_v_e_x_s_e_l_f_h_o_s_t:backendPort"])
+                                 "c_o_n_v_e_x_s_e_l_f_h_o_s_t:backendPort",
+                                 "c-o-n-v-e-x-s-e-l-f-h-o-s-t:backendPort"])
 def test_namespace_typos_are_reported(key):
     namespace = key.split(":")[0]
     assert problems("dev", {key: 1}) == (
@@ -681,3 +682,85 @@ def test_accepted_edges_of_limits():
             settings.containers.backend_start_timeout_seconds) == ("1024", 10240, 100, 3600)
     assert settings.tuning.rust_log == "info"
     assert load("dev", {"cpus": "0.011"}).containers.cpus == "0.011"  # 0.01 reads back 0.0
+
+
+NOT_PEM = ("convex-selfhost:databaseCaCert: is not PEM: give one or more certificates, each "
+           "between -----BEGIN CERTIFICATE----- and -----END CERTIFICATE----- lines, and "
+           "nothing else.",)
+POSTGRES = {"databaseUrl": "postgres://u:p@db:5432"}
+
+
+@pytest.mark.parametrize("text", [
+    CA_PEM + "extra text",  # a certificate, then something else
+    "note\n" + CA_PEM,
+    CA_PEM.replace("MIIB", "MIIC", 1),  # the DER length no longer matches
+    CA_PEM.replace("\n8qrO", "\nAAAA8qrO", 1),  # one line longer: not the same DER
+    "-----BEGIN CERTIFICATE-----\n" + base64.b64encode(b"\x30\x81\x80" + bytes(128)).decode()
+    + "\n-----END CERTIFICATE-----",  # shaped like DER, not a certificate
+    "-----BEGIN CERTIFICATE-----\nMIIB=AAA\n-----END CERTIFICATE-----",  # bad padding
+])
+def test_ca_certificate_must_be_certificates_and_nothing_else(text):
+    assert problems("dev", {"databaseCaCert": text}, POSTGRES) == NOT_PEM
+
+
+def test_ca_certificates_in_a_bundle_are_kept_with_one_final_line_break():
+    bundle = "\n" + CA_PEM + CA_PEM.replace("\n", "\r\n") + "\n\n"
+    database = load("dev", {"databaseCaCert": bundle}, POSTGRES).database
+    assert database.ca_cert == CA_PEM + CA_PEM.replace("\n", "\r\n").rstrip("\r\n") + "\n"
+
+
+def test_lists_may_be_empty_and_must_hold_strings():
+    assert load("dev", {"backendArgs": "", "extraEnv": "  "}).tuning.backend_args == ()
+    for value in ({"A": "1"}, [1], "[\"A=1\", 2]"):
+        assert problems("dev", {"extraEnv": value}) == (
+            "convex-selfhost:extraEnv: must be a list of strings.",)
+
+
+def test_a_flag_with_a_value_holding_equals_signs_is_still_that_flag():
+    assert problems("dev", {"backendArgs": ["--db=a=b"]}) == (
+        "convex-selfhost:backendArgs: --db is set by the program or a typed key; use that "
+        "key instead.",)
+    assert problems("dev", {"backendArgs": ["value", "--flag"]}) == (
+        "convex-selfhost:backendArgs: entry 1 is not a flag (--name or --name=value) or a "
+        "flag's value (printable, no spaces).",)
+
+
+def test_cpus_of_exactly_a_hundredth_are_refused_for_the_read_back():
+    assert problems("dev", {"cpus": "0.01"}) == (
+        "convex-selfhost:cpus: '0.01' is reported back by the docker provider as another "
+        "number, which would replace the containers on every run; use one decimal more or "
+        "less (e.g. 0.1 or 0.15).",)
+
+
+def test_origins_keep_their_case_and_lose_one_trailing_slash():
+    (d,) = load("dev", {"cloudOrigin": "https://API.EXAMPLE.BOX/",
+                        "siteOrigin": "https://SITE.EXAMPLE.BOX/"}).deployments
+    assert (d.cloud_origin, d.site_origin) == ("https://API.EXAMPLE.BOX",
+                                               "https://SITE.EXAMPLE.BOX")
+    s3 = load("dev", {"s3Region": "eu-west-1", "s3BucketPrefix": "acme",
+                      "s3Endpoint": "https://S3.EXAMPLE.BOX/"}).s3
+    assert s3.endpoint == "https://S3.EXAMPLE.BOX"
+
+
+def test_bad_origins_are_quoted_without_the_trailing_slash():
+    assert problems("dev", {"cloudOrigin": "ftp://api.example.com/"}) == (
+        "convex-selfhost:cloudOrigin: 'ftp://api.example.com' is not an http(s) URL; write it "
+        "like https://convex.example.com.",)
+
+
+def test_a_site_origin_path_other_than_the_cloud_origins_http_is_refused():
+    assert problems("dev", {"cloudOrigin": "https://api.example.com",
+                            "siteOrigin": "https://site.example.com/http"}) == (
+        "convex-selfhost:siteOrigin: 'https://site.example.com/http' has a path; a site origin "
+        "is an origin of its own, or exactly the cloudOrigin followed by /http (one domain for "
+        "both).",)
+
+
+def test_backup_keep_without_a_schedule_is_reported_even_when_out_of_range():
+    assert problems("dev", {"backupKeep": 0}) == (
+        "convex-selfhost:backupKeep: 0 is out of range; use a number from 1 to 1000.",
+        "convex-selfhost:backupKeep: is set but backupSchedule is empty; set a schedule "
+        "(e.g. \"0 3 * * *\" for 03:00 UTC daily) or remove it.")
+    assert problems("dev", {"backupKeep": "seven"}) == (
+        "convex-selfhost:backupKeep: 'seven' is not a whole number; set it with "
+        "`pulumi config set backupKeep <number>`.",)

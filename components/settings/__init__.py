@@ -139,7 +139,7 @@ def _check_key_names(reader: Reader, raw: Mapping[str, Any]) -> None:
             if name not in KEYS_BY_NAME:
                 close = [
                     k for k in KEYS_BY_NAME if k.lower() == name.lower()
-                ] or difflib.get_close_matches(name, KEYS_BY_NAME, n=1, cutoff=0.75)
+                ] or difflib.get_close_matches(name, KEYS_BY_NAME, cutoff=0.75)
                 hint = f" Did you mean {close[0]}?" if close else ""
                 reader.problems.append(
                     f"{NAMESPACE}:{shown_name}: is not a convex-selfhost setting.{hint} "

@@ -82,7 +82,7 @@ def read_deployments(reader: Reader, stack: str, bind: Optional[str], dashboard:
     addressing = _Addressing(public_host or ("127.0.0.1" if unspecified else bind),
                              cloud_origin, site_origin, tls, domains, dashboard)
     deployments = [
-        _deployment(reader, name, index, base_name, secret if not names else None, volume,
+        _deployment(reader, name, index, base_name, secret, volume,
                     ports, addressing)
         for index, name in enumerate(names or [""])]
     _check_volume_collisions(reader, deployments)
@@ -195,9 +195,9 @@ def _check_deployment_names(reader: Reader, names: list[str], tls) -> None:
 
 
 def _check_volume_collisions(reader: Reader, deployments: list[DeploymentSettings]) -> None:
-    # An adopted volume is by definition not <instance>-data; it may not be another of ours.
+    # An adopted volume may not be one the program names after the instance.
     managed = {d.instance_name + suffix for d in deployments
-               for suffix in MANAGED_VOLUME_SUFFIXES if suffix != "-data"}
+               for suffix in MANAGED_VOLUME_SUFFIXES}
     for d in deployments:
         if d.adopted_volume and d.data_volume_name in managed:
             reader.problem("dataVolumeName", f"{reader.shown('dataVolumeName')} is a volume this "

@@ -88,21 +88,19 @@ class Reader:
     def differs_from_default(self, name: str) -> bool:
         key = KEYS_BY_NAME[name]
         probe = Reader(self.raw, self.secret_keys)  # parse quietly: problems are reported once
-        parse = {"string": probe.string, "integer": probe.integer, "boolean": probe.boolean,
-                 "array": probe.string_list}[key.type]
+        parse = {"string": probe.string, "integer": probe.integer,
+                 "boolean": probe.boolean}[key.type]
         return parse(name) not in (key.default, None)
 
     def string(self, name: str) -> str:
-        value = self._value(name)
-        return value.strip() if isinstance(value, str) else str(value)
+        return str(self._value(name)).strip()
 
     def integer(self, name: str, low: int = 0, high: int = 2**31 - 1,
                 unit: str = "") -> Optional[int]:
         """A whole number within [low, high]; None (with a problem) otherwise."""
-        value = self._value(name)
-        text = str(value).strip() if not isinstance(value, bool) else str(value)
+        text = self.string(name)
         if not re.fullmatch(r"[+-]?\d{1,%d}" % _MAX_NUMBER_DIGITS, text):
-            self.problem(name, f"{self.shown(name, text)} is not a whole number; set it with "
+            self.problem(name, f"{self.shown(name)} is not a whole number; set it with "
                                f"`pulumi config set {name} <number>`.")
             return None
         number = int(text)
@@ -120,7 +118,7 @@ class Reader:
         text = str(value).strip().lower()
         if text in ("true", "false"):
             return text == "true"
-        self.problem(name, f"{self.shown(name, str(value))} is not a boolean; use true or "
+        self.problem(name, f"{self.shown(name)} is not a boolean; use true or "
                            "false.")
         return bool(KEYS_BY_NAME[name].default)
 

@@ -149,9 +149,8 @@ def _check_versioned(reader: Reader, version: str, database_kind: str) -> frozen
     """Variables the release does not read: a problem when their key is set, else omitted."""
     unread = set()
     for setting in releases.VERSIONED_SETTINGS:
-        if setting.database_kind not in (None, database_kind):
-            continue
-        if releases.reads(version, setting) is not False:
+        if (setting.database_kind not in (None, database_kind)
+                or releases.reads(version, setting) is not False):
             continue
         unread.add(setting.env)
         if reader.differs_from_default(setting.key):
