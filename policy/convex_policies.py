@@ -215,9 +215,7 @@ no_admin_key_in_dashboard = ResourceValidationPolicy(
 
 
 def _envs_marked_secret(args: ResourceValidationArgs) -> bool:
-    opts = getattr(args, "opts", None)
-    secret_outputs = list(getattr(opts, "additional_secret_outputs", None) or [])
-    return "envs" in secret_outputs
+    return "envs" in (args.opts.additional_secret_outputs or [])
 
 
 def validate_secret_envs_are_secret(

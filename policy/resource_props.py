@@ -83,7 +83,7 @@ def _get(props: Any, key: str, default: Any = None) -> Any:
 def _labels(props: Any) -> dict:
     """Docker labels ``[{label, value}, ...]`` as a dict; unknown entries are skipped."""
     result = {}
-    for entry in _known_items(_get(props, "labels", [])):
+    for entry in _known_items(_get(props, "labels")):
         if isinstance(entry, Mapping):
             try:
                 label = _get(entry, "label")
@@ -132,7 +132,7 @@ def _display_name(props: Any, fallback: str) -> str:
     try:
         name = _get(props, "name")
     except UnknownValueError:
-        name = None
+        return fallback
     return name if isinstance(name, str) and name else fallback
 
 
@@ -143,15 +143,11 @@ def _is_public_address(ip: Optional[str]) -> bool:
     any global address are public; loopback and private ranges are not.  A value
     that is not an IP literal cannot be proven private, so it counts as public.
     """
-    if ip is None:
-        return True
-    text = str(ip).strip()
+    text = str(ip).strip()  # None and "" are no address: Docker's default
     if text.startswith("[") and text.endswith("]"):
         text = text[1:-1]
-    if text == "":
-        return True
     try:
-        addr = ipaddress.ip_address(text.split("%", 1)[0])
+        addr = ipaddress.ip_address(text.partition("%")[0])
     except ValueError:
         return True
     if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:

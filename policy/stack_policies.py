@@ -59,9 +59,9 @@ def _volume_roles_from_containers(resources) -> tuple[dict, Optional[UnknownValu
             inferred = MOUNTING_ROLE_TO_VOLUME_ROLE.get(clabels.get(LABEL_ROLE))
             if inferred is None:
                 continue
-            for mount in _known_items(_get(r.props, "volumes", [])):
-                vol = _get(mount, "volumeName") if isinstance(mount, Mapping) else None
-                if isinstance(vol, str) and vol:
+            for mount in _known_items(_get(r.props, "volumes")):
+                vol = _get(mount, "volumeName")  # None for an odd entry
+                if isinstance(vol, str):
                     mounted_by[vol] = (inferred, clabels)
         except UnknownValueError as e:
             first_unknown = first_unknown or e
@@ -152,7 +152,7 @@ def validate_no_public_ports(args: StackValidationArgs, report_violation: Report
             if role == ROLE_TLS_PROXY:
                 continue
             cname = _display_name(r.props, r.name)
-            ports = _get(r.props, "ports", [])
+            ports = _get(r.props, "ports")
         except UnknownValueError as e:
             first_unknown = first_unknown or e
             continue

@@ -782,3 +782,100 @@ def test_versions_are_compared_across_every_convex_image_after_unknown_and_other
           "backend and dashboard must run the same version: set both images to the same tag."
           for component, name, tag in (("backend", f"{BACKEND}:{SHA_TAG}", SHA_TAG),
                                        ("dashboard", f"{DASHBOARD}:{other}", other)))]
+
+
+# ---------------------------------------------------------------------------
+# Word for word, and odd or unknown props (found by mutation testing)
+# ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("wire", [{}, {"name": ""}, {"name": "  "}, {"name": 5}])
+def test_an_image_without_a_name_is_reported_by_resource_name(wire):
+    v = run(cp.pinned_images, resource_args(REMOTE_IMAGE, wire, "backend-image"))
+    assert v.messages == [
+        "RemoteImage 'backend-image' has no image name, so its version cannot be checked. "
+        "Set name to '<repository>:<version-tag>' or '<repository>@sha256:<digest>'."]
+
+
+def test_an_unpinned_image_message_names_its_repository():
+    v = run(cp.pinned_images, resource_args(REMOTE_IMAGE, image(f"{BACKEND}:latest")))
+    assert v.messages == [
+        f"Image '{BACKEND}:latest' uses the moving tag 'latest': two deployments of the same "
+        f"code could run different versions. Pin an explicit version tag or a digest: "
+        f"'{BACKEND}:<version>' or '{BACKEND}@sha256:<digest>'."]
+
+
+def test_container_messages_fall_back_to_the_resource_name():
+    nameless = {"envs": ["NEXT_PUBLIC_ADMIN_KEY=k", "POSTGRES_URL=x", "INSTANCE_SECRET=y"]}
+    v = run(cp.no_admin_key_in_dashboard, resource_args(CONTAINER, nameless, "dash"))
+    assert v.messages[0].startswith("Container 'dash' sets NEXT_PUBLIC_ADMIN_KEY.")
+    v = run(cp.secret_envs_are_secret, resource_args(CONTAINER, nameless, "be"))
+    assert v.messages == [
+        "Container 'be' passes INSTANCE_SECRET, POSTGRES_URL in envs, but envs is not declared "
+        'secret. Add pulumi.ResourceOptions(additional_secret_outputs=["envs"]) to the '
+        "container (and keep building the values with pulumi.Output.secret) so the "
+        "environment is encrypted in the state file and masked in previews. (Policies cannot "
+        "see Output.secret markers on inputs, so additional_secret_outputs is what this policy "
+        "checks.)"]
+    ports = {"ports": [port("0.0.0.0")]}
+    v = run(cp.no_public_ports_without_tls,
+            StackValidationArgs([stack_resource(CONTAINER, ports, "raw")]))
+    assert v.messages == [public_port_message("raw", "unlabelled", "3210/tcp", "0.0.0.0", 3210)]
+
+
+def test_invalid_prod_pattern_message_word_for_word():
+    v = run(cp.protect_data_in_prod, volumes_stack("dev", config={"prodStackPattern": "(["}))
+    assert v.messages == [
+        "Policy config prodStackPattern='([' is not a valid regular expression (unterminated "
+        "character set at position 1); cannot decide which stacks are production. Fix the "
+        "pattern in the policy pack config."]
+
+
+def test_unprotected_volume_message_word_for_word_and_by_resource_name():
+    nameless = {"labels": labels(stack="prod", role="data")}
+    v = run(cp.protect_data_in_prod, StackValidationArgs([
+        stack_resource(VOLUME, volume("convex-tls", "tls-data", "prod"), "tls"),  # not data
+        stack_resource(VOLUME, nameless, "vol-data")]))
+    assert v.urns == [urn(VOLUME, "vol-data")]
+    assert v.messages == [
+        "Volume 'vol-data' (role data) in production stack 'prod' is not protected (stacks "
+        "matching prodStackPattern '^prod(uction)?(-.*)?$' are production). It holds Convex "
+        "data, so a destroy or replacement would delete it. Create it with "
+        "pulumi.ResourceOptions(protect=True)."]
+
+
+def test_an_empty_stack_label_falls_back_to_pulumi_stack(monkeypatch):
+    wire = {"name": "convex-data", "labels": labels(stack="", role="data")}
+    monkeypatch.setenv("PULUMI_STACK", "prod")
+    v = run(cp.protect_data_in_prod, StackValidationArgs([stack_resource(VOLUME, wire, "vol")]))
+    assert v.urns == [urn(VOLUME, "vol")]
+
+
+def test_unknown_volume_or_container_props_report_the_rest_then_raise():
+    unknown_volume = {"name": "x", "labels": UNKNOWN_STRING_VALUE}
+    unknown_container = container("odd", "backend", stack="prod") | {
+        "labels": UNKNOWN_STRING_VALUE}
+    dashboard = container("dash", "dashboard", stack="prod") | {
+        "volumes": [{"volumeName": "legacy-data"}]}
+    backend = container("be", "backend", stack="prod") | {
+        "volumes": ["odd mount", {"volumeName": 5}, {"volumeName": "legacy-data"}]}
+    for odd in (stack_resource(VOLUME, unknown_volume, "odd"),
+                stack_resource(CONTAINER, unknown_container, "odd")):
+        resources = [odd, stack_resource(CONTAINER, dashboard, "dash"),
+                     stack_resource(CONTAINER, backend, "be"),
+                     stack_resource(VOLUME, {"name": "legacy-data"}, "legacy")]
+        v = Violations()
+        with pytest.raises(UnknownValueError):
+            cp.protect_data_in_prod.validate(StackValidationArgs(resources), v)
+        assert v.urns == [urn(VOLUME, "legacy")]
+        assert "Volume 'legacy-data' (role data) in production stack 'prod'" in v.messages[0]
+
+
+def test_ports_after_an_unknown_container_and_an_odd_entry_are_still_checked():
+    unknown = container("a", "backend") | {"labels": UNKNOWN_STRING_VALUE}
+    later = container("b", "backend") | {"ports": ["odd", port("0.0.0.0")]}
+    v = Violations()
+    with pytest.raises(UnknownValueError):
+        cp.no_public_ports_without_tls.validate(StackValidationArgs([
+            stack_resource(CONTAINER, unknown, "a"), stack_resource(CONTAINER, later, "b")]), v)
+    assert v.messages == [public_port_message("b", "backend", "3210/tcp", "0.0.0.0", 3210)]

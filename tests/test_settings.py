@@ -764,3 +764,10 @@ def test_backup_keep_without_a_schedule_is_reported_even_when_out_of_range():
     assert problems("dev", {"backupKeep": "seven"}) == (
         "convex-selfhost:backupKeep: 'seven' is not a whole number; set it with "
         "`pulumi config set backupKeep <number>`.",)
+
+
+def test_a_pool_size_is_for_postgres_only():
+    assert problems("dev", {"postgresMaxConnections": 5},
+                    {"databaseUrl": "mysql://u:p@db:3306"}) == (
+        "convex-selfhost:postgresMaxConnections: sizes a Postgres pool; the database is MySQL.",)
+    assert load("dev", {"postgresMaxConnections": 5}, POSTGRES).database.pool_size == 5
