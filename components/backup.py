@@ -55,7 +55,7 @@ def decode_int64(value):
     try:
         if isinstance(value, dict):
             return int.from_bytes(base64.b64decode(value["$integer"]), "little", signed=True)
-        return None if value is None else int(value)
+        return int(value)  # None: TypeError
     except (KeyError, TypeError, ValueError):  # informational only: never fail a backup on it
         return None
 

@@ -11,6 +11,7 @@ import signal
 import stat
 import subprocess
 import sys
+import time
 import zipfile
 from pathlib import Path
 
@@ -257,6 +258,12 @@ NOW = dt.datetime(2026, 11, 26, 14, 0, tzinfo=UTC)  # a Thursday
     ("0 0 29 2 *", NOW, "2028-02-29 00:00"),
     ("0 12 * * *", dt.datetime(2026, 11, 26, 12, 30, tzinfo=dt.timezone(dt.timedelta(hours=-5))),
      "2026-11-27 12:00"),  # 17:30 UTC
+    ("0 12 * * *", dt.datetime(2026, 11, 26, 11, 30, tzinfo=dt.timezone(dt.timedelta(hours=2))),
+     "2026-11-26 12:00"),  # 09:30 UTC
+    ("0 0 * 2 *", dt.datetime(2026, 1, 31, 12, 0), "2026-02-01 00:00"),  # no month is skipped
+    ("0 0 1 2 *", dt.datetime(2026, 1, 15, 12, 0), "2026-02-01 00:00"),
+    ("1 0 1 2 *", dt.datetime(2026, 1, 15, 12, 0), "2026-02-01 00:01"),
+    ("*/1 * * * *", NOW, "2026-11-26 14:01"),
 ])
 def test_next_after(expr, when, expected):
     got = backup.parse_cron(expr).next_after(when)
@@ -277,6 +284,30 @@ def test_invalid_cron_expressions_name_the_field(expr, field):
     with pytest.raises(backup.CronError) as caught:
         backup.parse_cron(expr)
     assert isinstance(caught.value, ValueError) and field in str(caught.value)
+
+
+@pytest.mark.parametrize("expr, message", [
+    ("0 0 31 2 *", "day-of-month: no such day in the given month(s)"),
+    ("1-2-3 * * * *", "minute: '2-3' is not a number"),
+    ("*/x * * * *", "minute: step 'x' must be a number >= 1"),
+])
+def test_cron_errors_word_for_word(expr, message):
+    with pytest.raises(backup.CronError) as caught:
+        backup.parse_cron(expr)
+    assert str(caught.value) == message
+
+
+def test_naive_times_are_utc_whatever_the_local_zone(monkeypatch):
+    monkeypatch.setenv("TZ", "Asia/Tokyo")
+    time.tzset()
+    try:
+        schedule = backup.parse_cron("0 3 * * *")
+        naive = schedule.next_after(dt.datetime(2026, 1, 1, 5, 0))
+        aware = schedule.next_after(dt.datetime(2026, 1, 1, 5, 0, tzinfo=UTC))
+    finally:
+        monkeypatch.undo()
+        time.tzset()
+    assert naive == aware == dt.datetime(2026, 1, 2, 3, 0, tzinfo=UTC)
 
 
 def _matches(schedule, t):
@@ -344,6 +375,33 @@ def test_schedule_logs_the_next_run_and_stops_cleanly_on_sigterm(tmp_path):
                          capture_output=True, text=True, timeout=10)
     assert bad.returncode == 2 and bad.stdout == "" and len(bad.stderr.splitlines()) == 1
     assert "Traceback" not in bad.stderr and "expected 5 fields" in bad.stderr
+
+
+def test_a_scheduler_woken_early_sleeps_again_until_due(tmp_path, monkeypatch):
+    """time.sleep may return early; the run still waits for the due minute, in UTC."""
+    clock = [dt.datetime(2026, 11, 26, 2, 59, 0, tzinfo=UTC)]
+    runs = []
+
+    class FakeDatetime(dt.datetime):
+        @classmethod
+        def now(cls, tz=None):  # like the real one: naive unless a zone is asked for
+            return clock[0] if tz is UTC else clock[0].replace(tzinfo=None)
+
+    def sleep(seconds):
+        clock[0] += dt.timedelta(seconds=min(seconds, 29.6))
+
+    def run_once(*args):
+        runs.append(clock[0])
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(backup.dt, "datetime", FakeDatetime)
+    monkeypatch.setattr(backup.time, "sleep", sleep)
+    monkeypatch.setattr(backup, "run_once", run_once)
+    monkeypatch.setattr(backup.signal, "signal", lambda *a: None)
+    monkeypatch.setenv(backup.KEY_ENV, KEY)
+    assert backup.main(["schedule", "--url", "http://b:3210", "--dest", str(tmp_path),
+                        "--keep", "1", "--cron", "0 3 * * *"]) == 0
+    assert runs == [dt.datetime(2026, 11, 26, 3, 0, tzinfo=UTC)]
 
 
 def test_schedule_sleeps_until_each_due_time_then_runs_once(tmp_path, monkeypatch, capsys):

@@ -82,6 +82,7 @@ def test_requests_carry_the_key_json_and_the_method(recorder):
         assert headers["Authorization"] == f"Convex {KEY}"
         assert headers["Content-Type"] == "application/json"
     assert server.requests[1][2]["Content-Length"] == "0"
+    assert "Content-Length" not in server.requests[2][2]  # a GET carries no body at all
 
 
 def test_the_timeout_reaches_every_request(monkeypatch):
@@ -440,3 +441,121 @@ def test_help_names_every_command_and_option(capsys):
 def test_path_helpers_are_where_the_container_expects_them():
     assert (backup.LAST_RUN, backup.PARTIAL) == (".last-run.json", ".partial-")
     assert Path(backup.__file__).name == "backup.py"
+
+
+def test_a_download_is_verified_in_dest_and_named_when_it_fails(recorder, tmp_path, monkeypatch):
+    moves = []
+    real_replace = backup.os.replace
+    monkeypatch.setattr(backup.os, "replace", lambda a, b: (moves.append((a, b)),
+                                                           real_replace(a, b)))
+    monkeypatch.chdir(tmp_path)
+    dest = tmp_path / "dest"
+    dest.mkdir()
+    server = recorder(lambda h: (200, {}, big_zip()))
+    backup.download(Client(server.url, KEY), "e1", str(dest), "s.zip")
+    # the partial file sits beside its final name: a rename, never a copy across filesystems
+    assert moves == [(str(dest / ".partial-s.zip"), str(dest / "s.zip"))]
+    bad = recorder(lambda h: (200, {}, b"not a zip"))
+    with pytest.raises(BackupError) as failed:
+        backup.download(Client(bad.url, KEY), "e2", str(dest), "t.zip")
+    assert str(failed.value) == "downloaded file is not a valid zip"
+    short = recorder(lambda h: (200, {"Content-Length": "999999"}, b"abc"))
+    with pytest.raises(BackupError) as failed:
+        backup.download(Client(short.url, KEY), "e3", str(dest), "u.zip")
+    assert str(failed.value).startswith("download ")
+    refused = recorder(lambda h: (404, {}, b'{"code": "NotFound"}'))
+    with pytest.raises(BackupError) as failed:
+        backup.download(Client(refused.url, KEY), "e4", str(dest), "v.zip")
+    assert str(failed.value) == "download: HTTP 404 NotFound"
+    assert sorted(p.name for p in dest.iterdir()) == ["s.zip"]
+
+
+def test_a_run_never_prunes_its_own_snapshot_and_writes_its_record_in_dest(
+        monkeypatch, tmp_path):
+    monkeypatch.setattr(backup, "wait_for_export", lambda client, timeout, poll: {"_id": "e9"})
+    monkeypatch.setattr(backup.Client, "open",
+                        lambda self, what, method, path: Response(big_zip()))
+    monkeypatch.setattr("sys.stdout", io.StringIO())
+    writes = []
+    real_write_text = Path.write_text
+    monkeypatch.setattr(Path, "write_text", lambda self, text: (writes.append(self),
+                                                                real_write_text(self, text)))
+    monkeypatch.chdir(tmp_path)
+    dest = tmp_path / "dest"
+    dest.mkdir()
+    (dest / "snapshot-29991231T235959Z.zip").write_bytes(b"z")  # a name that sorts later
+    assert backup.run_once("http://b:3210", KEY, str(dest), 1, 60, 1) is True
+    record = json.loads((dest / ".last-run.json").read_text())
+    assert sorted(p.name for p in dest.glob("snapshot-*.zip")) == sorted([
+        "snapshot-29991231T235959Z.zip", record["file"]])
+    assert record["start_ts"] is None and writes == [dest / ".last-run.json.tmp"]
+
+
+@pytest.mark.parametrize("value,number", [
+    (None, None), ("12", 12), (7, 7), ({"$integer": "AQAAAAAAAAA="}, 1), ("x", None),
+    ({"$integer": "A"}, None), ({}, None)])
+def test_int64_values_are_read_in_every_form_and_never_fail(value, number):
+    assert backup.decode_int64(value) == number
+
+
+@pytest.mark.parametrize("url,message", [
+    ("ftp://backend:3210", "--url must be an http(s) URL, not 'ftp://backend:3210'"),
+    ("http://user@backend:3210", "--url must not hold credentials, a query or a fragment"),
+    ("http://backend:3210?a", "--url must not hold credentials, a query or a fragment"),
+])
+def test_backend_urls_are_checked(monkeypatch, tmp_path, capsys, url, message):
+    monkeypatch.setenv(backup.KEY_ENV, KEY)
+    assert backup.main(["once", "--url", url, "--dest", str(tmp_path), "--keep", "1"]) == 2
+    assert capsys.readouterr().err == f"convex-backup: error: {message}\n"
+
+
+@pytest.mark.parametrize("option", ["--keep", "--timeout", "--poll-interval"])
+@pytest.mark.parametrize("value", ["0", "-1", "inf", "nan"])
+def test_counts_and_durations_must_be_positive_and_finite(monkeypatch, tmp_path, capsys, option,
+                                                          value):
+    if option == "--keep" and value in ("inf", "nan"):
+        return  # not an integer: argparse refuses it
+    monkeypatch.setenv(backup.KEY_ENV, KEY)
+    argv = ["once", "--url", "https://B.EXAMPLE.BOX/", "--dest", str(tmp_path), "--keep", "1"]
+    assert backup.main(argv + [option, value]) == 2
+    assert capsys.readouterr().err == f"convex-backup: error: {option} must be greater than 0\n"
+
+
+def test_urls_lose_their_trailing_slashes_only(monkeypatch, tmp_path):
+    runs = []
+    monkeypatch.setattr(backup, "run_once", lambda *args: runs.append(args) or True)
+    monkeypatch.setenv(backup.KEY_ENV, KEY)
+    assert backup.main(["once", "--url", "https://B.EXAMPLE.BOX//", "--dest", str(tmp_path),
+                        "--keep", "1"]) == 0
+    assert runs[0][0] == "https://B.EXAMPLE.BOX"
+    assert Client("http://X/", KEY).url == "http://X"
+
+
+HELP = {
+    "once": "usage: convex-backup once [-h] --url URL --dest DEST --keep KEEP [--timeout TIMEOUT] "
+            "[--poll-interval POLL_INTERVAL] options: -h, --help show this help message and "
+            "exit --url URL backend URL, e.g. http://backend:3210 --dest DEST backup directory "
+            "(created 0700) --keep KEEP snapshots to keep --timeout TIMEOUT seconds per export "
+            "--poll-interval POLL_INTERVAL seconds",
+    "health": "usage: convex-backup health [-h] --dest DEST options: -h, --help show this help "
+              "message and exit --dest DEST",
+    "restore": "usage: convex-backup restore [-h] --url URL --file FILE [--app-dir APP_DIR] "
+               "[--yes] options: -h, --help show this help message and exit --url URL --file "
+               "FILE --app-dir APP_DIR --yes do not ask for confirmation",
+}
+
+
+@pytest.mark.parametrize("command", sorted(HELP))
+def test_help_of_each_command_word_for_word(capsys, command):
+    with pytest.raises(SystemExit):
+        backup.build_parser().parse_args([command, "--help"])
+    assert " ".join(capsys.readouterr().out.split()) == HELP[command]
+
+
+@pytest.mark.parametrize("argv,missing", [
+    (["health"], "--dest"), (["restore", "--file", "x.zip"], "--url"),
+    (["restore", "--url", "http://b:3210"], "--file")])
+def test_required_options_of_health_and_restore(argv, missing):
+    with pytest.raises(backup.UsageError) as refused:
+        backup.build_parser().parse_args(argv)
+    assert str(refused.value) == f"the following arguments are required: {missing}"
