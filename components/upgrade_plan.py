@@ -77,8 +77,9 @@ def plan(old: str, new: str, allow_downgrade: bool = False) -> UpgradePlan:
         notes.append(f"{unknown[:12]} is not in the release table: its database version and "
                      "the direction of this change cannot be checked.")
         return UpgradePlan(old, new, old_release, new_release, (), tuple(notes))
-    if (new_release.date, new_release.database_version) < (old_release.date,
-                                                          old_release.database_version):
+    # The table is in release order: two releases of one day and one database version
+    # are still ordered.
+    if releases.RELEASES.index(new_release) < releases.RELEASES.index(old_release):
         if not allow_downgrade:
             raise PlanError(
                 f"{new_release.short} ({new_release.date}, database "

@@ -618,3 +618,232 @@ def test_plan_refusals_word_for_word(old, new, message):
             "backend cannot open a database a newer one migrated, and data written since may "
             "be lost. Restore the export taken before the upgrade instead, or pass "
             "--allow-downgrade if you know the database versions match.")
+
+
+# --- found by mutation testing: exact results, messages and the command line ------------
+
+SAME_DAY_OLDER, SAME_DAY_NEWER = ("d1ff6888b5df2ea6100c947b821a4e822e58e139",
+                                  "0eb789ff5ef76101ac5478a003aba9a8a959ce04")
+
+
+def test_releases_of_one_day_and_database_version_are_still_ordered():
+    older, newer = releases.find(SAME_DAY_OLDER), releases.find(SAME_DAY_NEWER)
+    assert (older.date, older.database_version) == (newer.date, newer.database_version)
+    assert plan(SAME_DAY_OLDER, SAME_DAY_NEWER).crossed == (newer,)
+    with pytest.raises(PlanError, match="is older than the running 0eb789f"):
+        plan(SAME_DAY_NEWER, SAME_DAY_OLDER)
+
+
+def test_plans_carry_both_versions_and_cross_nothing_when_unknown_or_downgrading():
+    unknown = plan(OLD, "f" * 40)
+    assert (unknown.old, unknown.new, unknown.old_release, unknown.new_release,
+            unknown.crossed) == (OLD, "f" * 40, releases.find(OLD), None, ())
+    down = plan(NEW, OLD, allow_downgrade=True)
+    assert (down.old, down.new, down.crossed) == (NEW, OLD, ())
+    up = plan(OLD, NEW)
+    assert (up.old, up.new, up.crossed) == (OLD, NEW, tuple(releases.between(OLD, NEW)))
+
+
+def test_following_migrations_word_for_word():
+    assert follow_migrations(UPGRADE_LOG.splitlines(), 128, 60) == upgrade_plan.MigrationResult(
+        True, 128, "database at version 128", len(UPGRADE_LOG.splitlines()) - 1)
+    assert follow_migrations(["x", "db metadata version up to date at 7"], None, 60) == \
+        upgrade_plan.MigrationResult(True, 7, "database at version 7", 2)
+    assert follow_migrations(["x", "INFO db metadata version up to date at 127"], 128, 60) == \
+        upgrade_plan.MigrationResult(False, 127, "database at version 127, expected 128", 2)
+    ahead = ("WARN persisted db metadata version is ahead at 129, this binary is at 128 "
+             + "x" * 300)
+    assert follow_migrations(["x", ahead], 128, 60) == upgrade_plan.MigrationResult(
+        False, 129, ahead.strip()[:200], 2)
+    failed = "ERROR model::migrations: Migration worker failed, sleeping 60s " + "y" * 300
+    assert follow_migrations([failed], 128, 60) == upgrade_plan.MigrationResult(
+        False, None, failed[:200], 1)
+
+
+def test_following_migrations_stops_only_after_the_deadline_has_passed():
+    ticks = iter(range(1000))
+    result = follow_migrations(iter(lambda: "", None), 128, 5, clock=lambda: next(ticks))
+    # the deadline is tick 5; the line read at tick 5 is still within it
+    assert result == upgrade_plan.MigrationResult(
+        False, None, "no 'db metadata version up to date' line within 5s", 6)
+
+
+def test_the_log_prints_elapsed_seconds_and_appends_utc_lines(tmp_path, monkeypatch):
+    ticks = iter([100.0, 112.34, 200.0])
+    monkeypatch.setattr(upgrade.time, "monotonic", lambda: next(ticks))
+    out = __import__("io").StringIO()
+    log = Log(tmp_path / "new" / "upgrade.log", out=out)
+    log("first")
+    log("second")
+    assert out.getvalue() == "[  12.3s] first\n[ 100.0s] second\n"
+    assert (tmp_path / "new").stat().st_mode & 0o777 == 0o700
+    lines = (tmp_path / "new" / "upgrade.log").read_text().splitlines()
+    assert [line.split(" ", 1)[1] for line in lines] == ["[  12.3s] first", "[ 100.0s] second"]
+    for line in lines:
+        stamp = dt.datetime.fromisoformat(line.split(" ", 1)[0])
+        assert stamp.utcoffset() == dt.timedelta(0)
+
+
+class StackWithOutputs(FakeStack):
+    def __init__(self, **outputs):
+        super().__init__()
+        self._outputs = {k: SimpleNamespace(value=v) for k, v in outputs.items()}
+
+    def outputs(self):
+        return self._outputs
+
+
+@pytest.mark.parametrize("outputs", [
+    {"adminKey": KEY, "instanceName": "convex-dev"},
+    {"backendUrl": "http://b:3210", "instanceName": "convex-dev"},
+    {"backendUrl": {"pr-1": "http://b:3210"}, "adminKey": KEY, "instanceName": "convex-dev"},
+])
+def test_an_upgrade_needs_one_backend_url_and_admin_key(tmp_path, outputs):
+    with pytest.raises(UpgradeError) as refused:
+        Upgrader(StackWithOutputs(**outputs), NEW, tmp_path, tmp_path, Log(tmp_path / "l"),
+                 run=None, log_lines=None)
+    assert str(refused.value) == ("the stack has no single backendUrl/adminKey output: deploy "
+                                  "it first (stacks with `deployments` are upgraded by hand).")
+
+
+def test_upgrader_defaults_and_an_allowed_downgrade(tmp_path):
+    stack = FakeStack()
+    up = Upgrader(stack, NEW, tmp_path, tmp_path, Log(tmp_path / "l"), run=None, log_lines=None)
+    assert up.timeout == 1800 and up.plan == plan(OLD, NEW)
+    stack.config["convex-selfhost:version"] = NEW
+    with pytest.raises(PlanError):
+        Upgrader(stack, OLD, tmp_path, tmp_path, Log(tmp_path / "l"), run=None, log_lines=None)
+    down = Upgrader(stack, OLD, tmp_path, tmp_path, Log(tmp_path / "l"), run=None,
+                    log_lines=None, allow_downgrade=True)
+    assert down.plan == plan(NEW, OLD, allow_downgrade=True)
+
+
+def test_the_admin_key_check_waits_30_seconds_and_names_what_failed(tmp_path, monkeypatch):
+    up, _ = upgrader(tmp_path, FakeStack())
+    del up.check_admin_key
+    opened = []
+
+    class Opener:
+        def open(self, request, timeout):
+            opened.append((request.full_url, request.get_header("Authorization"), timeout))
+            raise ConnectionRefusedError(111, "Connection refused")
+
+    monkeypatch.setattr("urllib.request.build_opener", lambda *handlers: Opener())
+    with pytest.raises(UpgradeError) as failed:
+        up.check_admin_key()
+    assert str(failed.value) == "the backend does not answer: [Errno 111] Connection refused"
+    assert opened == [("http://127.0.0.1:1/api/check_admin_key", f"Convex {KEY}", 30)]
+
+
+def test_an_accepted_key_is_logged(tmp_path):
+    def do_get(handler):
+        handler.send_response(200)
+        handler.end_headers()
+
+    with backend_answering(tmp_path, do_get) as up:
+        up.check_admin_key()
+    assert up.log.messages[-1] == "the backend accepts the admin key"
+
+
+def test_unsafe_changes_are_all_named_and_the_target_version_is_followed(tmp_path):
+    stack = FakeStack(changes=[("replace", "docker:index/volume:Volume", "a"),
+                               ("delete", "docker:index/network:Network", "b")])
+    up, _ = upgrader(tmp_path, stack)
+    with pytest.raises(UpgradeError) as refused:
+        up.in_place()
+    assert str(refused.value) == (
+        "the preview would change more than images and containers: replace a "
+        "(docker:index/volume:Volume); delete b (docker:index/network:Network). Nothing was "
+        "applied; version reset.")
+    targets = []
+    monkey = upgrader(tmp_path, FakeStack())[0]
+    monkey.log_lines = lambda container: ["db metadata version up to date at 9"]
+    real = upgrade.follow_migrations
+    try:
+        upgrade.follow_migrations = lambda lines, target, *a, **k: (
+            targets.append(target), real(lines, target, *a, **k))[1]
+        with pytest.raises(UpgradeError, match="database at version 9, expected 128"):
+            monkey.in_place()
+    finally:
+        upgrade.follow_migrations = real
+    assert targets == [128]
+
+
+def test_an_unknown_target_is_waited_for_as_unknown(tmp_path):
+    stack = FakeStack()
+    up = Upgrader(stack, "f" * 40, tmp_path, tmp_path, RecordingLog(tmp_path / "l"),
+                  run=None, log_lines=lambda c: ["db metadata version up to date at 9"])
+    up.in_place()
+    assert "waiting for migrations (target database version unknown)" in up.log.messages
+    assert up.log.messages[-1] == "migrations done: database at version 9"
+
+
+def test_backups_inside_the_repository_are_refused_word_for_word():
+    with pytest.raises(UpgradeError) as refused:
+        check_backup_dir(REPO / "backups")
+    assert str(refused.value) == (f"{REPO / 'backups'} is inside the infrastructure repository, "
+                                  "where a backup could be committed; choose a directory "
+                                  "outside it.")
+
+
+UPGRADE_HELP = {
+    "plan": "usage: python -m components.upgrade plan [-h] --from OLD --to NEW [--mode "
+            "{in-place,export-import}] [--allow-downgrade] options: -h, --help show this help "
+            "message and exit --from OLD --to NEW --mode {in-place,export-import} "
+            "--allow-downgrade",
+}
+
+
+def test_the_command_line_help_and_required_options(capsys):
+    for command, text in UPGRADE_HELP.items():
+        with pytest.raises(SystemExit):
+            upgrade.main([command, "--help"])
+        assert " ".join(capsys.readouterr().out.split()) == text
+    with pytest.raises(SystemExit):
+        upgrade.main(["--help"])
+    out = capsys.readouterr().out
+    assert out.startswith("usage: python -m components.upgrade [-h] {plan,run} ...\n")
+    assert upgrade.__doc__.strip().splitlines()[2] in out.splitlines()  # kept as written
+    assert "plan print what an upgrade crosses" in " ".join(out.split())
+    assert "run back up, then upgrade a stack" in " ".join(out.split())
+    for argv, missing in ((["plan", "--to", NEW], "--from"), (["plan", "--from", OLD], "--to"),
+                          (["run", "--to", NEW], "--stack"), (["run", "--stack", "dev"], "--to"),
+                          ([], "command")):
+        with pytest.raises(SystemExit) as stopped:
+            upgrade.main(argv)
+        assert stopped.value.code == 2
+        assert f"the following arguments are required: {missing}" in capsys.readouterr().err
+    for argv in (["plan", "--from", OLD, "--to", NEW, "--mode", "x"],
+                 ["run", "--stack", "dev", "--to", NEW, "--mode", "x"]):
+        with pytest.raises(SystemExit):
+            upgrade.main(argv)
+        assert "invalid choice: 'x'" in capsys.readouterr().err
+
+
+def test_cli_run_defaults_to_the_current_directory_and_passes_allow_downgrade(
+        run_env, capsys, tmp_path, monkeypatch):
+    from pulumi import automation as auto
+
+    monkeypatch.chdir(run_env.app)
+    stack = FakeStack()
+    stack.config["convex-selfhost:version"] = NEW
+    monkeypatch.setattr(auto, "select_stack", lambda name, work_dir: stack)
+    code, _, err = cli_main(capsys, "run", "--stack", "dev", "--to", OLD, "--allow-downgrade",
+                            "--backup-dir", str(tmp_path / "b"))
+    assert (code, err) == (0, "")
+    ((up, _),) = run_env.executed
+    assert up.app_dir == run_env.app and up.plan == plan(NEW, OLD, allow_downgrade=True)
+    done = up.run([sys.executable, "-c", "print('ran')"], capture_output=True, text=True)
+    assert done.stdout == "ran\n"
+
+
+def test_cli_run_refusals_word_for_word(run_env, capsys, tmp_path, monkeypatch):
+    monkeypatch.setattr(upgrade.shutil, "which", lambda tool: None)
+    code, _, err = cli_main(capsys, "run", "--stack", "dev", "--to", NEW)
+    assert (code, err) == (1, "error: missing tools: pulumi, node, npx, docker (install them "
+                              "first).\n")
+    monkeypatch.setattr(upgrade.shutil, "which", lambda tool: f"/usr/bin/{tool}")
+    code, _, err = cli_main(capsys, "run", "--stack", "dev", "--to", NEW, "--app-dir",
+                            str(tmp_path))
+    assert err == (f"error: {tmp_path} has no package.json; pass --app-dir with your Convex app "
+                   "(where `npx convex deploy` runs).\n")
