@@ -158,10 +158,9 @@ def _open_current(secret: bytes, blob: bytes) -> Optional[bytes]:
 
 
 def _open_legacy(secret: bytes, blob: bytes) -> Optional[bytes]:
-    nonce = blob[1 : 1 + _LEGACY_NONCE_LEN]
-    boxed = blob[1 + _LEGACY_NONCE_LEN :]
-    if len(nonce) != _LEGACY_NONCE_LEN or len(boxed) < _LEGACY_MAC_LEN:
+    if len(blob) < 1 + _LEGACY_NONCE_LEN + _LEGACY_MAC_LEN:  # version, nonce, MAC
         return None
+    nonce, boxed = blob[1 : 1 + _LEGACY_NONCE_LEN], blob[1 + _LEGACY_NONCE_LEN :]
     # Imported here: only checking a legacy key needs libsodium, never a deployment.
     from nacl.exceptions import CryptoError
     from nacl.secret import SecretBox

@@ -42,7 +42,7 @@ def _build_parser() -> argparse.ArgumentParser:
         description="Issue or verify Convex admin keys. The instance secret "
         "(64 hex characters) is read from the INSTANCE_SECRET environment variable.",
     )
-    commands = parser.add_subparsers(dest="command", required=True, parser_class=_ArgumentParser)
+    commands = parser.add_subparsers(dest="command", required=True)  # of the same class
     generate = commands.add_parser("generate", help="print a deterministic admin key")
     generate.add_argument("--instance-name", required=True)
     generate.add_argument("--read-only", action="store_true")

@@ -497,8 +497,10 @@ def test_refuses_wrong_version_byte_on_valid_ciphertext() -> None:
 
 
 def test_refuses_legacy_key_naming_no_instance() -> None:
-    with pytest.raises(AdminKeyError, match="invalid admin key format"):
+    with pytest.raises(AdminKeyError) as refused:
         check_admin_key(legacy_key(bytes.fromhex("10011800")), NAME, SECRET)
+    assert str(refused.value) == ("invalid admin key format: the key names no instance; prefix "
+                                  f"it with '{NAME}|'")
 
 
 def test_refuses_current_key_without_prefix() -> None:
@@ -508,14 +510,18 @@ def test_refuses_current_key_without_prefix() -> None:
 
 def test_refuses_zero_issue_time() -> None:
     key = hand_current_key(encode_admin_key_proto(issued_s=0, member_id=0))
-    with pytest.raises(AdminKeyError, match="issued_s is 0"):
+    with pytest.raises(AdminKeyError) as refused:
         check_admin_key(key, NAME, SECRET)
+    assert str(refused.value) == ("key has no issue time (issued_s is 0), which Convex rejects; "
+                                  "issue a new key")
 
 
 def test_refuses_missing_identity() -> None:
     key = legacy_key(encode_admin_key_proto(issued_s=1), prefix=f"{NAME}|")
-    with pytest.raises(AdminKeyError, match="no identity"):
+    with pytest.raises(AdminKeyError) as refused:
         check_admin_key(key, NAME, SECRET)
+    assert str(refused.value) == ("key has no identity (neither member nor system), which "
+                                  "Convex rejects; issue a new key")
 
 
 def test_refuses_payload_that_is_not_a_protobuf() -> None:
@@ -695,7 +701,8 @@ def test_cli_verify_tampered_key_exits_1() -> None:
 def test_cli_missing_secret_exits_2(command: list[str]) -> None:
     result = run_cli(*command, secret=None)
     assert_one_line_error(result, 2)
-    assert "INSTANCE_SECRET" in result.stderr
+    assert result.stderr == ("error: INSTANCE_SECRET is not set; export the instance secret "
+                             "(64 hex characters) in that environment variable\n")
 
 
 @pytest.mark.parametrize("secret", ["", "abc", SECRET + "ff"])
@@ -704,7 +711,11 @@ def test_cli_malformed_secret_exits_2(secret: str) -> None:
 
 
 def test_cli_bad_instance_name_exits_2() -> None:
-    assert_one_line_error(run_cli("generate", "--instance-name", "Convex_Dev"), 2)
+    result = run_cli("generate", "--instance-name", "Convex_Dev")
+    assert_one_line_error(result, 2)
+    with pytest.raises(AdminKeyError) as refused:
+        issue_admin_key("Convex_Dev", SECRET)
+    assert result.stderr == f"error: {refused.value}\n"
 
 
 @pytest.mark.parametrize(
@@ -752,6 +763,7 @@ def test_issue_times_are_shown_in_utc(monkeypatch) -> None:
     ((), "the following arguments are required: command"),
     (("generate",), "the following arguments are required: --instance-name"),
     (("verify", "--instance-name", NAME), "the following arguments are required: key"),
+    (("verify", "KEY"), "the following arguments are required: --instance-name"),
     (("generate", "--instance-name", NAME, "extra"), "unrecognized arguments (the instance "
      "secret is read only from the INSTANCE_SECRET environment variable)"),
 ])
