@@ -73,5 +73,4 @@ class ConvexDashboard(pulumi.ComponentResource):
         )
         self.healthy = HealthGate(f"{name}-healthy", self.container, START_TIMEOUT_SECONDS,
                                   args.docker_host, pulumi.ResourceOptions(parent=self))
-        self.url = args.deployment_url
         self.register_outputs({"containerName": self.container.name})
