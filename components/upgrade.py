@@ -137,7 +137,7 @@ class Upgrader:
             raise UpgradeError("the preview would change more than images and containers: "
                                + "; ".join(unsafe) + ". Nothing was applied; version reset.")
         self.log("preview: only images and containers change; applying")
-        self.stack.up(on_output=lambda line: None)
+        self.stack.up()  # its output is not shown: the log lines follow
         self.log(f"waiting for migrations (target database version "
                  f"{self.plan.target_database_version or 'unknown'})")
         result = follow_migrations(self.log_lines(f"{self.instance}-backend"),

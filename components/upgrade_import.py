@@ -44,7 +44,7 @@ def export_import(upgrader: Upgrader, snapshot: Path) -> None:
     stack.set_config(f"{NAMESPACE}:version", _config_value(upgrader.new))
     stack.set_config(f"{NAMESPACE}:dataVolumeName", _config_value(new_volume))
     log(f"bringing {upgrader.new[:12]} up on volume {new_volume}; {old_volume} is kept")
-    stack.up(on_output=lambda line: None)
+    stack.up()
     upgrader.npx("import", "--replace-all", "--yes", str(snapshot))
     env_file = snapshot.parent / "env.txt"
     for name, value in parse_env_list(env_file.read_text()):

@@ -141,7 +141,7 @@ class FakeStack:
                                    urn=f"urn:pulumi:dev::p::{kind}::{name}")
             on_event(SimpleNamespace(resource_pre_event=SimpleNamespace(metadata=meta)))
 
-    def up(self, on_output):
+    def up(self):
         self.calls.append(("up",))
 
 
@@ -397,7 +397,7 @@ def test_a_failed_pulumi_command_becomes_a_clean_error_with_rollback(tmp_path):
 
     stack = FakeStack()
 
-    def fail(on_output):
+    def fail():
         raise errors.CommandError(auto.CommandResult(stdout="Updating (dev)",
                                                      stderr="  error: update failed\n", code=255))
 
