@@ -76,7 +76,7 @@ def _get(props: Any, key: str, default: Any = None) -> Any:
     swallows KeyError)."""
     if props is None or not isinstance(props, Mapping):
         return default
-    value = props.get(key, default)
+    value = props.get(key)
     return default if value is None else value
 
 

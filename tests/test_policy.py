@@ -879,3 +879,21 @@ def test_ports_after_an_unknown_container_and_an_odd_entry_are_still_checked():
         cp.no_public_ports_without_tls.validate(StackValidationArgs([
             stack_resource(CONTAINER, unknown, "a"), stack_resource(CONTAINER, later, "b")]), v)
     assert v.messages == [public_port_message("b", "backend", "3210/tcp", "0.0.0.0", 3210)]
+
+
+def test_secret_env_message_names_the_container():
+    wire = container("convex-backend", "backend", envs=["INSTANCE_SECRET=x"])
+    v = run(cp.secret_envs_are_secret, resource_args(CONTAINER, wire, "be"))
+    assert v.messages[0].startswith("Container 'convex-backend' passes INSTANCE_SECRET in envs,")
+
+
+def test_every_volume_and_port_is_checked_after_ones_that_pass():
+    v = run(cp.protect_data_in_prod, StackValidationArgs([
+        stack_resource(VOLUME, volume("dev-data", "data", "dev"), "dev-vol"),
+        stack_resource(VOLUME, volume("prod-data", "data", "prod"), "prod-vol")]))
+    assert v.urns == [urn(VOLUME, "prod-vol")]
+    wire = container("convex-backend", "backend", ports=[port("127.0.0.1"), port("0.0.0.0")])
+    v = run(cp.no_public_ports_without_tls,
+            StackValidationArgs([stack_resource(CONTAINER, wire, "backend")]))
+    assert v.messages == [public_port_message("convex-backend", "backend", "3210/tcp", "0.0.0.0",
+                                              3210)]
