@@ -19,6 +19,7 @@ import pytest
 from fake_convex_export import FakeConvex, snapshot_zip
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from test_backup_client import Flushes
 
 from components import backup
 
@@ -258,8 +259,8 @@ NOW = dt.datetime(2026, 11, 26, 14, 0, tzinfo=UTC)  # a Thursday
     ("0 0 29 2 *", NOW, "2028-02-29 00:00"),
     ("0 12 * * *", dt.datetime(2026, 11, 26, 12, 30, tzinfo=dt.timezone(dt.timedelta(hours=-5))),
      "2026-11-27 12:00"),  # 17:30 UTC
-    ("0 12 * * *", dt.datetime(2026, 11, 26, 11, 30, tzinfo=dt.timezone(dt.timedelta(hours=2))),
-     "2026-11-26 12:00"),  # 09:30 UTC
+    ("0 12 * * *", dt.datetime(2026, 11, 26, 13, 30, tzinfo=dt.timezone(dt.timedelta(hours=2))),
+     "2026-11-26 12:00"),  # 11:30 UTC
     ("0 0 * 2 *", dt.datetime(2026, 1, 31, 12, 0), "2026-02-01 00:00"),  # no month is skipped
     ("0 0 1 2 *", dt.datetime(2026, 1, 15, 12, 0), "2026-02-01 00:00"),
     ("1 0 1 2 *", dt.datetime(2026, 1, 15, 12, 0), "2026-02-01 00:01"),
@@ -384,8 +385,9 @@ def test_a_scheduler_woken_early_sleeps_again_until_due(tmp_path, monkeypatch):
 
     class FakeDatetime(dt.datetime):
         @classmethod
-        def now(cls, tz=None):  # like the real one: naive unless a zone is asked for
-            return clock[0] if tz is UTC else clock[0].replace(tzinfo=None)
+        def now(cls, tz=None):  # like the real one: naive local time (here UTC+9) unless
+            tokyo = dt.timezone(dt.timedelta(hours=9))  # a zone is asked for
+            return clock[0] if tz is UTC else clock[0].astimezone(tokyo).replace(tzinfo=None)
 
     def sleep(seconds):
         clock[0] += dt.timedelta(seconds=min(seconds, 29.6))
@@ -399,9 +401,34 @@ def test_a_scheduler_woken_early_sleeps_again_until_due(tmp_path, monkeypatch):
     monkeypatch.setattr(backup, "run_once", run_once)
     monkeypatch.setattr(backup.signal, "signal", lambda *a: None)
     monkeypatch.setenv(backup.KEY_ENV, KEY)
+    out = Flushes()
+    monkeypatch.setattr("sys.stdout", out)
     assert backup.main(["schedule", "--url", "http://b:3210", "--dest", str(tmp_path),
                         "--keep", "1", "--cron", "0 3 * * *"]) == 0
     assert runs == [dt.datetime(2026, 11, 26, 3, 0, tzinfo=UTC)]
+    lines = out.getvalue().splitlines(keepends=True)
+    assert lines == ['convex-backup next run=2026-11-26T03:00:00Z cron="0 3 * * *"\n',
+                     "convex-backup stopped\n"]
+    # each line reaches `docker logs` at once, not when a buffer fills
+    assert out.flushed_at == [len(lines[0]), len(lines[0]) + len(lines[1])]
+
+
+def test_an_interrupted_command_exits_130(tmp_path, monkeypatch):
+    def interrupted(*args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(backup, "run_once", interrupted)
+    monkeypatch.setenv(backup.KEY_ENV, KEY)
+    assert backup.main(["once", "--url", "http://b:3210", "--dest", str(tmp_path),
+                        "--keep", "1"]) == 130
+
+
+def test_health_of_a_failed_run_word_for_word(tmp_path, capsys):
+    (tmp_path / ".last-run.json").write_text(json.dumps(
+        {"ok": False, "finished": "2026-11-26T03:00:05+00:00", "reason": "export: HTTP 500"}))
+    assert health(tmp_path, capsys) == (
+        1, 'convex-backup health failed: last=2026-11-26T03:00:05+00:00 '
+           'reason="export: HTTP 500"\n')
 
 
 def test_schedule_sleeps_until_each_due_time_then_runs_once(tmp_path, monkeypatch, capsys):
@@ -540,3 +567,14 @@ def test_restore_checks_npx_the_zip_and_reports_a_failed_import(fake_npx, tmp_pa
     failed = restore("--yes", NPX_EXIT="3", **key)
     assert (failed.returncode, failed.stdout) == (
         1, f"convex-backup restore failed file={fake_npx['zip']} exit=3\n")
+
+
+def test_restore_runs_in_the_current_directory_with_the_key_trimmed(fake_npx, monkeypatch,
+                                                                    capsys):
+    monkeypatch.chdir(fake_npx["app"])
+    monkeypatch.setenv("PATH", fake_npx["path"])
+    monkeypatch.setenv(backup.KEY_ENV, f"  {KEY}\n")
+    assert backup.main(["restore", "--url", "http://convex.internal:3210", "--file",
+                        str(fake_npx["zip"]), "--yes"]) == 0
+    call = json.loads(fake_npx["record"].read_text())
+    assert call["cwd"] == str(fake_npx["app"]) and call["env"][backup.KEY_ENV] == KEY

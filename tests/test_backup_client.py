@@ -537,6 +537,12 @@ HELP = {
             "exit --url URL backend URL, e.g. http://backend:3210 --dest DEST backup directory "
             "(created 0700) --keep KEEP snapshots to keep --timeout TIMEOUT seconds per export "
             "--poll-interval POLL_INTERVAL seconds",
+    "schedule": "usage: convex-backup schedule [-h] --url URL --dest DEST --keep KEEP [--timeout "
+                "TIMEOUT] [--poll-interval POLL_INTERVAL] --cron CRON options: -h, --help show "
+                "this help message and exit --url URL backend URL, e.g. http://backend:3210 "
+                "--dest DEST backup directory (created 0700) --keep KEEP snapshots to keep "
+                "--timeout TIMEOUT seconds per export --poll-interval POLL_INTERVAL seconds "
+                "--cron CRON 5-field cron expression, UTC",
     "health": "usage: convex-backup health [-h] --dest DEST options: -h, --help show this help "
               "message and exit --dest DEST",
     "restore": "usage: convex-backup restore [-h] --url URL --file FILE [--app-dir APP_DIR] "

@@ -504,8 +504,9 @@ def test_cli_run_refusals_are_one_line_errors(run_env, capsys, tmp_path, monkeyp
             stdout="", stderr="error: no stack named 'dev' found\n", code=255))
 
     monkeypatch.setattr(auto, "select_stack", no_stack)
-    assert "cannot select stack 'dev': error: no stack named 'dev' found" in refused(
-        *app, "--backup-dir", str(tmp_path / "b"))
+    assert refused(*app, "--backup-dir", str(tmp_path / "b")) == (
+        "error: cannot select stack 'dev': error: no stack named 'dev' found (run `. ./env.sh` "
+        "first so the state backend is the stack's).\n")
     monkeypatch.setattr(upgrade.shutil, "which",
                         lambda tool: None if tool in ("npx", "docker") else "/usr/bin/x")
     assert "missing tools: npx, docker (install them first)." in refused(*app)
@@ -671,11 +672,18 @@ def test_following_migrations_stops_only_after_the_deadline_has_passed():
 def test_the_log_prints_elapsed_seconds_and_appends_utc_lines(tmp_path, monkeypatch):
     ticks = iter([100.0, 112.34, 200.0])
     monkeypatch.setattr(upgrade.time, "monotonic", lambda: next(ticks))
-    out = __import__("io").StringIO()
+    flushed = []
+
+    class Out(__import__("io").StringIO):
+        def flush(self):
+            flushed.append(self.getvalue())
+
+    out = Out()
     log = Log(tmp_path / "new" / "upgrade.log", out=out)
     log("first")
     log("second")
     assert out.getvalue() == "[  12.3s] first\n[ 100.0s] second\n"
+    assert flushed == ["[  12.3s] first\n", out.getvalue()]  # shown at once, line by line
     assert (tmp_path / "new").stat().st_mode & 0o777 == 0o700
     lines = (tmp_path / "new" / "upgrade.log").read_text().splitlines()
     assert [line.split(" ", 1)[1] for line in lines] == ["[  12.3s] first", "[ 100.0s] second"]
