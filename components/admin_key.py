@@ -63,7 +63,6 @@ _DERIVED_KEY_LEN = 16
 _NONCE_LEN = 12
 _TAG_LEN = 16
 _LEGACY_NONCE_LEN = 24
-_LEGACY_MAC_LEN = 16
 _NONCE_DOMAIN = b"convex-selfhost admin key nonce"
 _HEX_PATTERN = re.compile(r"[0-9a-fA-F]*")
 _DECRYPT_FAILED = (
@@ -158,14 +157,13 @@ def _open_current(secret: bytes, blob: bytes) -> Optional[bytes]:
 
 
 def _open_legacy(secret: bytes, blob: bytes) -> Optional[bytes]:
-    if len(blob) < 1 + _LEGACY_NONCE_LEN + _LEGACY_MAC_LEN:  # version, nonce, MAC
-        return None
-    nonce, boxed = blob[1 : 1 + _LEGACY_NONCE_LEN], blob[1 + _LEGACY_NONCE_LEN :]
+    """The payload after the version byte and the nonce; None unless it authenticates."""
     # Imported here: only checking a legacy key needs libsodium, never a deployment.
     from nacl.exceptions import CryptoError
     from nacl.secret import SecretBox
 
-    try:
+    nonce, boxed = blob[1 : 1 + _LEGACY_NONCE_LEN], blob[1 + _LEGACY_NONCE_LEN :]
+    try:  # a short nonce or a box shorter than its MAC is a CryptoError too
         return SecretBox(secret).decrypt(boxed, nonce)
     except CryptoError:
         return None

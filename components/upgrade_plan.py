@@ -71,6 +71,8 @@ def plan(old: str, new: str, allow_downgrade: bool = False) -> UpgradePlan:
         if tag in releases.WITHDRAWN:
             raise PlanError(f"{tag[:12]} was withdrawn upstream ({releases.WITHDRAWN[tag]}).")
     old_release, new_release = releases.find(old), releases.find(new)
+    if old_release is not None and old_release == new_release:  # e.g. a short and a full tag
+        raise PlanError(f"the stack already runs {new[:12]}; nothing to upgrade.")
     notes = []
     if old_release is None or new_release is None:
         unknown = old if old_release is None else new

@@ -780,3 +780,12 @@ def test_cli_help_names_its_commands_and_where_the_secret_comes_from() -> None:
                            "characters) is read from the INSTANCE_SECRET environment variable.")
     assert "generate print a deterministic admin key" in text
     assert "verify check an admin key against the secret" in text
+
+
+@pytest.mark.parametrize("length", [29, 30, 40, 41, 64])
+def test_keys_too_short_for_the_legacy_format_fail_to_decrypt_cleanly(length: int) -> None:
+    with pytest.raises(AdminKeyError) as refused:
+        check_admin_key(f"{NAME}|01" + "00" * (length - 1), NAME, SECRET)
+    with pytest.raises(AdminKeyError) as tampered:
+        check_admin_key(flip_hex_digit(issue_admin_key(NAME, SECRET), 30), NAME, SECRET)
+    assert str(refused.value) == str(tampered.value)
