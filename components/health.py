@@ -98,8 +98,8 @@ class HealthGate(Resource):
 
     def __init__(self, name: str, container, timeout_seconds: int, docker_host: str = "",
                  opts: Optional[pulumi.ResourceOptions] = None):
+        # container.id and container.name as inputs make the gate depend on the container.
         super().__init__(
             _HealthGateProvider(), name,
             {"container_id": container.id, "container_name": container.name,
-             "timeout_seconds": timeout_seconds, "docker_host": docker_host},
-            pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(depends_on=[container])))
+             "timeout_seconds": timeout_seconds, "docker_host": docker_host}, opts)

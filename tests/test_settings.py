@@ -589,6 +589,7 @@ def test_secret_values_hide_in_repr_and_compare_by_value():
     assert repr(SecretValue("hunter2")) == "SecretValue(<hidden>)"
     assert SecretValue("a") == SecretValue("a") and SecretValue("a") != SecretValue("b")
     assert SecretValue("a") != "a"
+    assert hash(SecretValue("a")) == hash(SecretValue("a")) != hash(SecretValue("b"))
 
 
 def test_s3_prefix_length_limit_and_conflict_message():

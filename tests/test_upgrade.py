@@ -64,8 +64,9 @@ def test_unknown_and_same_versions():
     assert "not in the release table" in unknown.describe()
     with pytest.raises(PlanError, match="nothing to upgrade"):
         plan(NEW, NEW)
-    with pytest.raises(PlanError, match="nothing to upgrade"):
-        plan(NEW, NEW[:7])
+    with pytest.raises(PlanError) as same:
+        plan(NEW[:7], NEW)
+    assert str(same.value) == "the stack already runs 652b828b5129; nothing to upgrade."
     with pytest.raises(PlanError, match="withdrawn"):
         plan(OLD, "c4ae6015a5387a92710953206f4726f2a2d60de3")
 
