@@ -772,3 +772,21 @@ def test_a_pool_size_is_for_postgres_only():
                     {"databaseUrl": "mysql://u:p@db:3306"}) == (
         "convex-selfhost:postgresMaxConnections: sizes a Postgres pool; the database is MySQL.",)
     assert load("dev", {"postgresMaxConnections": 5}, POSTGRES).database.pool_size == 5
+
+
+TLS = {"tlsProxy": True, "apiDomain": "api.example.com", "dashboardDomain": "dash.example.com",
+       "siteDomain": "site.example.com"}
+
+
+def test_a_bad_tls_bind_address_or_port_is_the_only_problem_reported():
+    assert problems("dev", {**TLS, "tlsBindAddress": "nowhere", "httpPort": 3210}) == (
+        "convex-selfhost:tlsBindAddress: 'nowhere' is not an IP address; use 127.0.0.1 (this "
+        "host only), 0.0.0.0 (every interface) or one interface's address (no zone id).",)
+    assert problems("dev", {**TLS, "httpPort": "eighty", "backendPort": 80}) == (
+        "convex-selfhost:httpPort: 'eighty' is not a whole number; set it with `pulumi config "
+        "set httpPort <number>`.",)
+    assert problems("dev", {**TLS, "httpsPort": 0, "backendPort": 443}) == (
+        "convex-selfhost:httpsPort: 0 is out of range; use a number from 1 to 65535.",)
+    assert problems("dev", {**TLS, "httpPort": 3210}) == (
+        "convex-selfhost:httpPort: host port 3210 of httpPort clashes with backendPort "
+        "(convex-dev); give each published port its own number.",)

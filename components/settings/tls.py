@@ -39,7 +39,10 @@ def read_tls(reader: Reader, domains: dict[str, str], dashboard: bool) -> Option
     https_port = check_port(reader, "httpsPort")
     if http_port is not None and http_port == https_port:
         reader.problem("httpsPort", "is the same as httpPort; give each listener its own port.")
-    tls = TlsSettings(email=email, bind_address=check_ip(reader, "tlsBindAddress") or "",
+    bind = check_ip(reader, "tlsBindAddress")
+    if None in (http_port, https_port):
+        bind = None  # a port is reported already: no clash checks against a stand-in port
+    tls = TlsSettings(email=email, bind_address=bind or "",
                       http_port=http_port or 80, https_port=https_port or 443,
                       image=reader.image("caddyImage"))
     if not domains["apiDomain"] and not reader.string("apiDomain"):
