@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import json
 import os
 import shutil
 import subprocess
@@ -147,24 +148,42 @@ class Upgrader:
             raise UpgradeError(f"migrations did not complete: {result.reason}.")
         self.log(f"migrations done: {result.reason}")
 
-    def check_admin_key(self) -> None:
+    def admin_api(self, path: str, body: Optional[dict] = None) -> int:
+        """The HTTP status of an admin-key request to the backend: a POST of `body` as
+        JSON, or a GET. A redirect is refused, not followed: it would carry the key away."""
         import urllib.error
         import urllib.request
 
         from components.backup import NoRedirect
 
-        request = urllib.request.Request(f"{self.url}/api/check_admin_key",
-                                         headers={"Authorization": f"Convex {self.key}"})
-        try:  # a redirect is refused, not followed: it would carry the key elsewhere
+        data = None if body is None else json.dumps(body).encode()
+        request = urllib.request.Request(f"{self.url}{path}", data, headers={
+            "Authorization": f"Convex {self.key}", "Content-Type": "application/json"})
+        try:
             with urllib.request.build_opener(NoRedirect()).open(request, timeout=30) as response:
-                status = response.status
+                return response.status
         except urllib.error.HTTPError as error:
-            status = error.code
+            return error.code
         except OSError as error:
             raise UpgradeError(f"the backend does not answer: {error}") from None
+
+    def check_admin_key(self) -> None:
+        status = self.admin_api("/api/check_admin_key")
         if status != 200:
             raise UpgradeError(f"the backend refused the admin key (HTTP {status}).")
         self.log("the backend accepts the admin key")
+
+    def set_env(self, pairs: Sequence[tuple[str, str]]) -> None:
+        """Set environment variables in one request, as `npx convex env set` does, but with
+        the values in the request body only: never on a command line or in the log."""
+        if not pairs:
+            return
+        self.log(f"setting {len(pairs)} environment variable(s): "
+                 + ", ".join(name for name, _ in pairs))
+        status = self.admin_api("/api/update_environment_variables", {
+            "changes": [{"name": name, "value": value} for name, value in pairs]})
+        if status != 200:
+            raise UpgradeError(f"the backend refused the environment variables (HTTP {status}).")
 
     def execute(self, mode: str) -> None:
         self.log(self.plan.describe(mode))

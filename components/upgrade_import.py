@@ -46,12 +46,10 @@ def export_import(upgrader: Upgrader, snapshot: Path) -> None:
     log(f"bringing {upgrader.new[:12]} up on volume {new_volume}; {old_volume} is kept")
     stack.up()
     upgrader.npx("import", "--replace-all", "--yes", str(snapshot))
-    env_file = snapshot.parent / "env.txt"
-    for name, value in parse_env_list(env_file.read_text()):
-        upgrader.npx("env", "set", name, value)
-    log(f"restored the backup and {len(parse_env_list(env_file.read_text()))} environment "
-        f"variable(s); the old volume {old_volume} stays until you remove it "
-        f"(docker volume rm {old_volume})")
+    pairs = parse_env_list((snapshot.parent / "env.txt").read_text())
+    upgrader.set_env(pairs)
+    log(f"restored the backup and {len(pairs)} environment variable(s); the old volume "
+        f"{old_volume} stays until you remove it (docker volume rm {old_volume})")
 
 
 def _unprotect_data_volume(upgrader: Upgrader) -> None:

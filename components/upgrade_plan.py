@@ -118,7 +118,8 @@ def steps(mode: str, upgrade: UpgradePlan) -> list[str]:
     return [backup, "stop external traffic to the backend (you)",
             f"bring {upgrade.new[:12]} up on a new data volume; the old one is kept for rollback",
             "`npx convex import --replace-all` the backup", "restore the environment variables "
-            "with `npx convex env set`", check]
+            "(one request to the backend's /api/update_environment_variables, as `npx convex "
+            "env set` makes; no value on a command line)", check]
 
 
 @dataclass(frozen=True)

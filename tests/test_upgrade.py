@@ -74,7 +74,7 @@ def test_unknown_and_same_versions():
 def test_export_import_plan_keeps_the_old_volume():
     text = plan(OLD, NEW).describe("export-import")
     assert "new data volume; the old one is kept" in text
-    assert "--replace-all" in text and "npx convex env set" in text
+    assert "--replace-all" in text and "/api/update_environment_variables" in text
 
 
 def test_following_migrations_to_the_target():
@@ -185,7 +185,9 @@ def upgrader(tmp_path, stack, fail=None, log_text=UPGRADE_LOG, backup_dir=None):
                   RecordingLog(tmp_path / "backup" / "upgrade.log"),
                   run=run, log_lines=log_lines, timeout=60)
     up.check_admin_key = lambda: up.log("the backend accepts the admin key")
-    up.calls, up.followed = calls, followed
+    requests = []  # admin API calls: (path, body)
+    up.admin_api = lambda path, body=None: requests.append((path, body)) or 200
+    up.calls, up.followed, up.requests = calls, followed, requests
     return up, commands
 
 
@@ -292,8 +294,10 @@ def test_export_import_moves_sqlite_to_a_new_volume(tmp_path):
          None, False),
         (["npx", "--yes", "convex", "import", "--replace-all", "--yes", snapshot], up.app_dir,
          convex, False),
-        (["npx", "--yes", "convex", "env", "set", "FEATURE_FLAG", "on"], up.app_dir, convex,
-         False)]
+    ]
+    # the values travel in one request body: never on a command line or in the log
+    assert up.requests == [("/api/update_environment_variables",
+                            {"changes": [{"name": "FEATURE_FLAG", "value": "on"}]})]
     assert stack.calls == [("set_config", "convex-selfhost:version", NEW),
                            ("set_config", "convex-selfhost:dataVolumeName",
                             "convex-dev-data-652b828"), ("up",)]
@@ -302,7 +306,7 @@ def test_export_import_moves_sqlite_to_a_new_volume(tmp_path):
         "unprotecting convex-dev-backend-data in state (the volume itself is retained)",
         f"bringing {NEW[:12]} up on volume convex-dev-data-652b828; self-hosted_data is kept",
         f"$ npx convex import --replace-all --yes {snapshot}  (in {up.app_dir})",
-        f"$ npx convex env set FEATURE_FLAG on  (in {up.app_dir})",
+        "setting 1 environment variable(s): FEATURE_FLAG",
         "restored the backup and 1 environment variable(s); the old volume self-hosted_data "
         "stays until you remove it (docker volume rm self-hosted_data)",
         "the backend accepts the admin key",
@@ -353,15 +357,17 @@ def test_backup_makes_a_private_directory_wherever_the_log_is(tmp_path):
 
 
 @contextlib.contextmanager
-def backend_answering(tmp_path, do_get):
-    """An Upgrader whose backend URL is a loopback server handling GET with `do_get`."""
+def backend_answering(tmp_path, do_get, do_post=None):
+    """An Upgrader whose backend URL is a loopback server handling GET with `do_get`
+    (and POST with `do_post`)."""
     handler = type("Handler", (http.server.BaseHTTPRequestHandler,),
-                   {"do_GET": do_get, "log_message": lambda self, *args: None})
+                   {"do_GET": do_get, "do_POST": do_post or do_get,
+                    "log_message": lambda self, *args: None})
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
         up, _ = upgrader(tmp_path, FakeStack())
-        del up.check_admin_key
+        del up.check_admin_key, up.admin_api
         up.url = f"http://127.0.0.1:{server.server_address[1]}"
         yield up
     finally:
@@ -731,7 +737,7 @@ def test_upgrader_defaults_and_an_allowed_downgrade(tmp_path):
 
 def test_the_admin_key_check_waits_30_seconds_and_names_what_failed(tmp_path, monkeypatch):
     up, _ = upgrader(tmp_path, FakeStack())
-    del up.check_admin_key
+    del up.check_admin_key, up.admin_api
     opened = []
 
     class Opener:
@@ -858,3 +864,29 @@ def test_cli_run_refusals_word_for_word(run_env, capsys, tmp_path, monkeypatch):
                             str(tmp_path))
     assert err == (f"error: {tmp_path} has no package.json; pass --app-dir with your Convex app "
                    "(where `npx convex deploy` runs).\n")
+
+
+def test_environment_variables_are_set_in_one_request_with_the_key(tmp_path):
+    received = []
+
+    def do_post(handler):
+        body = handler.rfile.read(int(handler.headers["Content-Length"]))
+        received.append((handler.path, handler.headers["Authorization"],
+                         handler.headers["Content-Type"], __import__("json").loads(body)))
+        handler.send_response(200 if len(received) == 1 else 400)
+        handler.end_headers()
+
+    with backend_answering(tmp_path, do_post) as up:
+        up.set_env([("A", "1"), ("SECRET_TOKEN", "s3cr3t value=x")])
+        up.set_env([])  # nothing to set: no request
+        with pytest.raises(UpgradeError) as refused:
+            up.set_env([("B", "2")])
+    assert received[0] == ("/api/update_environment_variables", f"Convex {KEY}",
+                           "application/json", {"changes": [
+                               {"name": "A", "value": "1"},
+                               {"name": "SECRET_TOKEN", "value": "s3cr3t value=x"}]})
+    assert len(received) == 2
+    assert str(refused.value) == "the backend refused the environment variables (HTTP 400)."
+    assert up.log.messages == ["setting 2 environment variable(s): A, SECRET_TOKEN",
+                               "setting 1 environment variable(s): B"]
+    assert "s3cr3t" not in (tmp_path / "backup" / "upgrade.log").read_text()
