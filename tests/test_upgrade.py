@@ -380,11 +380,16 @@ def test_admin_key_check_against_a_backend(tmp_path):
         handler.send_response(200 if ok else 401)
         handler.end_headers()
 
-    with backend_answering(tmp_path, do_get) as up:
+    def do_post(handler):  # the backend's route is GET only
+        handler.send_response(405)
+        handler.end_headers()
+
+    with backend_answering(tmp_path, do_get, do_post) as up:
         up.check_admin_key()
         up.key = "convex-dev|00"
-        with pytest.raises(UpgradeError, match="HTTP 401"):
+        with pytest.raises(UpgradeError) as refused:
             up.check_admin_key()
+    assert str(refused.value) == "the backend refused the admin key (HTTP 401)."
 
 
 def test_cli_plan_and_refusals():
