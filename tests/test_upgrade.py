@@ -3,6 +3,7 @@
 import contextlib
 import datetime as dt
 import http.server
+import json
 import os
 import subprocess
 import sys
@@ -13,6 +14,7 @@ from types import SimpleNamespace
 
 import pytest
 from harness import assert_matches_golden
+from test_backup_client import Flushes
 
 from components import releases, upgrade, upgrade_plan
 from components.upgrade import REPO, Log, UpgradeError, Upgrader, check_backup_dir
@@ -686,18 +688,13 @@ def test_following_migrations_stops_only_after_the_deadline_has_passed():
 def test_the_log_prints_elapsed_seconds_and_appends_utc_lines(tmp_path, monkeypatch):
     ticks = iter([100.0, 112.34, 200.0])
     monkeypatch.setattr(upgrade.time, "monotonic", lambda: next(ticks))
-    flushed = []
-
-    class Out(__import__("io").StringIO):
-        def flush(self):
-            flushed.append(self.getvalue())
-
-    out = Out()
+    out = Flushes()
     log = Log(tmp_path / "new" / "upgrade.log", out=out)
     log("first")
     log("second")
     assert out.getvalue() == "[  12.3s] first\n[ 100.0s] second\n"
-    assert flushed == ["[  12.3s] first\n", out.getvalue()]  # shown at once, line by line
+    # shown at once, line by line
+    assert out.flushed_at == [len("[  12.3s] first\n"), len(out.getvalue())]
     assert (tmp_path / "new").stat().st_mode & 0o777 == 0o700
     lines = (tmp_path / "new" / "upgrade.log").read_text().splitlines()
     assert [line.split(" ", 1)[1] for line in lines] == ["[  12.3s] first", "[ 100.0s] second"]
@@ -767,7 +764,8 @@ def test_an_accepted_key_is_logged(tmp_path):
     assert up.log.messages[-1] == "the backend accepts the admin key"
 
 
-def test_unsafe_changes_are_all_named_and_the_target_version_is_followed(tmp_path):
+def test_unsafe_changes_are_all_named_and_the_target_version_is_followed(tmp_path,
+                                                                         monkeypatch):
     stack = FakeStack(changes=[("replace", "docker:index/volume:Volume", "a"),
                                ("delete", "docker:index/network:Network", "b")])
     up, _ = upgrader(tmp_path, stack)
@@ -781,13 +779,10 @@ def test_unsafe_changes_are_all_named_and_the_target_version_is_followed(tmp_pat
     monkey = upgrader(tmp_path, FakeStack())[0]
     monkey.log_lines = lambda container: ["db metadata version up to date at 9"]
     real = upgrade.follow_migrations
-    try:
-        upgrade.follow_migrations = lambda lines, target, *a, **k: (
-            targets.append(target), real(lines, target, *a, **k))[1]
-        with pytest.raises(UpgradeError, match="database at version 9, expected 128"):
-            monkey.in_place()
-    finally:
-        upgrade.follow_migrations = real
+    monkeypatch.setattr(upgrade, "follow_migrations", lambda lines, target, *a, **k: (
+        targets.append(target), real(lines, target, *a, **k))[1])
+    with pytest.raises(UpgradeError, match="database at version 9, expected 128"):
+        monkey.in_place()
     assert targets == [128]
 
 
@@ -877,7 +872,7 @@ def test_environment_variables_are_set_in_one_request_with_the_key(tmp_path):
     def do_post(handler):
         body = handler.rfile.read(int(handler.headers["Content-Length"]))
         received.append((handler.path, handler.headers["Authorization"],
-                         handler.headers["Content-Type"], __import__("json").loads(body)))
+                         handler.headers["Content-Type"], json.loads(body)))
         handler.send_response(200 if len(received) == 1 else 400)
         handler.end_headers()
 

@@ -82,8 +82,7 @@ def read_deployments(reader: Reader, stack: str, bind: Optional[str], dashboard:
     addressing = _Addressing(public_host or ("127.0.0.1" if unspecified else bind),
                              cloud_origin, site_origin, tls, domains, dashboard)
     deployments = [
-        _deployment(reader, name, index, base_name, secret, volume,
-                    ports, addressing)
+        _deployment(reader, name, index, base_name, secret, volume, ports, addressing)
         for index, name in enumerate(names or [""])]
     _check_volume_collisions(reader, deployments)
     _check_port_clashes(reader, deployments, bind, dashboard, tls)
