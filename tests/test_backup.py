@@ -378,26 +378,34 @@ def test_schedule_logs_the_next_run_and_stops_cleanly_on_sigterm(tmp_path):
     assert "Traceback" not in bad.stderr and "expected 5 fields" in bad.stderr
 
 
-def test_a_scheduler_woken_early_sleeps_again_until_due(tmp_path, monkeypatch):
-    """time.sleep may return early; the run still waits for the due minute, in UTC."""
+def fake_clock(monkeypatch, advance):
+    """The scheduler's clock, from 2026-11-26 02:59 UTC: like the real datetime.now, a naive
+    now() is local time (here UTC+9); time.sleep(s) moves the clock by advance(s)."""
     clock = [dt.datetime(2026, 11, 26, 2, 59, 0, tzinfo=UTC)]
-    runs = []
+    tokyo = dt.timezone(dt.timedelta(hours=9))
 
     class FakeDatetime(dt.datetime):
         @classmethod
-        def now(cls, tz=None):  # like the real one: naive local time (here UTC+9) unless
-            tokyo = dt.timezone(dt.timedelta(hours=9))  # a zone is asked for
+        def now(cls, tz=None):
             return clock[0] if tz is UTC else clock[0].astimezone(tokyo).replace(tzinfo=None)
 
     def sleep(seconds):
-        clock[0] += dt.timedelta(seconds=min(seconds, 29.6))
+        clock[0] += dt.timedelta(seconds=advance(seconds))
+
+    monkeypatch.setattr(backup.dt, "datetime", FakeDatetime)
+    monkeypatch.setattr(backup.time, "sleep", sleep)
+    return clock
+
+
+def test_a_scheduler_woken_early_sleeps_again_until_due(tmp_path, monkeypatch):
+    """time.sleep may return early; the run still waits for the due minute, in UTC."""
+    clock = fake_clock(monkeypatch, lambda seconds: min(seconds, 29.6))
+    runs = []
 
     def run_once(*args):
         runs.append(clock[0])
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(backup.dt, "datetime", FakeDatetime)
-    monkeypatch.setattr(backup.time, "sleep", sleep)
     monkeypatch.setattr(backup, "run_once", run_once)
     monkeypatch.setattr(backup.signal, "signal", lambda *a: None)
     monkeypatch.setenv(backup.KEY_ENV, KEY)
@@ -433,25 +441,14 @@ def test_health_of_a_failed_run_word_for_word(tmp_path, capsys):
 
 def test_schedule_sleeps_until_each_due_time_then_runs_once(tmp_path, monkeypatch, capsys):
     """The scheduler loop in process, on a fake clock: sleeps of at most 30 s until due."""
-    clock = [dt.datetime(2026, 11, 26, 2, 59, 0, tzinfo=UTC)]
     sleeps, runs, handlers = [], [], []
-
-    class FakeDatetime(dt.datetime):
-        @classmethod
-        def now(cls, tz=None):
-            return clock[0]
-
-    def sleep(seconds):
-        sleeps.append(seconds)
-        clock[0] += dt.timedelta(seconds=seconds)
+    clock = fake_clock(monkeypatch, lambda seconds: sleeps.append(seconds) or seconds)
 
     def run_once(*args):
         runs.append((clock[0], *args))
         if len(runs) == 2:
             raise KeyboardInterrupt
 
-    monkeypatch.setattr(backup.dt, "datetime", FakeDatetime)
-    monkeypatch.setattr(backup.time, "sleep", sleep)
     monkeypatch.setattr(backup, "run_once", run_once)
     monkeypatch.setattr(backup.signal, "signal", lambda *a: handlers.append(a))
     monkeypatch.setenv(backup.KEY_ENV, KEY)
