@@ -14,8 +14,10 @@
 #    CONVEX_SELFHOST_SKIP_INSTALL=1 skips this step (offline re-runs; the tests).
 # 5. `pulumi up`, which always shows its preview first. At a terminal (stdin and stdout)
 #    it then asks before applying. Without one (CI, pipes, --non-interactive) pass --yes;
-#    otherwise only the preview runs and the script exits 1. Dev stacks (`dev`, `dev-*`)
-#    apply without asking.
+#    otherwise only the preview runs and the script exits 1. Dev stacks (`dev`, `dev-*`,
+#    unqualified) apply without asking.
+# The stack is the first argument; `--stack X`/`-s X` among the others must name the same
+# stack (or are the only ones naming it). `--cwd`/`-C` and `--config-file` are refused.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")"
 
@@ -24,23 +26,69 @@ die() {
   exit 1
 }
 
-stack=dev
+# The stack this run operates on is decided here, once, and passed to every pulumi call
+# as `--stack`: a stack selector among the other arguments either names the same stack
+# or is refused, so the confirmation rule below always judges the stack pulumi uses.
+stack="" stack_from=""
+choose_stack() {  # $1: a stack name, $2: where it came from
+  if [ -n "$stack" ] && [ "$1" != "$stack" ]; then
+    die "two different stacks: '$stack' ($stack_from) and '$1' ($2). Name one stack," \
+        "as the first argument: ./up.sh <stack> [pulumi up arguments]"
+  fi
+  stack="$1" stack_from="$2"
+}
 if [ $# -gt 0 ] && [ "${1#-}" = "$1" ]; then
-  stack="$1"
+  choose_stack "$1" "the first argument"
   shift
 fi
 yes=0 interactive=1
 args=()
-for arg in "$@"; do
+while [ $# -gt 0 ]; do
+  arg="$1"
+  shift
   case "$arg" in
-    --yes|-y) yes=1 ;;
-    --non-interactive) interactive=0; args+=("$arg") ;;
-    *) args+=("$arg") ;;
+    --yes|-y) yes=1; continue ;;
+    --non-interactive) interactive=0 ;;
+    --stack|-s)
+      [ $# -gt 0 ] || die "$arg needs a stack name"
+      choose_stack "$1" "$arg"
+      shift
+      continue ;;
+    --stack=*) choose_stack "${arg#--stack=}" "--stack="; continue ;;
+    -s?*) choose_stack "${arg#-s}" "-s"; continue ;;
+    --cwd|--cwd=*|-C*|--config-file|--config-file=*)
+      die "'$arg' would make pulumi use another project or stack configuration than the" \
+          "one this script checks; run pulumi directly for that" ;;
+    --*) ;;
+    -*)
+      # A cluster of short flags (pflag reads -ysprod as -y -s prod): walk it like pulumi
+      # does; a flag that takes a value ends the cluster (the rest is its value).
+      cluster="${arg#-}"
+      while [ -n "$cluster" ]; do
+        case "$cluster" in
+          s*|C*) die "'$arg' selects a stack or directory inside a cluster of short flags;" \
+                     "name the stack as the first argument: ./up.sh <stack> ..." ;;
+          [cmptv]*) break ;;
+        esac
+        cluster="${cluster#?}"
+      done ;;
   esac
+  args+=("$arg")
 done
+stack="${stack:-dev}"
+
+# Stack names as pulumi takes them: name, org/name or org/project/name, each part made
+# of letters, digits, '-', '_' and '.' (and never '.' or '..': they are not names).
+valid_part='[A-Za-z0-9_.-]+'
+stack_pattern="^($valid_part/){0,2}$valid_part\$"
+dot_part='(^|/)\.{1,2}(/|$)'
+if ! [[ "$stack" =~ $stack_pattern ]] || [[ "$stack" =~ $dot_part ]] || [ "${#stack}" -gt 100 ]; then
+  die "'$stack' is not a stack name: use letters, digits, '-', '_' and '.', optionally" \
+      "qualified as org/project/stack (at most 100 characters)"
+fi
 # pulumi asks only when both stdin and stdout are terminals.
 [ -t 0 ] && [ -t 1 ] || interactive=0
-case "${stack##*/}" in  # the stack's own name, also in org/project/stack form
+case "$stack" in  # only this project's own dev stacks, named without an org or project
   dev|dev-*) yes=1 ;;
 esac
 
@@ -48,7 +96,7 @@ command -v pulumi >/dev/null ||
   die "the Pulumi CLI is not installed; see https://www.pulumi.com/docs/install/"
 
 # shellcheck source=env.sh
-. ./env.sh
+. ./env.sh || exit 1
 
 pulumi stack select --create "$stack" --secrets-provider passphrase
 

@@ -22,8 +22,8 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 
 ADMIN_KEY = "convex-prod|01deadbeefcafe0123456789"
-SYSTEM_TOOLS = ("bash", "cat", "chmod", "date", "dirname", "git", "grep", "mkdir", "od",
-                "sed", "tail", "tr")
+SYSTEM_TOOLS = ("bash", "cat", "chmod", "cut", "date", "dirname", "git", "grep", "id", "ls",
+                "mkdir", "mktemp", "mv", "od", "rm", "sed", "tail", "tr")
 
 FAKES = {
     "pulumi": r"""#!/usr/bin/env bash
@@ -148,6 +148,16 @@ def source_env(sandbox, cwd=None, shell_opts="", **extra):
                           capture_output=True, text=True, timeout=20)
 
 
+def source_env_status(sandbox, **extra):
+    """(exit status of the `.`, exported passphrase file, stderr)."""
+    script = '. "$1"; echo "rc=$?"; echo "passfile=${PULUMI_CONFIG_PASSPHRASE_FILE-}"'
+    result = subprocess.run(["bash", "-c", script, "_", str(sandbox.repo / "env.sh")],
+                            cwd=sandbox.root, env=sandbox.env(**extra), capture_output=True,
+                            text=True, timeout=20)
+    values = parse(result.stdout)
+    return int(values["rc"]), values["passfile"], result.stderr
+
+
 def parse(stdout):
     return dict(line.split("=", 1) for line in stdout.splitlines())
 
@@ -213,6 +223,86 @@ def test_env_works_in_zsh(sandbox):
     assert values["passfile"] == f"{sandbox.repo.resolve()}/.pulumi-state/passphrase"
 
 
+def test_env_refuses_a_planted_passphrase_symlink_and_writes_nothing_through_it(sandbox):
+    state = sandbox.repo / ".pulumi-state"
+    state.mkdir(mode=0o700)
+    victim = sandbox.root / "someone-elses-file"
+    (state / "passphrase").symlink_to(victim)
+    rc, passfile, stderr = source_env_status(sandbox)
+    assert rc == 1
+    assert "is a symlink" in stderr and "rm " in stderr
+    assert passfile == ""  # nothing exported
+    assert not victim.exists()  # nothing written or chmod-ed through the link
+    victim.write_text("theirs")
+    victim.chmod(0o644)
+    assert source_env_status(sandbox)[0] == 1
+    assert victim.read_text() == "theirs" and stat.S_IMODE(victim.stat().st_mode) == 0o644
+
+
+@pytest.mark.parametrize("mode", [0o644, 0o640, 0o604, 0o660])
+def test_env_refuses_a_passphrase_file_others_can_read(sandbox, mode):
+    state = sandbox.repo / ".pulumi-state"
+    state.mkdir(mode=0o700)
+    passfile = state / "passphrase"
+    passfile.write_text("a" * 64)
+    passfile.chmod(mode)
+    rc, exported, stderr = source_env_status(sandbox)
+    assert rc == 1 and exported == ""
+    assert "readable or writable by other users" in stderr
+    assert "chmod 600" in stderr and "a" * 64 not in stderr
+    assert stat.S_IMODE(passfile.stat().st_mode) == mode  # reported, not silently fixed
+
+
+def test_env_refuses_a_passphrase_that_is_not_a_regular_file(sandbox):
+    (sandbox.repo / ".pulumi-state" / "passphrase").mkdir(parents=True)
+    rc, exported, stderr = source_env_status(sandbox)
+    assert rc == 1 and exported == "" and "is not a regular file" in stderr
+
+
+def test_env_refuses_a_passphrase_file_of_another_user(sandbox, tmp_path):
+    if os.geteuid() != 0:
+        pytest.skip("needs root to give a file to another user")
+    state = sandbox.repo / ".pulumi-state"
+    state.mkdir(mode=0o700)
+    passfile = state / "passphrase"
+    passfile.write_text("b" * 64)
+    passfile.chmod(0o600)
+    os.chown(passfile, 65534, 65534)
+    rc, exported, stderr = source_env_status(sandbox)
+    assert rc == 1 and exported == "" and "is not owned by you" in stderr
+
+
+def test_env_tightens_its_own_state_directory(sandbox):
+    state = sandbox.repo / ".pulumi-state"
+    state.mkdir()
+    state.chmod(0o755)
+    rc, exported, stderr = source_env_status(sandbox)
+    assert rc == 0, stderr
+    assert exported == str(state.resolve() / "passphrase")
+    assert stat.S_IMODE(state.stat().st_mode) == 0o700
+
+
+@pytest.mark.parametrize("shell", ["sh", "dash"])
+def test_env_refuses_other_shells_before_creating_anything(sandbox, shell):
+    if not shutil.which(shell):
+        pytest.skip(f"{shell} is not installed")
+    (sandbox.sysbin / shell).symlink_to(shutil.which(shell))
+    elsewhere = sandbox.root / "elsewhere"
+    elsewhere.mkdir()
+    result = subprocess.run([shell, "-c", f'. "{sandbox.repo / "env.sh"}"; echo "rc=$?"'],
+                            cwd=elsewhere, env=sandbox.env(), capture_output=True, text=True,
+                            timeout=20)
+    assert "source it from bash or zsh" in result.stderr
+    assert "rc=0" not in result.stdout
+    assert list(elsewhere.iterdir()) == [] and not (sandbox.repo / ".pulumi-state").exists()
+
+
+def test_env_run_as_a_program_says_to_source_it(sandbox):
+    result = sandbox.run(str(sandbox.repo / "env.sh"))
+    assert result.returncode == 1 and ". ./env.sh" in result.stderr
+    assert not (sandbox.repo / ".pulumi-state").exists()
+
+
 # --- up.sh --------------------------------------------------------------------------
 
 
@@ -246,6 +336,67 @@ def test_up_applies_dev_stacks_without_asking(sandbox, stack):
     result = sandbox.run(str(sandbox.repo / "up.sh"), *args)
     assert result.returncode == 0, result.stderr
     assert pulumi_up_calls(sandbox.calls()) == [f"pulumi up --yes --stack {stack}"]
+
+
+@pytest.mark.parametrize("args", [
+    ["dev", "--stack", "prod"], ["dev", "-s", "prod"], ["dev", "--stack=prod"],
+    ["dev-x", "-sprod"], ["dev", "-ys", "prod"], ["dev", "-ysprod"], ["dev", "-fys", "prod"],
+    ["--stack", "dev", "--stack", "prod"],
+])
+def test_up_refuses_a_second_stack_among_the_arguments(sandbox, args):
+    result = sandbox.run(str(sandbox.repo / "up.sh"), *args)
+    assert result.returncode == 1
+    assert "error:" in result.stderr
+    assert not [c for c in sandbox.calls() if c.startswith("pulumi")]
+
+
+@pytest.mark.parametrize("args", [["--stack", "prod"], ["-s", "prod"], ["--stack=prod"],
+                                  ["-sprod"], ["prod", "--stack", "prod"]])
+def test_up_takes_a_stack_selector_as_the_stack_and_confirms_it(sandbox, args):
+    result = sandbox.run(str(sandbox.repo / "up.sh"), *args)
+    assert result.returncode == 1 and "not applied" in result.stderr
+    calls = sandbox.calls()
+    assert pulumi_up_calls(calls) == []
+    assert "pulumi preview --stack prod" in calls
+
+
+@pytest.mark.parametrize("stack", ["../dev", "acme/other/dev", "dev/../prod", "./dev",
+                                   "de v", "dev;rm", "a/b/c/dev", "dev\nprod", "x" * 101])
+def test_up_refuses_names_that_are_not_stack_names_or_not_plain_dev(sandbox, stack):
+    result = sandbox.run(str(sandbox.repo / "up.sh"), "--stack", stack)
+    calls = sandbox.calls()
+    assert pulumi_up_calls(calls) == []
+    if stack == "acme/other/dev":  # a valid name, but not this project's plain dev stack
+        assert result.returncode == 1 and "not applied" in result.stderr
+        assert "pulumi preview --stack acme/other/dev" in calls
+    else:
+        assert result.returncode == 1 and "is not a stack name" in result.stderr
+        assert not [c for c in calls if c.startswith("pulumi")]
+
+
+@pytest.mark.parametrize("arg", ["--cwd", "--cwd=/elsewhere", "-C", "-C/elsewhere",
+                                 "--config-file=/tmp/other.yaml"])
+def test_up_refuses_arguments_that_point_pulumi_elsewhere(sandbox, arg):
+    result = sandbox.run(str(sandbox.repo / "up.sh"), "dev", arg, "/elsewhere")
+    assert result.returncode == 1 and "refused" not in result.stdout
+    assert "another project" in result.stderr
+    assert not [c for c in sandbox.calls() if c.startswith("pulumi")]
+
+
+def test_up_passes_value_clusters_through(sandbox):
+    # -m's value may contain an s; it is a message, not a stack.
+    result = sandbox.run(str(sandbox.repo / "up.sh"), "staging", "-mships", "--yes")
+    assert result.returncode == 0, result.stderr
+    assert pulumi_up_calls(sandbox.calls()) == ["pulumi up --yes --stack staging -mships"]
+
+
+def test_up_stops_when_env_sh_refuses(sandbox):
+    state = sandbox.repo / ".pulumi-state"
+    state.mkdir(mode=0o700)
+    (state / "passphrase").symlink_to(sandbox.root / "elsewhere")
+    result = sandbox.run(str(sandbox.repo / "up.sh"))
+    assert result.returncode == 1 and "is a symlink" in result.stderr
+    assert not [c for c in sandbox.calls() if c.startswith("pulumi")]
 
 
 def run_at_a_terminal(sandbox, *args, stdout_too=True):
