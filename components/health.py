@@ -14,6 +14,7 @@ It asks Docker through the `docker` CLI, against the same engine as the provider
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import time
@@ -40,8 +41,37 @@ def _inspect_state(name: str, docker_host: str) -> dict:
         return {}
     if done.returncode != 0:
         raise HealthGateError(f"`docker inspect {name}` failed: "
-                              f"{done.stderr.strip()[:_OUTPUT_LIMIT]}")
-    return json.loads(done.stdout)
+                              f"{readable(done.stderr)}")
+    return parse_state(name, done.stdout)
+
+
+def parse_state(name: str, printed: str) -> dict:
+    """The container state `docker inspect --format '{{json .State}}'` printed, or an error."""
+    try:
+        state = json.loads(printed)
+    except ValueError:
+        state = None
+    if not isinstance(state, dict) or not state:
+        raise HealthGateError(
+            f"`docker inspect {name}` did not print a container state (it printed "
+            f"{readable(printed) or 'nothing'!r}); check that the `docker` CLI on PATH talks "
+            "to the engine the stack deploys to. The next `pulumi up` checks again.")
+    return state
+
+
+_METER_HEADER = ("% Total", "Dload")
+_METER_ROW = re.compile(r"[\d.:kMGTP-]+(\s+[\d.:kMGTP-]+)+")
+
+
+def readable(output) -> str:
+    """What a probe or command printed, for a message: curl's progress meter (printed by
+    `curl -f` without `-sS`) and control characters dropped, cut to a readable length."""
+    lines = str(output).replace("\r", "\n").splitlines()
+    kept = [line.strip() for line in lines
+            if line.strip() and not line.strip().startswith(_METER_HEADER)
+            and not _METER_ROW.fullmatch(line.strip())]
+    text = "".join(ch if ch.isprintable() else " " for ch in " ".join(kept))
+    return text[:_OUTPUT_LIMIT]
 
 
 def wait_until_healthy(name: str, docker_host: str, timeout_seconds: int,
@@ -56,6 +86,8 @@ def wait_until_healthy(name: str, docker_host: str, timeout_seconds: int,
     while True:
         state = inspect(name, docker_host)
         health = state.get("Health") or {}
+        if not isinstance(health, dict):
+            health = {}
         status = health.get("Status")
         if state and not state.get("Running") and not state.get("Restarting"):
             raise HealthGateError(
@@ -65,8 +97,8 @@ def wait_until_healthy(name: str, docker_host: str, timeout_seconds: int,
         if status == "healthy" or (state.get("Running") and not health):
             return status or "running"
         probes = health.get("Log") or []
-        if probes:
-            last = str(probes[-1].get("Output", "")).strip()[:_OUTPUT_LIMIT]
+        if isinstance(probes, list) and probes and isinstance(probes[-1], dict):
+            last = readable(probes[-1].get("Output", ""))
         if clock() >= deadline:
             raise HealthGateError(
                 f"container {name} did not become healthy within {timeout_seconds}s (status "
@@ -99,7 +131,12 @@ class HealthGate(Resource):
     def __init__(self, name: str, container, timeout_seconds: int, docker_host: str = "",
                  opts: Optional[pulumi.ResourceOptions] = None):
         # container.id and container.name as inputs make the gate depend on the container.
+        # The engine address may carry credentials (and `docker:host` may be set with
+        # --secret): it is kept secret in the gate's state whatever it holds.
         super().__init__(
             _HealthGateProvider(), name,
             {"container_id": container.id, "container_name": container.name,
-             "timeout_seconds": timeout_seconds, "docker_host": docker_host}, opts)
+             "timeout_seconds": timeout_seconds,
+             "docker_host": pulumi.Output.secret(docker_host) if docker_host else ""},
+            pulumi.ResourceOptions.merge(
+                opts, pulumi.ResourceOptions(additional_secret_outputs=["docker_host"])))

@@ -5,7 +5,7 @@ import subprocess
 
 import dill
 import pytest
-from harness import REPO, evaluate
+from harness import REPO, SECRET_SIG, SIG_KEY, evaluate
 
 from components import health
 from components.health import HealthGateError, _HealthGateProvider, wait_until_healthy
@@ -174,3 +174,58 @@ def test_a_gate_built_alone_carries_its_provider_inputs_and_dependency():
     assert gate.inputs == {"container_id": "web-id", "container_name": "web",
                            "timeout_seconds": 90, "docker_host": ""}
     assert gate.dependencies == [container.urn]
+
+
+@pytest.mark.parametrize("printed", ["not json", "null", "[]", "{}", '"running"', "42", ""])
+def test_odd_inspect_output_is_a_gate_error_naming_the_container(monkeypatch, printed):
+    monkeypatch.setattr(health.subprocess, "run", lambda c, **k: subprocess.CompletedProcess(
+        c, 0, printed, ""))
+    with pytest.raises(HealthGateError) as failed:
+        health._inspect_state("convex-dev-backend", "")
+    assert "`docker inspect convex-dev-backend` did not print a container state" \
+        in str(failed.value)
+
+
+@pytest.mark.parametrize("state", [{"Running": True, "Health": []},
+                                   {"Running": True, "Health": "healthy"},
+                                   {"Running": True, "Health": {"Status": "starting",
+                                                                "Log": ["odd", None]}},
+                                   {"Running": True, "Health": {"Status": "starting",
+                                                                "Log": {"Output": "x"}}}])
+def test_odd_health_fields_never_raise_anything_but_a_gate_error(state):
+    clock = Clock()
+    try:
+        wait_until_healthy("c", "", 2, inspect=states(state), clock=clock, sleep=clock.sleep)
+    except HealthGateError:
+        pass
+
+
+CURL_METER = (
+    "  % Total    % Received % Xferd  Average Speed   Time    Time     Time  Current\n"
+    "                                 Dload  Upload   Total   Spent    Left  Speed\n"
+    "\r  0     0    0     0    0     0      0      0 --:--:-- --:--:-- --:--:--     0"
+    "\r  0     0    0     0    0     0      0      0 --:--:--  0:00:01 --:--:--     0\n"
+    "curl: (7) Failed to connect to localhost port 3210 after 0 ms: Connection refused\n")
+
+
+def test_the_last_probe_is_quoted_without_curls_progress_meter():
+    clock = Clock()
+    with pytest.raises(HealthGateError) as failed:
+        wait_until_healthy("b", "", 1, inspect=states(running("unhealthy", CURL_METER)),
+                           clock=clock, sleep=clock.sleep)
+    assert ("last probe: curl: (7) Failed to connect to localhost port 3210 after 0 ms: "
+            "Connection refused)") in str(failed.value)
+    assert "% Total" not in str(failed.value) and "--:--" not in str(failed.value)
+    assert health.readable("a\x1b[31mb\x00c") == "a [31mb c"
+    assert len(health.readable("x" * 5000)) == 300
+
+
+def test_a_remote_engine_address_is_secret_in_the_gates_state():
+    run = evaluate(None, program=REPO / "tests" / "programs" / "gate_alone.py")
+    assert run.named("web-healthy").additional_secret_outputs == ["docker_host"]
+    run = evaluate("dev", overrides={"docker:host": "ssh://deploy@build-host"})
+    gates = [r for r in run.resources if r.type == "pulumi-python:dynamic:Resource"]
+    assert gates
+    for gate in gates:
+        assert gate.inputs["docker_host"] == "ssh://deploy@build-host"
+        assert gate.raw["docker_host"] == {SIG_KEY: SECRET_SIG, "value": "ssh://deploy@build-host"}
