@@ -9,6 +9,7 @@ import datetime as dt
 import http.client
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -25,6 +26,11 @@ KEY_ENV = "CONVEX_SELF_HOSTED_ADMIN_KEY"
 LAST_RUN = ".last-run.json"
 PARTIAL = ".partial-"
 UTC = dt.timezone.utc
+STAMP = "%Y%m%dT%H%M%SZ"
+# Only files named exactly as a run names them are ever deleted: anything else in --dest
+# (a hand-made snapshot-before-migration.zip, a directory, a symlink) is not ours.
+SNAPSHOT_NAME = re.compile(r"snapshot-([0-9]{8}T[0-9]{6}Z)\.zip")
+PARTIAL_NAME = re.compile(re.escape(PARTIAL) + SNAPSHOT_NAME.pattern)
 
 
 class BackupError(Exception):
@@ -159,9 +165,17 @@ def valid_zip(path: str) -> bool:
         return False
 
 
+def own_files(dest: str, pattern: re.Pattern) -> list[str]:
+    """The names in DEST of regular files (not symlinks, not directories) matching PATTERN."""
+    with os.scandir(dest) as entries:
+        return sorted(entry.name for entry in entries
+                      if pattern.fullmatch(entry.name) and entry.is_file(follow_symlinks=False))
+
+
 def prune(dest: str, keep: int, newest: str) -> int:
-    """Delete all but the newest KEEP snapshot-*.zip (never NEWEST); returns how many are left."""
-    names = sorted(p.name for p in Path(dest).glob("snapshot-*.zip"))
+    """Delete all but the newest KEEP snapshots this client wrote (never NEWEST); returns how
+    many are left."""
+    names = own_files(dest, SNAPSHOT_NAME)
     for name in names[:-keep]:
         if name != newest:
             Path(dest, name).unlink(missing_ok=True)
@@ -174,11 +188,11 @@ def run_once(url: str, key: str, dest: str, keep: int, timeout: float, poll: flo
     started = time.monotonic()
     record: dict = {"ok": False, "file": None, "reason": None}
     try:
-        for stale in Path(dest).glob(PARTIAL + "*"):  # left by a crashed run
-            stale.unlink(missing_ok=True)
+        for stale in own_files(dest, PARTIAL_NAME):  # left by a crashed run
+            Path(dest, stale).unlink(missing_ok=True)
         client = Client(url, key)
         doc = wait_for_export(client, timeout, poll)
-        name = "snapshot-" + dt.datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ") + ".zip"
+        name = "snapshot-" + dt.datetime.now(UTC).strftime(STAMP) + ".zip"
         size = download(client, doc["_id"], dest, name)
         kept = prune(dest, keep, name)
         record.update(ok=True, file=name, bytes=size, export_id=doc["_id"],

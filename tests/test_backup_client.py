@@ -298,19 +298,23 @@ def test_a_download_that_breaks_off_is_named(monkeypatch, tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
+def snapshot_name(n: int) -> str:
+    return f"snapshot-202601{n:02d}T030000Z.zip"
+
+
 @pytest.mark.parametrize("count,keep,newest,left", [
-    (6, 2, "snapshot-6.zip", [5, 6]),
-    (6, 5, "snapshot-6.zip", [2, 3, 4, 5, 6]),
-    (3, 1, "snapshot-1.zip", [1, 3]),  # the newest download is never deleted
-    (2, 7, "snapshot-2.zip", [1, 2]),
+    (6, 2, 6, [5, 6]),
+    (6, 5, 6, [2, 3, 4, 5, 6]),
+    (3, 1, 1, [1, 3]),  # the newest download is never deleted
+    (2, 7, 2, [1, 2]),
 ])
 def test_prune_keeps_the_newest(tmp_path, count, keep, newest, left):
     for n in range(1, count + 1):
-        (tmp_path / f"snapshot-{n}.zip").write_bytes(b"z")
+        (tmp_path / snapshot_name(n)).write_bytes(b"z")
     (tmp_path / "other.zip").write_bytes(b"mine")
-    assert backup.prune(str(tmp_path), keep, newest) == len(left)
+    assert backup.prune(str(tmp_path), keep, snapshot_name(newest)) == len(left)
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
-        [f"snapshot-{n}.zip" for n in left] + ["other.zip"])
+        [snapshot_name(n) for n in left] + ["other.zip"])
 
 
 class Flushes(io.StringIO):
@@ -341,7 +345,7 @@ def test_a_run_names_its_snapshot_in_utc_records_it_and_flushes_its_line(
     monkeypatch.chdir(tmp_path)
     dest = tmp_path / "dest"
     dest.mkdir()
-    (dest / ".partial-snapshot-1.zip").write_bytes(b"crashed")
+    (dest / ".partial-snapshot-20260101T030000Z.zip").write_bytes(b"crashed")
     try:
         assert backup.run_once("http://b:3210", KEY, str(dest), 3, 60, 1) is True
     finally:
