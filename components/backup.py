@@ -66,6 +66,50 @@ def decode_int64(value):
         return None
 
 
+def redact(text: str, key: str) -> str:
+    """TEXT without the admin key, in any case and any common spelling: as is, URL-encoded
+    (once or twice), JSON-escaped, base64; also its hex part alone, whole or cut short."""
+    if len(key) <= 8:
+        return text
+    secrets = [key]
+    hex_part = key.rpartition("|")[2]
+    if hex_part != key and len(hex_part) > 8:
+        secrets.append(hex_part)
+    spellings = set()
+    for secret in secrets:
+        encoded = urllib.parse.quote(secret, safe="")
+        b64 = base64.b64encode(secret.encode()).decode()
+        spellings.update({secret, encoded, urllib.parse.quote(encoded, safe=""),
+                          urllib.parse.quote_plus(secret), json.dumps(secret)[1:-1],
+                          secret.replace("|", "\\u007c"), b64, b64.rstrip("="),
+                          base64.urlsafe_b64encode(secret.encode()).decode().rstrip("=")})
+    pattern = "|".join(map(re.escape, sorted(spellings, key=len, reverse=True)))
+    text = re.sub(pattern, "***", text, flags=re.IGNORECASE)
+    if hex_part != key:  # a backend that cuts what it quotes leaves a piece of the hex part
+        low = hex_part.lower()
+        text = re.sub(r"[0-9A-Fa-f]{16,}",
+                      lambda m: "***" if m.group().lower() in low else m.group(), text)
+    return text
+
+
+def write_private(path: Path, text: str) -> None:
+    """Write TEXT to PATH through a temporary file beside it, readable by the owner only."""
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+    with os.fdopen(fd, "w") as out:
+        os.fchmod(fd, 0o600)  # a leftover temporary file keeps its old mode otherwise
+        out.write(text)
+    os.replace(tmp, path)
+
+
+def private_dir(path: str) -> None:
+    """Create PATH 0700, or tighten it to 0700 when it exists and this user owns it."""
+    os.makedirs(path, mode=0o700, exist_ok=True)  # FileExistsError: not a directory
+    info = os.stat(path)
+    if info.st_uid == os.geteuid() and info.st_mode & 0o077:
+        os.chmod(path, 0o700)
+
+
 class NoRedirect(urllib.request.HTTPRedirectHandler):
     # Every redirect is an error: urllib would send the Authorization header (the admin key)
     # along to the new location. (max_redirections = 0 still follows the first one.)
@@ -200,14 +244,12 @@ def run_once(url: str, key: str, dest: str, keep: int, timeout: float, poll: flo
         line = f"convex-backup ok file={name} bytes={size} kept={kept}"
     except Exception as err:  # a scheduled run must never crash the loop
         reason = (str(err) if isinstance(err, BackupError) else err.__class__.__name__) or "error"
-        reason = reason.replace(key, "***") if len(key) > 8 else reason  # before cutting it
+        reason = redact(reason, key)  # before cutting it
         record["reason"] = reason = reason if len(reason) <= 200 else reason[:197] + "..."
         line = f"convex-backup failed reason={json.dumps(reason)}"
     record["finished"] = dt.datetime.now(UTC).isoformat(timespec="seconds")
-    tmp = Path(dest, LAST_RUN + ".tmp")
     with contextlib.suppress(OSError):  # if this fails, the line below still tells
-        tmp.write_text(json.dumps(record))
-        tmp.replace(Path(dest, LAST_RUN))
+        write_private(Path(dest, LAST_RUN), json.dumps(record))
     print(f"{line} elapsed={time.monotonic() - started:.1f}s", flush=True)
     return record["ok"]
 
@@ -331,7 +373,7 @@ def check_args(args) -> str:
         except CronError as err:
             raise UsageError(f"--cron {json.dumps(args.cron)}: {err}") from None
     try:
-        os.makedirs(args.dest, mode=0o700, exist_ok=True)  # FileExistsError: not a directory
+        private_dir(args.dest)
     except OSError as err:
         raise UsageError(f"--dest {args.dest} is not a usable directory ({err.strerror})") from None
     return key
@@ -364,8 +406,11 @@ def cmd_health(args) -> int:
     if record.get("ok") is True:
         print(f"convex-backup health ok: last={record.get('finished')} file={record.get('file')}")
         return 0
+    reason = record.get("reason")  # a record written before redaction got better
+    if isinstance(reason, str):
+        reason = redact(reason, os.environ.get(KEY_ENV, "").strip())
     print(f"convex-backup health failed: last={record.get('finished')} "
-          f"reason={json.dumps(record.get('reason'))}")
+          f"reason={json.dumps(reason)}")
     return 1
 
 

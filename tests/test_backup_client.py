@@ -480,10 +480,10 @@ def test_a_run_never_prunes_its_own_snapshot_and_writes_its_record_in_dest(
     monkeypatch.setattr(backup.Client, "open",
                         lambda self, what, method, path: Response(big_zip()))
     monkeypatch.setattr("sys.stdout", io.StringIO())
-    writes = []
-    real_write_text = Path.write_text
-    monkeypatch.setattr(Path, "write_text", lambda self, text: (writes.append(self),
-                                                                real_write_text(self, text)))
+    opened = []
+    real_open = backup.os.open
+    monkeypatch.setattr(backup.os, "open", lambda path, *a: (opened.append(str(path)),
+                                                             real_open(path, *a))[1])
     monkeypatch.chdir(tmp_path)
     dest = tmp_path / "dest"
     dest.mkdir()
@@ -492,7 +492,9 @@ def test_a_run_never_prunes_its_own_snapshot_and_writes_its_record_in_dest(
     record = json.loads((dest / ".last-run.json").read_text())
     assert sorted(p.name for p in dest.glob("snapshot-*.zip")) == sorted([
         "snapshot-29991231T235959Z.zip", record["file"]])
-    assert record["start_ts"] is None and writes == [dest / ".last-run.json.tmp"]
+    assert record["start_ts"] is None
+    assert opened == [str(dest / f".partial-{record['file']}"), str(dest / ".last-run.json.tmp")]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["dest"]
 
 
 @pytest.mark.parametrize("value,number", [

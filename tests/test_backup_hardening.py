@@ -1,8 +1,14 @@
 """components/backup.py against hostile backends and a hostile --dest (audit "Hardening II"):
 each test reproduces one finding on loopback or with planted files."""
 
+import base64
 import json
+import os
+import stat
+import threading
+import urllib.parse
 import zipfile
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -21,6 +27,49 @@ def admin_key(monkeypatch):
 def once(url, dest, *extra, keep=1, timeout=5.0):
     return backup.main(["once", "--url", url, "--dest", str(dest), "--keep", str(keep),
                         "--timeout", str(timeout), "--poll-interval", "0.01", *extra])
+
+
+class Hostile:
+    """A loopback backend whose every answer is written by `serve(handler)`, byte by byte if
+    it likes; `with Hostile(serve) as server:` then `server.url`."""
+
+    def __init__(self, serve):
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args):
+                pass
+
+            def _handle(self):
+                length = int(self.headers.get("Content-Length") or 0)
+                self.body = self.rfile.read(length) if length else b""
+                try:
+                    serve(self)
+                except OSError:  # the client gave up: what these tests want
+                    pass
+                self.close_connection = True
+
+            do_GET = do_POST = _handle
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def __enter__(self):
+        threading.Thread(target=self.server.serve_forever, args=(0.01,), daemon=True).start()
+        return self
+
+    def __exit__(self, *exc):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def answer(handler, status, payload: bytes, headers=()):
+    handler.send_response(status)
+    for name, value in {"Content-Length": str(len(payload)), **dict(headers)}.items():
+        handler.send_header(name, value)
+    handler.end_headers()
+    handler.wfile.write(payload)
 
 
 def old_snapshot(dest: Path, day: int) -> str:
@@ -94,3 +143,69 @@ def test_partial_files_of_other_names_are_left_alone(tmp_path):
         assert once(fake.url, tmp_path) == 0
     assert (tmp_path / ".partial-notes.txt").read_text() == "mine"
     assert not (tmp_path / ".partial-snapshot-20200101T030000Z.zip").exists()
+
+
+# ---- the key never leaves, whatever its spelling; private files -----------------------------
+
+HEX = KEY.split("|")[1]
+
+
+@pytest.mark.parametrize("echo", [
+    KEY.upper(), KEY.title(), urllib.parse.quote(KEY, safe=""),
+    urllib.parse.quote(KEY, safe="").lower(), urllib.parse.quote(urllib.parse.quote(KEY, safe="")),
+    urllib.parse.quote_plus("Convex " + KEY), KEY.replace("|", "\\u007c"),
+    base64.b64encode(KEY.encode()).decode(), base64.b64encode(HEX.encode()).decode(),
+    HEX.upper(), HEX[:20], HEX[7:40].upper(), repr(("Convex", KEY)),
+])
+def test_an_echoed_key_is_redacted_in_any_spelling(tmp_path, capsys, echo):
+    message = json.dumps({"code": "BadAdminKey", "message": f"refused {echo} sorry"}).encode()
+    with Hostile(lambda h: answer(h, 401, message)) as server:
+        assert once(server.url, tmp_path) == 1
+    out = capsys.readouterr().out
+    written = (tmp_path / ".last-run.json").read_text()
+    assert "***" in record(tmp_path)["reason"] and "sorry" in out
+    for text in (out, written, out.lower(), written.lower()):
+        assert echo not in text and echo.lower() not in text
+        assert HEX[:16] not in text.lower() and HEX[-16:] not in text.lower()
+
+
+def test_health_redacts_a_key_left_in_an_old_record(tmp_path, capsys):
+    (tmp_path / ".last-run.json").write_text(json.dumps(
+        {"ok": False, "finished": "2026-01-01T00:00:00+00:00", "reason": f"no {KEY.upper()}"}))
+    assert backup.main(["health", "--dest", str(tmp_path)]) == 1
+    out = capsys.readouterr().out
+    assert HEX.upper() not in out and '"no ***"' in out
+
+
+def test_every_file_is_private_in_a_private_directory(tmp_path):
+    dest = tmp_path / "dest"
+    dest.mkdir(mode=0o755)
+    dest.chmod(0o755)  # made by someone else's umask
+    (dest / ".last-run.json").write_text("{}")
+    (dest / ".last-run.json").chmod(0o644)
+    (dest / ".last-run.json.tmp").write_text("left over")
+    (dest / ".last-run.json.tmp").chmod(0o644)
+    with FakeConvex(KEY) as fake:
+        assert once(fake.url, dest) == 0
+    assert stat.S_IMODE(dest.stat().st_mode) == 0o700
+    written = [p for p in dest.iterdir()]
+    assert {p.name for p in written} >= {".last-run.json", record(dest)["file"]}
+    for path in written:
+        assert stat.S_IMODE(path.lstat().st_mode) == 0o600, path.name
+    old_umask = os.umask(0)
+    try:  # even with a careless umask
+        with FakeConvex(KEY, "fail") as fake:
+            assert once(fake.url, dest) == 1
+    finally:
+        os.umask(old_umask)
+    assert stat.S_IMODE((dest / ".last-run.json").stat().st_mode) == 0o600
+
+
+def test_a_dest_owned_by_someone_else_is_not_changed(tmp_path, monkeypatch):
+    dest = tmp_path / "shared"
+    dest.mkdir()
+    dest.chmod(0o750)
+    monkeypatch.setattr(backup.os, "geteuid", lambda: os.stat(dest).st_uid + 1)
+    with FakeConvex(KEY) as fake:
+        assert once(fake.url, dest) == 0
+    assert stat.S_IMODE(dest.stat().st_mode) == 0o750
