@@ -23,7 +23,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 ADMIN_KEY = "convex-prod|01deadbeefcafe0123456789"
 SYSTEM_TOOLS = ("bash", "cat", "chmod", "cut", "date", "dirname", "git", "grep", "id", "ls",
-                "mkdir", "mktemp", "mv", "od", "rm", "sed", "tail", "tr")
+                "mkdir", "mktemp", "mv", "od", "rm", "sed", "sleep", "tail", "timeout", "tr")
 
 FAKES = {
     "pulumi": r"""#!/usr/bin/env bash
@@ -38,7 +38,8 @@ case "$*" in
   "stack output backendUrl"*) echo "${BACKEND_URL:-https://api.convex.example.com}" ;;
   "stack output adminKey"*) echo "$ADMIN_KEY" ;;
   "stack output"*) echo "backendUrl  https://api.convex.example.com" ;;
-  preview*) echo "Previewing update (fake)" ;;
+  "stack select"*) [ -z "${FAKE_NO_STACK:-}" ] || exit 255 ;;
+  preview*) echo "Previewing update (fake)"; [ -z "${FAKE_HANG:-}" ] || exec sleep 30 ;;
   up*) echo "Previewing update (fake)"; echo "Updating (fake)" ;;
 esac
 """,
@@ -73,10 +74,11 @@ esac
     "node": "#!/usr/bin/env bash\necho v20.0.0\n",
     "python3": r"""#!/usr/bin/env bash
 printf 'python3 %s\n' "$*" >> "$CALLS"
-if [ "$*" = "-m venv venv" ]; then
-  mkdir -p venv/bin
-  printf '#!/usr/bin/env bash\nprintf "venv/bin/python %%s\\n" "$*" >> "$CALLS"\n' > venv/bin/python
-  chmod +x venv/bin/python
+if [ "$1 $2" = "-m venv" ]; then
+  mkdir -p "$3/bin"
+  printf '#!/usr/bin/env bash\nprintf "%s/bin/python %%s\\n" "$*" >> "$CALLS"\n' "$3" \
+    > "$3/bin/python"
+  chmod +x "$3/bin/python"
 fi
 """,
 }
@@ -114,9 +116,11 @@ class Sandbox:
 def sandbox(tmp_path) -> Sandbox:
     repo = tmp_path / "infra"
     (repo / "scripts").mkdir(parents=True)
-    for name in ("up.sh", "env.sh", "scripts/upgrade.sh", ".gitignore"):
+    (repo / "policy").mkdir()
+    for name in ("up.sh", "env.sh", "scripts/upgrade.sh", "scripts/policy.sh", ".gitignore"):
         shutil.copy2(REPO / name, repo / name)
     (repo / "requirements.txt").write_text("pulumi\n")
+    (repo / "policy" / "requirements.txt").write_text("pulumi-policy\n")
     fakebin, sysbin, home = tmp_path / "fakebin", tmp_path / "sysbin", tmp_path / "home"
     for directory in (fakebin, sysbin, home):
         directory.mkdir()
@@ -503,6 +507,50 @@ def test_up_script_refuses_clearly_without_pulumi(tmp_path):
     assert result.returncode == 1
     assert "the Pulumi CLI is not installed" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+# --- scripts/policy.sh -------------------------------------------------------------
+
+
+def test_policy_installs_the_packs_virtualenv_then_previews_with_it(sandbox):
+    result = sandbox.run(str(sandbox.repo / "scripts" / "policy.sh"), "staging", "--diff",
+                         CONVEX_SELFHOST_SKIP_INSTALL=None)
+    assert result.returncode == 0, result.stderr
+    calls = sandbox.calls()
+    assert calls.index("python3 -m venv policy/venv") < calls.index(
+        "policy/venv/bin/python -m pip install --quiet -r policy/requirements.txt")
+    assert "venv/bin/python -m pip install --quiet -r requirements.txt" in calls
+    assert [c for c in calls if c.startswith("pulumi preview")] == [
+        "pulumi preview --stack staging --policy-pack policy --diff"]
+    assert pulumi_up_calls(calls) == []
+
+
+def test_policy_preview_is_bounded_in_time(sandbox):
+    (sandbox.repo / "policy" / "venv" / "bin").mkdir(parents=True)
+    (sandbox.repo / "policy" / "venv" / "bin" / "python").write_text("")
+    (sandbox.repo / "policy" / "venv" / "bin" / "python").chmod(0o755)
+    result = sandbox.run(str(sandbox.repo / "scripts" / "policy.sh"), FAKE_HANG="1",
+                         CONVEX_SELFHOST_POLICY_TIMEOUT="1")
+    assert result.returncode == 124
+    assert "did not finish within 1s" in result.stderr
+
+
+def test_policy_without_its_virtualenv_or_stack_says_what_to_do(sandbox):
+    result = sandbox.run(str(sandbox.repo / "scripts" / "policy.sh"))
+    assert result.returncode == 1 and "policy/venv is missing" in result.stderr
+    (sandbox.repo / "policy" / "venv" / "bin").mkdir(parents=True)
+    (sandbox.repo / "policy" / "venv" / "bin" / "python").write_text("")
+    (sandbox.repo / "policy" / "venv" / "bin" / "python").chmod(0o755)
+    result = sandbox.run(str(sandbox.repo / "scripts" / "policy.sh"), "prod", FAKE_NO_STACK="1")
+    assert result.returncode == 1 and "./up.sh prod" in result.stderr
+    for args in (["dev", "--stack", "prod"], ["dev", "-C", "/x"], ["../x"],
+                 ["dev", "--policy-pack", "/tmp/other"]):
+        result = sandbox.run(str(sandbox.repo / "scripts" / "policy.sh"), *args)
+        assert result.returncode == 1 and "error:" in result.stderr
+    result = sandbox.run(str(sandbox.repo / "scripts" / "policy.sh"),
+                         CONVEX_SELFHOST_POLICY_TIMEOUT="soon")
+    assert result.returncode == 1 and "whole number of seconds" in result.stderr
+    assert not [c for c in sandbox.calls() if c.startswith("pulumi preview")]
 
 
 # --- scripts/upgrade.sh -------------------------------------------------------------
