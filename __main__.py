@@ -6,10 +6,10 @@ users and CI need. Secrets among the outputs stay Pulumi secrets.
 
 import pulumi
 
-from components import engine
+from components import engine, port_check
 from components.deployment import ConvexDeployment, DeploymentArgs
 from components.images import ConvexImages, ImageSet
-from components.settings import load_settings
+from components.settings import ConfigError, load_settings
 
 OUTPUTS = {
     "backendUrl": "backend_url",
@@ -25,6 +25,11 @@ OUTPUTS = {
 settings = load_settings()
 for warning in settings.warnings:
     pulumi.log.warn(warning)
+
+# Before anything is created: a host port that another container or process holds.
+port_problems = port_check.check(settings, settings.docker_host)
+if port_problems:
+    raise ConfigError(settings.stack, port_problems)
 
 images = ConvexImages("images", ImageSet(
     backend=settings.backend_image,

@@ -17,3 +17,5 @@ def pytest_configure(config):
 # Under the mock engine no Docker engine is asked what it supports: the program is
 # evaluated as for Engine 25+ (API 1.44), unless a test says otherwise.
 os.environ.setdefault("CONVEX_SELFHOST_DOCKER_API_VERSION", "1.44")
+# Nor asked which host ports are taken (tests/test_port_check.py turns it on).
+os.environ.setdefault("CONVEX_SELFHOST_PORT_CHECK", "0")
