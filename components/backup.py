@@ -6,14 +6,18 @@ import argparse
 import base64
 import contextlib
 import datetime as dt
+import functools
 import http.client
 import json
+import math
 import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.parse
@@ -31,6 +35,14 @@ STAMP = "%Y%m%dT%H%M%SZ"
 # (a hand-made snapshot-before-migration.zip, a directory, a symlink) is not ours.
 SNAPSHOT_NAME = re.compile(r"snapshot-([0-9]{8}T[0-9]{6}Z)\.zip")
 PARTIAL_NAME = re.compile(re.escape(PARTIAL) + SNAPSHOT_NAME.pattern)
+# Every body read has a bound: a backend (or whatever answers in its place) cannot fill the
+# memory with an answer or the disk with a download that never ends.
+CHUNK = 1 << 20
+JSON_LIMIT = 4 << 20  # an /api/query answer: one export document, the environment variables
+ERROR_LIMIT = 4096
+MAX_BYTES = 20 << 30  # --max-bytes: the largest snapshot a run downloads
+MIN_FREE = 1 << 30  # --min-free: left free in --dest, which shares its disk with the data
+FREE_CHECK = 16 << 20  # free space is checked again after this many bytes
 
 
 class BackupError(Exception):
@@ -117,37 +129,176 @@ class NoRedirect(urllib.request.HTTPRedirectHandler):
         return None
 
 
+def human(size: int) -> str:
+    for power, unit in enumerate(("B", "KiB", "MiB", "GiB")):
+        if size < 1024 ** (power + 1):
+            return f"{size / 1024 ** power:.4g}{unit}"
+    return f"{size / 1024 ** 4:.4g}TiB"
+
+
+class Watchdog:
+    """Shuts a request's socket down at its deadline. A socket timeout restarts with every
+    byte, so a backend that trickles its answer (headers or body) would outlast it."""
+
+    def __init__(self, seconds: float):
+        self.expired, self._sock, self._lock = False, None, threading.Lock()
+        self._timer = threading.Timer(seconds, self._expire)
+        self._timer.daemon = True
+        self._timer.start()
+
+    def attach(self, sock) -> None:
+        with self._lock:
+            self._sock, expired = sock, self.expired
+        if expired:
+            self._shutdown(sock)
+
+    def _expire(self) -> None:
+        with self._lock:
+            self.expired, sock = True, self._sock
+        if sock is not None:
+            self._shutdown(sock)
+
+    @staticmethod
+    def _shutdown(sock) -> None:
+        with contextlib.suppress(OSError):  # closed already
+            sock.shutdown(socket.SHUT_RDWR)  # a blocked read returns or fails at once
+
+    def cancel(self) -> None:
+        self._timer.cancel()
+
+
+class _Watched:
+    def __init__(self, *args, watchdog: Watchdog | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.watchdog = watchdog
+
+    def connect(self):
+        super().connect()
+        if self.watchdog is not None:
+            self.watchdog.attach(self.sock)
+
+
+class _WatchedHTTP(_Watched, http.client.HTTPConnection):
+    pass
+
+
+class _WatchedHTTPS(_Watched, http.client.HTTPSConnection):
+    pass
+
+
+class _HTTPHandler(urllib.request.HTTPHandler):
+    def http_open(self, req):
+        watchdog = getattr(req, "watchdog", None)
+        return self.do_open(functools.partial(_WatchedHTTP, watchdog=watchdog), req)
+
+
+class _HTTPSHandler(urllib.request.HTTPSHandler):
+    def https_open(self, req):
+        watchdog = getattr(req, "watchdog", None)
+        return self.do_open(functools.partial(_WatchedHTTPS, watchdog=watchdog), req,
+                            context=self._context)
+
+
 class Client:
-    """The backend endpoints a backup needs, over urllib (direct, no proxy: it is a sidecar)."""
+    """The backend endpoints a backup needs, over urllib (direct, no proxy: it is a sidecar).
 
-    def __init__(self, url: str, key: str, timeout: float = 60.0):
+    One request at a time. Each has a whole-request deadline: `timeout` seconds for an API
+    call (also the socket timeout), and never later than the run's deadline (`run_timeout`
+    seconds from now), which is all a download has."""
+
+    def __init__(self, url: str, key: str, timeout: float = 60.0,
+                 run_timeout: float | None = None):
         self.url, self._key, self.timeout = url.rstrip("/"), key, timeout
-        self._opener = urllib.request.build_opener(urllib.request.ProxyHandler({}), NoRedirect())
+        self.run_timeout = run_timeout
+        self.deadline = None if run_timeout is None else time.monotonic() + run_timeout
+        self._opener = urllib.request.build_opener(
+            urllib.request.ProxyHandler({}), NoRedirect(), _HTTPHandler(), _HTTPSHandler())
+        self._watchdog: Watchdog | None = None
+        self._until, self._limit, self._run_bound = math.inf, math.inf, False
 
-    def open(self, what: str, method: str, path: str, body: dict | None = None):
+    def open(self, what: str, method: str, path: str, body: dict | None = None, *,
+             stream: bool = False):
+        self.close()
+        now = time.monotonic()
+        left = math.inf if self.deadline is None else self.deadline - now
+        whole = math.inf if stream else self.timeout
+        self._limit, self._run_bound = min(whole, left), left <= whole
+        self._until = now + self._limit
+        if self._limit <= 0:
+            raise self._timed_out(what)
+        self._watchdog = Watchdog(self._limit) if self._limit < math.inf else None
         headers = {"Authorization": f"Convex {self._key}", "Content-Type": "application/json"}
         data = None if method == "GET" else json.dumps(body).encode() if body else b""
         request = urllib.request.Request(self.url + path, data, headers, method=method)
+        request.watchdog = self._watchdog
         try:
-            return self._opener.open(request, timeout=self.timeout)
+            return self._opener.open(request, timeout=min(self.timeout, self._limit))
         except urllib.error.HTTPError as err:
             with err:
-                info = _json_dict(err.read(4096))
+                info = _json_dict(err.read(ERROR_LIMIT))
             code = str(info.get("code", "error"))
             message = f"{what}: HTTP {err.code} {code} {info.get('message', '')}"
             raise BackupError(message.strip(), code) from None
         except (OSError, http.client.HTTPException) as err:
+            if self._expired():
+                raise self._timed_out(what) from None
             reason = getattr(err, "reason", None) or err.__class__.__name__
             raise BackupError(f"{what}: cannot reach backend ({reason})") from None
 
-    def latest_export(self) -> dict | None:
-        body = {"path": "_system/cli/exports:getLatest", "args": {}, "format": "json"}
-        with self.open("export status", "POST", "/api/query", body) as resp:
-            answer = _json_dict(resp.read())
+    def _expired(self) -> bool:
+        watchdog = self._watchdog
+        return (watchdog is not None and watchdog.expired) or time.monotonic() >= self._until
+
+    def _timed_out(self, what: str) -> BackupError:
+        if self._run_bound:
+            return BackupError(f"{what}: timed out, the run took longer than --timeout "
+                               f"{self.run_timeout:g}s")
+        return BackupError(f"{what}: no complete answer within {self._limit:g}s")
+
+    def chunks(self, resp, what: str, limit: int, too_big: str):
+        """The body of RESP (opened last) in pieces, until LIMIT bytes or the deadline."""
+        size = 0
+        while True:
+            try:
+                chunk = resp.read1(CHUNK)  # one read from the socket: the deadline is checked
+            except (OSError, http.client.HTTPException):
+                if self._expired():
+                    raise self._timed_out(what) from None
+                raise
+            if self._expired():
+                raise self._timed_out(what)
+            if not chunk:
+                return
+            size += len(chunk)
+            if size > limit:
+                raise BackupError(too_big)
+            yield chunk
+
+    def read(self, resp, what: str, limit: int = JSON_LIMIT) -> bytes:
+        return b"".join(self.chunks(resp, what, limit,
+                                    f"{what}: answer larger than {human(limit)}"))
+
+    def close(self) -> None:
+        """Stop the last request's watchdog."""
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+            self._watchdog = None
+
+    def query(self, what: str, function: str):
+        """The value of a system query, as `npx convex` runs them."""
+        body = {"path": function, "args": {}, "format": "json"}
+        try:
+            with self.open(what, "POST", "/api/query", body) as resp:
+                answer = _json_dict(self.read(resp, what))
+        except (OSError, http.client.HTTPException) as err:
+            raise BackupError(f"{what}: answer cut off ({err.__class__.__name__})") from None
         if answer.get("status") != "success":
             message = answer.get("errorMessage", "no valid answer")
-            raise BackupError(f"export status: query failed ({message})")
-        value = answer.get("value")
+            raise BackupError(f"{what}: query failed ({message})")
+        return answer.get("value")
+
+    def latest_export(self) -> dict | None:
+        value = self.query("export status", "_system/cli/exports:getLatest")
         return value if isinstance(value, dict) and "_id" in value else None
 
 
@@ -176,20 +327,37 @@ def wait_for_export(client: Client, timeout: float, poll: float) -> dict:
         time.sleep(poll)
 
 
-def download(client: Client, export_id: str, dest: str, name: str) -> int:
-    """Download into DEST/.partial-NAME, verify it, then move it to DEST/NAME."""
+def check_free(dest: str, needed: int, min_free: int) -> None:
+    free = shutil.disk_usage(dest).free
+    if free - needed < min_free:
+        raise BackupError(f"download stopped: {human(free)} free in --dest, "
+                          f"{human(needed)} more needed and --min-free {human(min_free)} kept")
+
+
+def download(client: Client, export_id: str, dest: str, name: str, max_bytes: int = MAX_BYTES,
+             min_free: int = MIN_FREE) -> int:
+    """Download into DEST/.partial-NAME, verify it, then move it to DEST/NAME. At most
+    MAX_BYTES, and MIN_FREE bytes stay free in DEST, checked before and while it downloads."""
     partial = os.path.join(dest, PARTIAL + name)
+    too_big = f"download larger than --max-bytes {human(max_bytes)}"
     try:
         path = "/api/export/zip/" + urllib.parse.quote(export_id, safe="")
-        with client.open("download", "GET", path) as resp:
-            length, size = resp.headers.get("Content-Length"), 0
+        with client.open("download", "GET", path, stream=True) as resp:
+            length, size, checked = resp.headers.get("Content-Length"), 0, 0
+            expected = int(length) if length is not None and length.isdigit() else None
+            if expected is not None and expected > max_bytes:
+                raise BackupError(f"download of {human(expected)}: {too_big}")
+            check_free(dest, expected or 0, min_free)
             fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             with os.fdopen(fd, "wb") as out:
-                while chunk := resp.read(1 << 20):
+                for chunk in client.chunks(resp, "download", max_bytes, too_big):
                     size += out.write(chunk)
+                    if size - checked >= FREE_CHECK:
+                        check_free(dest, 0 if expected is None else expected - size, min_free)
+                        checked = size
                 out.flush()
                 os.fsync(out.fileno())
-        if length is not None and length.isdigit() and int(length) != size:
+        if expected is not None and expected != size:
             raise BackupError(f"download incomplete: got {size} of {length} bytes")
         if not valid_zip(partial):
             raise BackupError("downloaded file is not a valid zip")
@@ -227,17 +395,19 @@ def prune(dest: str, keep: int, newest: str) -> int:
     return len(names)
 
 
-def run_once(url: str, key: str, dest: str, keep: int, timeout: float, poll: float) -> bool:
-    """One backup run: logs exactly one line and writes DEST/.last-run.json."""
+def run_once(url: str, key: str, dest: str, keep: int, timeout: float, poll: float,
+             max_bytes: int = MAX_BYTES, min_free: int = MIN_FREE) -> bool:
+    """One backup run, over within TIMEOUT seconds: logs exactly one line and writes
+    DEST/.last-run.json."""
     started = time.monotonic()
     record: dict = {"ok": False, "file": None, "reason": None}
+    client = Client(url, key, run_timeout=timeout)
     try:
         for stale in own_files(dest, PARTIAL_NAME):  # left by a crashed run
             Path(dest, stale).unlink(missing_ok=True)
-        client = Client(url, key)
         doc = wait_for_export(client, timeout, poll)
         name = "snapshot-" + dt.datetime.now(UTC).strftime(STAMP) + ".zip"
-        size = download(client, doc["_id"], dest, name)
+        size = download(client, doc["_id"], dest, name, max_bytes, min_free)
         kept = prune(dest, keep, name)
         record.update(ok=True, file=name, bytes=size, export_id=doc["_id"],
                       start_ts=decode_int64(doc.get("start_ts")))
@@ -247,6 +417,8 @@ def run_once(url: str, key: str, dest: str, keep: int, timeout: float, poll: flo
         reason = redact(reason, key)  # before cutting it
         record["reason"] = reason = reason if len(reason) <= 200 else reason[:197] + "..."
         line = f"convex-backup failed reason={json.dumps(reason)}"
+    finally:
+        client.close()
     record["finished"] = dt.datetime.now(UTC).isoformat(timespec="seconds")
     with contextlib.suppress(OSError):  # if this fails, the line below still tells
         write_private(Path(dest, LAST_RUN), json.dumps(record))
@@ -325,6 +497,14 @@ def parse_cron(expr: str) -> CronSchedule:
     return schedule
 
 
+def size(text: str) -> int:
+    """A byte count: digits, optionally with K, M, G or T (powers of 1024), B or iB."""
+    match = re.fullmatch(r"([0-9]+)([KMGT]?)(i?B)?", text.strip(), re.IGNORECASE | re.ASCII)
+    if not match or (match[3] and match[3].lower() == "ib" and not match[2]):
+        raise ValueError(text)
+    return int(match[1]) << 10 * " KMGT".index(match[2].upper() or " ")
+
+
 class _Parser(argparse.ArgumentParser):
     def error(self, message):
         raise UsageError(message)
@@ -338,8 +518,13 @@ def build_parser() -> argparse.ArgumentParser:
         cmd.add_argument("--url", required=True, help="backend URL, e.g. http://backend:3210")
         cmd.add_argument("--dest", required=True, help="backup directory (created 0700)")
         cmd.add_argument("--keep", required=True, type=int, help="snapshots to keep")
-        cmd.add_argument("--timeout", type=float, default=1800.0, help="seconds per export")
+        cmd.add_argument("--timeout", type=float, default=1800.0,
+                         help="seconds per run: export, download and all")
         cmd.add_argument("--poll-interval", type=float, default=2.0, help="seconds")
+        cmd.add_argument("--max-bytes", type=size, default=MAX_BYTES,
+                         help="largest snapshot to download (bytes, or with K, M, G, T; 20G)")
+        cmd.add_argument("--min-free", type=size, default=MIN_FREE,
+                         help="free space to leave in --dest (1G)")
         if name == "schedule":
             cmd.add_argument("--cron", required=True, help="5-field cron expression, UTC")
     sub.add_parser("health", help="is the last run ok?").add_argument("--dest", required=True)
@@ -364,7 +549,7 @@ def check_args(args) -> str:
     args.url = args.url.rstrip("/")
     if args.command == "restore":
         return key
-    for name in ("keep", "timeout", "poll_interval"):
+    for name in ("keep", "timeout", "poll_interval", "max_bytes"):
         if not 0 < getattr(args, name) < float("inf"):
             raise UsageError(f"--{name.replace('_', '-')} must be greater than 0")
     if args.command == "schedule":
@@ -388,7 +573,8 @@ def cmd_schedule(args, key: str) -> int:
                   f"cron={json.dumps(args.cron.expr)}", flush=True)
             while (left := (due - dt.datetime.now(UTC)).total_seconds()) > 0:
                 time.sleep(min(left, 30.0))
-            run_once(args.url, key, args.dest, args.keep, args.timeout, args.poll_interval)
+            run_once(args.url, key, args.dest, args.keep, args.timeout, args.poll_interval,
+                     args.max_bytes, args.min_free)
     except KeyboardInterrupt:
         print("convex-backup stopped", flush=True)
         return 0
@@ -447,7 +633,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "schedule":
             return cmd_schedule(args, key)
         return 0 if run_once(args.url, key, args.dest, args.keep, args.timeout,
-                             args.poll_interval) else 1
+                             args.poll_interval, args.max_bytes, args.min_free) else 1
     except UsageError as err:
         print(f"convex-backup: error: {err}", file=sys.stderr)
         return 2

@@ -288,7 +288,7 @@ def test_download_quotes_the_id_and_writes_only_into_dest(recorder, tmp_path, mo
 def test_a_download_that_breaks_off_is_named(monkeypatch, tmp_path):
     client = Client("http://backend:3210", KEY)
 
-    def broken(what, method, path):
+    def broken(what, method, path, **kw):
         raise ConnectionResetError()
 
     monkeypatch.setattr(client, "open", broken)
@@ -337,7 +337,8 @@ def test_a_run_names_its_snapshot_in_utc_records_it_and_flushes_its_line(
     data = big_zip()
     monkeypatch.setattr(backup, "wait_for_export",
                         lambda client, timeout, poll: {"_id": "e9", "start_ts": "12"})
-    monkeypatch.setattr(backup.Client, "open", lambda self, what, method, path: Response(data))
+    monkeypatch.setattr(backup.Client, "open",
+                        lambda self, what, method, path, **kw: Response(data))
     monkeypatch.setenv("TZ", "Pacific/Kiritimati")  # UTC+14
     time.tzset()
     out = Flushes()
@@ -429,9 +430,12 @@ def test_help_names_every_command_and_option(capsys):
         backup.build_parser().parse_args(["schedule", "--help"])
     text = " ".join(capsys.readouterr().out.split())
     assert text.startswith("usage: convex-backup schedule [-h] --url URL --dest DEST --keep KEEP "
-                           "[--timeout TIMEOUT] [--poll-interval POLL_INTERVAL] --cron CRON")
+                           "[--timeout TIMEOUT] [--poll-interval POLL_INTERVAL] [--max-bytes "
+                           "MAX_BYTES] [--min-free MIN_FREE] --cron CRON")
     for fragment in ("backend URL, e.g. http://backend:3210", "backup directory (created 0700)",
-                     "snapshots to keep", "seconds per export", "5-field cron expression, UTC"):
+                     "snapshots to keep", "seconds per run: export, download and all",
+                     "largest snapshot to download", "free space to leave in --dest",
+                     "5-field cron expression, UTC"):
         assert fragment in text
     with pytest.raises(SystemExit):
         backup.build_parser().parse_args(["--help"])
@@ -478,7 +482,7 @@ def test_a_run_never_prunes_its_own_snapshot_and_writes_its_record_in_dest(
         monkeypatch, tmp_path):
     monkeypatch.setattr(backup, "wait_for_export", lambda client, timeout, poll: {"_id": "e9"})
     monkeypatch.setattr(backup.Client, "open",
-                        lambda self, what, method, path: Response(big_zip()))
+                        lambda self, what, method, path, **kw: Response(big_zip()))
     monkeypatch.setattr("sys.stdout", io.StringIO())
     opened = []
     real_open = backup.os.open
@@ -539,16 +543,22 @@ def test_urls_lose_their_trailing_slashes_only(monkeypatch, tmp_path):
 
 HELP = {
     "once": "usage: convex-backup once [-h] --url URL --dest DEST --keep KEEP [--timeout TIMEOUT] "
-            "[--poll-interval POLL_INTERVAL] options: -h, --help show this help message and "
+            "[--poll-interval POLL_INTERVAL] [--max-bytes MAX_BYTES] [--min-free MIN_FREE] "
+            "options: -h, --help show this help message and "
             "exit --url URL backend URL, e.g. http://backend:3210 --dest DEST backup directory "
-            "(created 0700) --keep KEEP snapshots to keep --timeout TIMEOUT seconds per export "
-            "--poll-interval POLL_INTERVAL seconds",
+            "(created 0700) --keep KEEP snapshots to keep --timeout TIMEOUT seconds per run: "
+            "export, download and all --poll-interval POLL_INTERVAL seconds --max-bytes "
+            "MAX_BYTES largest snapshot to download (bytes, or with K, M, G, T; 20G) --min-free "
+            "MIN_FREE free space to leave in --dest (1G)",
     "schedule": "usage: convex-backup schedule [-h] --url URL --dest DEST --keep KEEP [--timeout "
-                "TIMEOUT] [--poll-interval POLL_INTERVAL] --cron CRON options: -h, --help show "
+                "TIMEOUT] [--poll-interval POLL_INTERVAL] [--max-bytes MAX_BYTES] [--min-free "
+                "MIN_FREE] --cron CRON options: -h, --help show "
                 "this help message and exit --url URL backend URL, e.g. http://backend:3210 "
                 "--dest DEST backup directory (created 0700) --keep KEEP snapshots to keep "
-                "--timeout TIMEOUT seconds per export --poll-interval POLL_INTERVAL seconds "
-                "--cron CRON 5-field cron expression, UTC",
+                "--timeout TIMEOUT seconds per run: export, download and all --poll-interval "
+                "POLL_INTERVAL seconds --max-bytes MAX_BYTES largest snapshot to download "
+                "(bytes, or with K, M, G, T; 20G) --min-free MIN_FREE free space to leave in "
+                "--dest (1G) --cron CRON 5-field cron expression, UTC",
     "health": "usage: convex-backup health [-h] --dest DEST options: -h, --help show this help "
               "message and exit --dest DEST",
     "restore": "usage: convex-backup restore [-h] --url URL --file FILE [--app-dir APP_DIR] "

@@ -6,6 +6,7 @@ import json
 import os
 import stat
 import threading
+import time
 import urllib.parse
 import zipfile
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -209,3 +210,190 @@ def test_a_dest_owned_by_someone_else_is_not_changed(tmp_path, monkeypatch):
     with FakeConvex(KEY) as fake:
         assert once(fake.url, dest) == 0
     assert stat.S_IMODE(dest.stat().st_mode) == 0o750
+
+
+# ---- every body and every request is bounded -------------------------------------------------
+
+class Backend:
+    """Just enough of the export API for a run; `download(handler)` and `query(handler)`
+    (for the export status) answer as they like. Counts the bytes a streaming answer sent."""
+
+    def __init__(self, download=None, query=None):
+        self.requested, self.sent = False, 0
+        self.download, self.query = download, query
+
+    def __call__(self, handler):
+        if handler.path.startswith("/api/export/request/zip"):
+            self.requested = True
+            return answer(handler, 200, b"")
+        if handler.path == "/api/query" and self.query is not None:
+            return self.query(handler)
+        if handler.path == "/api/query":
+            function = json.loads(handler.body)["path"]
+            value = {"_id": "e1", "state": "completed"} if self.requested else None
+            if function != "_system/cli/exports:getLatest":
+                value = []
+            return answer(handler, 200, json.dumps({"status": "success", "value": value}).encode())
+        if handler.path == "/api/export/zip/e1" and self.download is not None:
+            return self.download(handler)
+        return answer(handler, 404, b'{"code": "NotFound"}')
+
+    def stream(self, handler, headers=(), piece=b"\0" * 65536, pause=0.0, seconds=10.0):
+        """An answer that keeps coming (for SECONDS at most, so a test cannot hang)."""
+        handler.send_response(200)
+        for name, value in headers:
+            handler.send_header(name, value)
+        handler.end_headers()
+        handler.close_connection = True
+        stop = time.monotonic() + seconds
+        while time.monotonic() < stop:
+            handler.wfile.write(piece)
+            handler.wfile.flush()
+            self.sent += len(piece)
+            time.sleep(pause)
+
+
+def failed_run(tmp_path, capsys, backend, *extra, timeout=5.0):
+    started = time.monotonic()
+    with Hostile(backend) as server:
+        assert once(server.url, tmp_path, *extra, timeout=timeout) == 1
+    elapsed = time.monotonic() - started
+    out = capsys.readouterr().out
+    assert out.startswith("convex-backup failed reason=") and len(out.splitlines()) == 1
+    reason = record(tmp_path)["reason"]
+    assert json.dumps(reason) in out and record(tmp_path)["ok"] is False
+    assert not [p for p in tmp_path.iterdir() if p.name != ".last-run.json"]  # no partial left
+    return reason, elapsed
+
+
+def test_a_download_that_never_ends_stops_at_max_bytes(tmp_path, capsys):
+    backend = Backend()
+    backend.download = backend.stream  # no Content-Length, never ends
+    reason, elapsed = failed_run(tmp_path, capsys, backend, "--max-bytes", "8M")
+    assert reason == "download larger than --max-bytes 8MiB"
+    assert backend.sent < 64 << 20 and elapsed < 5
+
+
+def test_a_download_announced_larger_than_max_bytes_is_not_started(tmp_path, capsys):
+    backend = Backend()
+    backend.download = lambda h: backend.stream(h, [("Content-Length", str(30 << 30))])
+    reason, _ = failed_run(tmp_path, capsys, backend, "--max-bytes", "20G")
+    assert reason == "download of 30GiB: download larger than --max-bytes 20GiB"
+    assert backend.sent < 64 << 20
+
+
+def test_a_huge_query_answer_is_not_read_into_memory(tmp_path, capsys):
+    backend = Backend()
+    backend.query = lambda h: backend.stream(h, [("Content-Length", str(400 << 20))],
+                                             piece=b" " * 65536)
+    reason, elapsed = failed_run(tmp_path, capsys, backend)
+    assert reason == "export status: answer larger than 4MiB"
+    assert backend.sent < 64 << 20 and elapsed < 5
+
+
+def usage_with_free(dest: Path, free: int):
+    """shutil.disk_usage for a disk with FREE bytes before the run's files were written."""
+    real = backup.shutil.disk_usage
+
+    def disk_usage(path):
+        written = sum(p.stat().st_size for p in dest.iterdir() if p.is_file())
+        return real(path)._replace(free=free - written)
+
+    return disk_usage
+
+
+def test_the_free_space_reserve_is_checked_before_the_download(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(backup.shutil, "disk_usage", usage_with_free(tmp_path, 3 << 30))
+    backend = Backend()
+    backend.download = lambda h: backend.stream(h, [("Content-Length", str(5 << 29))])
+    reason, _ = failed_run(tmp_path, capsys, backend, "--min-free", "1G")
+    assert reason == ("download stopped: 3GiB free in --dest, 2.5GiB more needed and "
+                      "--min-free 1GiB kept")
+
+
+def test_the_free_space_reserve_is_kept_while_downloading(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(backup.shutil, "disk_usage", usage_with_free(tmp_path, 100 << 20))
+    backend = Backend()
+    backend.download = backend.stream
+    reason, elapsed = failed_run(tmp_path, capsys, backend, "--min-free", "40M")
+    assert reason.startswith("download stopped: ") and reason.endswith(
+        "free in --dest, 0B more needed and --min-free 40MiB kept")
+    free = float(reason.split()[2].removesuffix("MiB"))
+    assert 40 - 16 <= free < 40  # checked again after every 16 MiB at most
+    assert elapsed < 5
+
+
+@pytest.mark.parametrize("where", ["download", "query", "headers"])
+def test_a_backend_that_trickles_cannot_outlast_the_run_timeout(tmp_path, capsys, where):
+    """One byte every 0.4 s never trips a socket timeout; --timeout 2 ends the run."""
+    backend = Backend()
+
+    def trickle(handler):
+        if where == "headers":  # the status line, then headers a byte at a time
+            handler.wfile.write(b"HTTP/1.1 200 OK\r\n")
+        else:
+            handler.send_response(200)
+            handler.send_header("Content-Length", "100000")
+            handler.end_headers()
+        stop = time.monotonic() + 10
+        while time.monotonic() < stop:
+            handler.wfile.write(b"X" if where == "headers" else b" ")
+            handler.wfile.flush()
+            time.sleep(0.4)
+
+    if where == "download":
+        backend.download = trickle
+    else:
+        backend.query = trickle
+    reason, elapsed = failed_run(tmp_path, capsys, backend, timeout=2.0)
+    what = "download" if where == "download" else "export status"
+    assert reason == f"{what}: timed out, the run took longer than --timeout 2s"
+    assert elapsed < 4
+
+
+def test_each_api_call_has_its_own_whole_request_deadline(tmp_path):
+    def trickle(handler):
+        handler.send_response(200)
+        handler.send_header("Content-Length", "1000")
+        handler.end_headers()
+        for _ in range(25):
+            handler.wfile.write(b" ")
+            handler.wfile.flush()
+            time.sleep(0.2)
+
+    with Hostile(trickle) as server:
+        client = backup.Client(server.url, KEY, timeout=1.0, run_timeout=60)
+        started = time.monotonic()
+        with pytest.raises(backup.BackupError) as failed:
+            client.latest_export()
+        client.close()
+    assert str(failed.value) == "export status: no complete answer within 1s"
+    assert time.monotonic() - started < 2.5
+
+
+def test_a_run_past_its_deadline_makes_no_more_requests(monkeypatch):
+    client = backup.Client("http://127.0.0.1:9", KEY, run_timeout=0.5)
+    client.deadline = time.monotonic() - 1
+    monkeypatch.setattr(client._opener, "open", lambda *a, **k: pytest.fail("opened"))
+    with pytest.raises(backup.BackupError) as failed:
+        client.open("download", "GET", "/x", stream=True)
+    assert str(failed.value) == "download: timed out, the run took longer than --timeout 0.5s"
+
+
+@pytest.mark.parametrize("text,value", [
+    ("0", 0), ("1", 1), ("8M", 8 << 20), ("20G", 20 << 30), ("20GiB", 20 << 30), ("3k", 3072),
+    ("2TB", 2 << 40), ("512B", 512)])
+def test_sizes(text, value):
+    assert backup.size(text) == value
+
+
+@pytest.mark.parametrize("text", ["", "G", "1.5G", "-1", "1X", "iB", "1 G", "٣"])
+def test_bad_sizes_are_usage_errors(tmp_path, capsys, text):
+    assert once("http://127.0.0.1:9", tmp_path, "--max-bytes", text) == 2
+    assert capsys.readouterr().err == (
+        f"convex-backup: error: argument --max-bytes: invalid size value: {text!r}\n")
+
+
+def test_max_bytes_must_be_positive(tmp_path, capsys):
+    assert once("http://127.0.0.1:9", tmp_path, "--max-bytes", "0") == 2
+    assert capsys.readouterr().err == "convex-backup: error: --max-bytes must be greater than 0\n"
