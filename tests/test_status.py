@@ -1,0 +1,170 @@
+"""components/status.py: what ./status.sh reports per deployment, from stand-in commands."""
+
+import io
+import json
+import subprocess
+
+import pytest
+
+from components import status
+from components.releases import DEFAULT_VERSION
+
+KEY = "convex-dev|01" + "ab" * 40
+IMAGE_ID = "sha256:" + "1" * 64
+
+
+def state(containers, image_name=f"ghcr.io/get-convex/convex-backend:{DEFAULT_VERSION}"):
+    resources = [{"type": status.IMAGE_TYPE,
+                  "outputs": {"name": image_name, "imageId": IMAGE_ID}}]
+    for name, role, deployment in containers:
+        resources.append({"type": status.CONTAINER_TYPE, "outputs": {
+            "name": name, "image": IMAGE_ID, "labels": [
+                {"label": "convex-selfhost.deployment", "value": deployment},
+                {"label": "convex-selfhost.role", "value": role}]}})
+    return {"deployment": {"resources": resources}}
+
+
+def healthy(image=IMAGE_ID, health="healthy", running=True):
+    value = {"Image": image, "State": {"Running": running, "Status":
+                                       "running" if running else "exited", "ExitCode": 0}}
+    if health:
+        value["State"]["Health"] = {"Status": health, "Log": [{"Output": "curl: (7) refused"}]}
+    return [value]
+
+
+class Fake:
+    def __init__(self, outputs, exported, inspected, version=""):
+        self.outputs, self.exported, self.inspected = outputs, exported, inspected
+        self.version = version
+        self.calls = []
+
+    def __call__(self, argv, timeout):
+        self.calls.append(list(argv))
+        assert timeout > 0
+        ok = lambda out: subprocess.CompletedProcess(argv, 0, out, "")  # noqa: E731
+        if argv[:3] == ["pulumi", "stack", "output"]:
+            return ok(json.dumps(self.outputs))
+        if argv[:3] == ["pulumi", "stack", "export"]:
+            return ok(json.dumps(self.exported))
+        if argv[:3] == ["pulumi", "config", "get"]:
+            if argv[3] == "convex-selfhost:version" and self.version:
+                return ok(self.version + "\n")
+            return subprocess.CompletedProcess(argv, 255, "", "not found")
+        if argv[0] == "docker":
+            name = argv[-1]
+            if name in self.inspected:
+                return ok(json.dumps(self.inspected[name]))
+            return subprocess.CompletedProcess(argv, 1, "[]", f"Error: No such container: {name}")
+        raise AssertionError(argv)
+
+
+class FakeBackend:
+    answers = {"/version": (200, "standin"), "/api/check_admin_key": (200, "")}
+
+    def __init__(self, url, key):
+        assert key == KEY
+        self.url = url
+
+    def get(self, path, with_key):
+        assert with_key == (path == "/api/check_admin_key")
+        return self.answers[path]
+
+
+SINGLE = {"instanceName": "convex-dev", "backendUrl": "http://127.0.0.1:3210", "adminKey": KEY}
+CONTAINERS = [("convex-dev-backend", "backend", "convex-dev"),
+              ("convex-dev-dashboard", "dashboard", "convex-dev")]
+
+
+def run_status(fake, backend=FakeBackend):
+    out = io.StringIO()
+    code = status.status("dev", run=fake, backend_type=backend, out=out)
+    return code, out.getvalue()
+
+
+def test_a_healthy_deployment_passes_every_check_and_never_prints_the_key():
+    fake = Fake(SINGLE, state(CONTAINERS), {"convex-dev-backend": healthy(),
+                                            "convex-dev-dashboard": healthy()})
+    code, text = run_status(fake)
+    assert code == 0, text
+    assert text.splitlines() == [
+        "convex-dev:",
+        "  ok    backend convex-dev-backend: running, healthy, the stack's image",
+        "  ok    dashboard convex-dev-dashboard: running, healthy, the stack's image",
+        f"  ok    Convex {DEFAULT_VERSION[:12]}, the version the stack pins",
+        "  ok    backend at http://127.0.0.1:3210 answers",
+        "  ok    the stack's admin key is accepted",
+        "stack 'dev': all checks passed"]
+    assert KEY not in text and KEY[12:] not in text
+
+
+@pytest.mark.parametrize("inspected,expected", [
+    ({}, "backend convex-dev-backend: missing (removed by hand?)"),
+    ({"convex-dev-backend": healthy(running=False)}, "backend convex-dev-backend: not running"),
+    ({"convex-dev-backend": healthy(health="unhealthy")},
+     "backend convex-dev-backend: unhealthy (last probe: curl: (7) refused)"),
+    ({"convex-dev-backend": healthy(image="sha256:" + "2" * 64)},
+     "backend convex-dev-backend: runs image sha256:222222222222, not the stack's"),
+])
+def test_a_container_down_or_swapped_fails(inspected, expected):
+    fake = Fake(SINGLE, state(CONTAINERS[:1]), inspected)
+    code, text = run_status(fake)
+    assert code == 1
+    assert any(line.startswith(f"  FAIL  {expected}") for line in text.splitlines()), text
+    assert text.endswith("stack 'dev': 1 check(s) failed\n")
+
+
+def test_a_version_set_but_not_applied_fails():
+    fake = Fake(SINGLE, state(CONTAINERS[:1]), {"convex-dev-backend": healthy()},
+                version="0" * 40)
+    code, text = run_status(fake)
+    assert code == 1
+    assert f"FAIL  the stack pins Convex 000000000000 but {DEFAULT_VERSION[:12]} is deployed" \
+        in text
+
+
+def test_a_refused_key_or_a_silent_backend_fails():
+    class Refuses(FakeBackend):
+        answers = {"/version": (200, "x"), "/api/check_admin_key": (401, f"bad key {KEY}")}
+
+    fake = Fake(SINGLE, state(CONTAINERS[:1]), {"convex-dev-backend": healthy()})
+    code, text = run_status(fake, Refuses)
+    assert code == 1 and "FAIL  the stack's admin key is refused (401)" in text
+    assert KEY not in text
+
+    class Silent(FakeBackend):
+        answers = {"/version": (0, "Connection refused")}
+
+    code, text = run_status(fake, Silent)
+    assert code == 1 and "does not answer /version (Connection refused)" in text
+
+
+def test_every_deployment_of_a_multi_deployment_stack_is_checked():
+    outputs = {"instanceName": {"a": "convex-dev-a", "b": "convex-dev-b"},
+               "backendUrl": {"a": "http://127.0.0.1:3210", "b": "http://127.0.0.1:3310"},
+               "adminKey": {"a": KEY, "b": KEY}}
+    fake = Fake(outputs, state([("convex-dev-a-backend", "backend", "convex-dev-a"),
+                                ("convex-dev-b-backend", "backend", "convex-dev-b")]),
+                {"convex-dev-a-backend": healthy()})
+    code, text = run_status(fake)
+    assert code == 1
+    assert "convex-dev-a:\n  ok    backend convex-dev-a-backend" in text
+    assert "convex-dev-b:\n  FAIL  backend convex-dev-b-backend: missing" in text
+
+
+def test_a_stack_that_cannot_be_read_is_exit_2(monkeypatch, capsys):
+    def fails(argv, timeout):
+        return subprocess.CompletedProcess(argv, 255, "", "error: no stack named 'nope' found")
+
+    fake = Fake({}, state([]), {})
+    with pytest.raises(status.StatusError, match=r"has no deployment outputs.*\./up\.sh dev"):
+        status.status("dev", run=fake, backend_type=FakeBackend, out=io.StringIO())
+    monkeypatch.setattr(status.shutil, "which", lambda tool: f"/usr/bin/{tool}")
+    monkeypatch.setattr(status, "status", lambda stack: status.read_stack(stack, fails))
+    assert status.main(["nope"]) == 2
+    assert "cannot read the outputs of stack 'nope': error: no stack named 'nope' found" \
+        in capsys.readouterr().err
+
+
+def test_commands_time_out_instead_of_hanging():
+    done = status.run_command(["sleep", "5"], 0.2)
+    assert done.returncode == 124 and "no answer within 0.2s" in done.stderr
