@@ -32,6 +32,7 @@ VARIANTS = {
     "prod": ("prod", {}, {"awsAccessKeyId": "AKIAEXAMPLE", "awsSecretAccessKey": "s3cr3t"},
              {}, "1.44"),
     "preview": ("preview", {}, {}, {}, "1.44"),
+    "dev-restore": ("dev-restore", {}, {}, {}, "1.44"),
     # Backups, limits and a remote engine too old for the healthcheck start interval.
     "dev-backups-remote-old-engine": (
         "dev", {"backupSchedule": "15 3 * * *", "backupKeep": 3, "memoryLimitMb": 1024,
