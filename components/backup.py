@@ -1,6 +1,20 @@
 """Back up a self-hosted Convex deployment through the backend's snapshot export API.
 
-Standard library only, self-contained (it also runs alone as `python convex_backup.py ...`)."""
+Standard library only, self-contained (it also runs alone as `python convex_backup.py ...`).
+
+What a run leaves in --dest (a 0700 directory; every file 0600):
+  snapshot-<UTC time>.zip       the export, file storage included (`npx convex export`'s zip)
+  snapshot-<UTC time>.env.json  the deployment's environment variables when it was taken: a
+                                JSON array of {"name": ..., "value": ...} objects, sorted by
+                                name, values verbatim (newlines included). It is the answer of
+                                the system query `npx convex env list` runs
+                                (_system/cli/queryEnvironmentVariables), and `restore` sends it
+                                back as {"changes": [...]} to /api/update_environment_variables,
+                                the request `npx convex env set` makes. Pruned with its snapshot.
+  .last-run.json                the last run: ok, file, reason, finished, ...
+  .partial-snapshot-<UTC time>.*  a run in progress (or crashed: the next run removes it)
+Only files named exactly like these are ever deleted.
+"""
 
 import argparse
 import base64
@@ -34,7 +48,10 @@ STAMP = "%Y%m%dT%H%M%SZ"
 # Only files named exactly as a run names them are ever deleted: anything else in --dest
 # (a hand-made snapshot-before-migration.zip, a directory, a symlink) is not ours.
 SNAPSHOT_NAME = re.compile(r"snapshot-([0-9]{8}T[0-9]{6}Z)\.zip")
-PARTIAL_NAME = re.compile(re.escape(PARTIAL) + SNAPSHOT_NAME.pattern)
+ENV_NAME = re.compile(r"snapshot-([0-9]{8}T[0-9]{6}Z)\.env\.json")
+PARTIAL_NAME = re.compile(re.escape(PARTIAL) + r"snapshot-[0-9]{8}T[0-9]{6}Z\.(zip|env\.json)")
+ENV_QUERY = "_system/cli/queryEnvironmentVariables"  # what `npx convex env list` runs
+TIMED_OUT = "timed out"  # BackupError.code of a request that ran into its deadline
 # Every body read has a bound: a backend (or whatever answers in its place) cannot fill the
 # memory with an answer or the disk with a download that never ends.
 CHUNK = 1 << 20
@@ -104,9 +121,9 @@ def redact(text: str, key: str) -> str:
     return text
 
 
-def write_private(path: Path, text: str) -> None:
+def write_private(path: Path, text: str, tmp_name: str = "") -> None:
     """Write TEXT to PATH through a temporary file beside it, readable by the owner only."""
-    tmp = path.with_name(path.name + ".tmp")
+    tmp = path.with_name(tmp_name or path.name + ".tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
     with os.fdopen(fd, "w") as out:
         os.fchmod(fd, 0o600)  # a leftover temporary file keeps its old mode otherwise
@@ -252,8 +269,8 @@ class Client:
     def _timed_out(self, what: str) -> BackupError:
         if self._run_bound:
             return BackupError(f"{what}: timed out, the run took longer than --timeout "
-                               f"{self.run_timeout:g}s")
-        return BackupError(f"{what}: no complete answer within {self._limit:g}s")
+                               f"{self.run_timeout:g}s", TIMED_OUT)
+        return BackupError(f"{what}: no complete answer within {self._limit:g}s", TIMED_OUT)
 
     def chunks(self, resp, what: str, limit: int, too_big: str):
         """The body of RESP (opened last) in pieces, until LIMIT bytes or the deadline."""
@@ -301,6 +318,27 @@ class Client:
         value = self.query("export status", "_system/cli/exports:getLatest")
         return value if isinstance(value, dict) and "_id" in value else None
 
+    def environment_variables(self) -> list[dict]:
+        """The deployment's environment variables, [{"name", "value"}] sorted by name."""
+        value = self.query("environment variables", ENV_QUERY)
+        if not is_env_list(value):
+            raise BackupError("environment variables: query failed (no list of names and "
+                              "values)")
+        return sorted(({"name": v["name"], "value": v["value"]} for v in value),
+                      key=lambda v: v["name"])
+
+    def set_environment_variables(self, variables: list[dict]) -> None:
+        """Set them all in one request, as `npx convex env set` does."""
+        changes = [{"name": v["name"], "value": v["value"]} for v in variables]
+        self.open("set environment variables", "POST", "/api/update_environment_variables",
+                  {"changes": changes}).close()
+
+
+def is_env_list(value) -> bool:
+    return isinstance(value, list) and all(
+        isinstance(v, dict) and isinstance(v.get("name"), str) and v["name"]
+        and isinstance(v.get("value"), str) for v in value)
+
 
 def wait_for_export(client: Client, timeout: float, poll: float) -> dict:
     """Request an export (or join the one running) and wait until it has completed."""
@@ -315,7 +353,12 @@ def wait_for_export(client: Client, timeout: float, poll: float) -> dict:
         if before and before.get("state") in ("requested", "in_progress"):
             target = before_id  # else: wait for the new one someone else requested
     while True:
-        doc = client.latest_export()
+        try:
+            doc = client.latest_export()
+        except BackupError as err:
+            if err.code != TIMED_OUT:
+                raise
+            raise BackupError(f"export not completed within {timeout:g}s (state {state})") from None
         if doc and (doc["_id"] == target if target else doc["_id"] != before_id):
             state = str(doc.get("state"))
             if state == "completed":
@@ -385,14 +428,23 @@ def own_files(dest: str, pattern: re.Pattern) -> list[str]:
 
 
 def prune(dest: str, keep: int, newest: str) -> int:
-    """Delete all but the newest KEEP snapshots this client wrote (never NEWEST); returns how
-    many are left."""
+    """Delete all but the newest KEEP snapshots this client wrote (never NEWEST), and the
+    environment files of the deleted ones (or of none); returns how many snapshots are left."""
     names = own_files(dest, SNAPSHOT_NAME)
     for name in names[:-keep]:
         if name != newest:
             Path(dest, name).unlink(missing_ok=True)
             names.remove(name)
+    kept = {SNAPSHOT_NAME.fullmatch(name)[1] for name in names}
+    for name in own_files(dest, ENV_NAME):
+        if ENV_NAME.fullmatch(name)[1] not in kept and env_name(newest) != name:
+            Path(dest, name).unlink(missing_ok=True)
     return len(names)
+
+
+def env_name(snapshot: str) -> str:
+    """The environment file saved beside SNAPSHOT (a path or a name)."""
+    return snapshot.removesuffix(".zip") + ".env.json"
 
 
 def run_once(url: str, key: str, dest: str, keep: int, timeout: float, poll: float,
@@ -406,11 +458,18 @@ def run_once(url: str, key: str, dest: str, keep: int, timeout: float, poll: flo
         for stale in own_files(dest, PARTIAL_NAME):  # left by a crashed run
             Path(dest, stale).unlink(missing_ok=True)
         doc = wait_for_export(client, timeout, poll)
+        variables = client.environment_variables()
         name = "snapshot-" + dt.datetime.now(UTC).strftime(STAMP) + ".zip"
-        size = download(client, doc["_id"], dest, name, max_bytes, min_free)
+        env_file = Path(dest, env_name(name))
+        write_private(env_file, json.dumps(variables, indent=2) + "\n", PARTIAL + env_file.name)
+        try:
+            size = download(client, doc["_id"], dest, name, max_bytes, min_free)
+        except BaseException:
+            env_file.unlink(missing_ok=True)
+            raise
         kept = prune(dest, keep, name)
-        record.update(ok=True, file=name, bytes=size, export_id=doc["_id"],
-                      start_ts=decode_int64(doc.get("start_ts")))
+        record.update(ok=True, file=name, env_file=env_file.name, env_vars=len(variables),
+                      bytes=size, export_id=doc["_id"], start_ts=decode_int64(doc.get("start_ts")))
         line = f"convex-backup ok file={name} bytes={size} kept={kept}"
     except Exception as err:  # a scheduled run must never crash the loop
         reason = (str(err) if isinstance(err, BackupError) else err.__class__.__name__) or "error"
@@ -533,6 +592,8 @@ def build_parser() -> argparse.ArgumentParser:
     restore.add_argument("--file", required=True)
     restore.add_argument("--app-dir", default=".")
     restore.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    restore.add_argument("--no-env", action="store_true",
+                         help="do not set the environment variables saved beside the zip")
     return parser
 
 
@@ -600,17 +661,32 @@ def cmd_health(args) -> int:
     return 1
 
 
+def read_env_file(path: str) -> list[dict]:
+    """The environment variables saved beside a snapshot; UsageError when unusable."""
+    try:
+        with open(path, "rb") as handle:
+            variables = json.loads(handle.read(JSON_LIMIT + 1))
+    except (OSError, ValueError) as err:
+        raise UsageError(f"{path} is not readable JSON ({err.__class__.__name__})") from None
+    if not is_env_list(variables):
+        raise UsageError(f"{path} is not a list of environment variables (name and value)")
+    return variables
+
+
 def cmd_restore(args, key: str) -> int:
     path = os.path.abspath(args.file)
     if not valid_zip(path):
         raise UsageError(f"--file {args.file} is not a readable, valid zip")
+    env_file = env_name(path)
+    variables = None if args.no_env or not os.path.lexists(env_file) else read_env_file(env_file)
     if not os.path.isdir(args.app_dir):
         raise UsageError(f"--app-dir {args.app_dir} is not a directory")
     if (npx := shutil.which("npx")) is None:
         raise UsageError("npx not found on PATH: install Node.js (npx runs `convex import`)")
     if not args.yes and not sys.stdin.isatty():
         raise UsageError("restore replaces ALL data: pass --yes (no TTY to confirm on)")
-    prompt = f"Replace ALL data in {args.url} with {path}? Type 'yes': "
+    also = "" if variables is None else f" and set {len(variables)} environment variable(s)"
+    prompt = f"Replace ALL data in {args.url} with {path}{also}? Type 'yes': "
     if not args.yes and input(prompt).strip().lower() != "yes":
         print("convex-backup restore aborted", file=sys.stderr)
         return 1
@@ -618,8 +694,18 @@ def cmd_restore(args, key: str) -> int:
     env.pop("CONVEX_DEPLOYMENT", None)  # the CLI refuses both a cloud and a self-hosted target
     argv = [npx, "convex", "import", "--replace-all", "--yes", path]
     code = subprocess.run(argv, cwd=args.app_dir, env=env, check=False).returncode
-    print(f"convex-backup restore {'ok' if code == 0 else 'failed'} file={path} exit={code}")
-    return 0 if code == 0 else 1
+    print(f"convex-backup restore {'ok' if code == 0 else 'failed'} file={path} exit={code}",
+          flush=True)
+    if code != 0 or variables is None:
+        return 0 if code == 0 else 1
+    try:
+        Client(args.url, key).set_environment_variables(variables)
+    except BackupError as err:
+        reason = redact(str(err), key)
+        print(f"convex-backup restore env failed file={env_file} reason={json.dumps(reason)}")
+        return 1
+    print(f"convex-backup restore env ok file={env_file} variables={len(variables)}")
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -15,8 +15,9 @@ import time
 import zipfile
 from pathlib import Path
 
+import fake_convex_export
 import pytest
-from fake_convex_export import FakeConvex, snapshot_zip
+from fake_convex_export import snapshot_zip
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from test_backup_client import Flushes
@@ -30,6 +31,24 @@ UTC = dt.timezone.utc
 OK_LINE = re.compile(
     r"convex-backup ok file=snapshot-\d{8}T\d{6}Z\.zip bytes=\d+ kept=\d+ elapsed=\d+\.\ds")
 FAILED_LINE = re.compile(r'convex-backup failed reason="[^"]+" elapsed=\d+\.\ds')
+
+
+ENV = [{"name": "OPENAI_API_KEY", "value": "sk-test"},
+       {"name": "JWT_PRIVATE_KEY", "value": "-----BEGIN PRIVATE KEY-----\nMIIE\n-----END"}]
+
+
+class FakeConvex(fake_convex_export.FakeConvex):
+    """The fake export API, plus the system query `npx convex env list` runs
+    (npm-packages/convex/src/cli/lib/env.ts): {"status": "success", "value": [{name, value}]}."""
+
+    def __init__(self, *args, env=ENV, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.env = env
+
+    def _query(self, body: bytes):
+        if body and json.loads(body) == {"path": backup.ENV_QUERY, "args": {}, "format": "json"}:
+            return 200, {"status": "success", "value": self.env, "logLines": []}, {}
+        return super()._query(body)
 
 
 @pytest.fixture(autouse=True)
@@ -124,7 +143,7 @@ def test_a_failed_run_keeps_every_previous_backup(tmp_path, capsys, behaviour, r
     old = old_backups(dest, 4)
     (dest / ".partial-snapshot-20200101T000000Z.zip").write_bytes(b"left by a crash")
     with FakeConvex(KEY, behaviour) as fake:
-        assert once(fake, dest, keep=1, timeout=0.15) == 1
+        assert once(fake, dest, keep=1, timeout=0.15 if behaviour == "stuck" else 5) == 1
     out, err = capsys.readouterr()
     assert err == "" and len(out.splitlines()) == 1 and FAILED_LINE.fullmatch(out.strip()), out
     assert re.search(reason, out)
@@ -575,3 +594,153 @@ def test_restore_runs_in_the_current_directory_with_the_key_trimmed(fake_npx, mo
                         str(fake_npx["zip"]), "--yes"]) == 0
     call = json.loads(fake_npx["record"].read_text())
     assert call["cwd"] == str(fake_npx["app"]) and call["env"][backup.KEY_ENV] == KEY
+
+
+# ---- environment variables ---------------------------------------------------------------------
+
+def test_each_snapshot_has_its_environment_variables_beside_it(tmp_path, capsys):
+    with FakeConvex(KEY) as fake:
+        assert once(fake, tmp_path) == 0
+    (name,) = snapshots(tmp_path)
+    env_file = tmp_path / name.replace(".zip", ".env.json")
+    assert json.loads(env_file.read_text()) == sorted(ENV, key=lambda v: v["name"])
+    assert stat.S_IMODE(env_file.stat().st_mode) == 0o600
+    record = last_run(tmp_path)
+    assert (record["env_file"], record["env_vars"]) == (env_file.name, 2)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".last-run.json", env_file.name, name]
+    out = capsys.readouterr().out
+    assert "sk-test" not in out and "PRIVATE" not in out
+    assert [p for m, p, s in fake.log if m == "POST" and p == "/api/query"]  # the system query
+
+
+def test_a_deployment_without_variables_saves_an_empty_list(tmp_path):
+    with FakeConvex(KEY, env=[]) as fake:
+        assert once(fake, tmp_path) == 0
+    (env_file,) = tmp_path.glob("snapshot-*.env.json")
+    assert env_file.read_text() == "[]\n"
+
+
+@pytest.mark.parametrize("env, reason", [
+    (None, "environment variables: query failed (no list of names and values)"),
+    ([{"name": "A"}], "environment variables: query failed (no list of names and values)"),
+    ([{"name": "", "value": "x"}],
+     "environment variables: query failed (no list of names and values)"),
+])
+def test_without_its_variables_a_run_fails_and_keeps_nothing(tmp_path, capsys, env, reason):
+    with FakeConvex(KEY, env=env) as fake:
+        assert once(fake, tmp_path) == 1
+    assert last_run(tmp_path)["reason"] == reason
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".last-run.json"]
+    assert fake.downloads == []
+
+
+@pytest.mark.parametrize("behaviour", ["cut", "corrupt"])
+def test_a_failed_download_leaves_no_environment_file(tmp_path, behaviour):
+    with FakeConvex(KEY, behaviour) as fake:
+        assert once(fake, tmp_path) == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".last-run.json"]
+
+
+def test_environment_files_are_pruned_with_their_snapshots(tmp_path):
+    old = old_backups(tmp_path, 3)
+    for name in old:
+        (tmp_path / name.replace(".zip", ".env.json")).write_text("[]")
+    orphan = tmp_path / "snapshot-20191231T030000Z.env.json"  # its snapshot is gone
+    orphan.write_text("[]")
+    foreign = tmp_path / "snapshot-before-migration.env.json"
+    foreign.write_text("mine")
+    (tmp_path / "snapshot-20180101T030000Z.env.json").symlink_to(foreign)
+    with FakeConvex(KEY) as fake:
+        assert once(fake, tmp_path, keep=2) == 0
+    newest = sorted(old)[-1]
+    (mine,) = set(snapshots(tmp_path)) - set(old)
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([
+        ".last-run.json", newest, newest.replace(".zip", ".env.json"), mine,
+        mine.replace(".zip", ".env.json"), foreign.name, "snapshot-20180101T030000Z.env.json"])
+    assert foreign.read_text() == "mine"
+
+
+def write_env_beside(snapshot: Path, variables) -> Path:
+    env_file = snapshot.with_name(snapshot.name.replace(".zip", ".env.json"))
+    env_file.write_text(json.dumps(variables))
+    return env_file
+
+
+class Target:
+    """The deployment a restore sets variables on: records them, answers STATUS."""
+
+    def __init__(self, status=200):
+        from test_backup_client import Recorder
+
+        payload = b"{}" if status == 200 else b'{"code": "BadAdminKey", "message": "no"}'
+        self.server = Recorder(lambda handler: (status, {}, payload))
+        self.url = self.server.url
+
+    def changes(self):
+        return [(method, path, json.loads(body)) for method, path, _, body in self.server.requests]
+
+
+@pytest.fixture
+def target():
+    started = []
+
+    def start(status=200):
+        started.append(Target(status))
+        return started[-1]
+
+    yield start
+    for each in started:
+        each.server.close()
+
+
+def test_restore_sets_the_variables_saved_beside_the_zip(fake_npx, restore, target):
+    env_file = write_env_beside(fake_npx["zip"], ENV)
+    backend = target()
+    result = restore("--yes", "--url", backend.url, **{backup.KEY_ENV: KEY})
+    assert result.returncode == 0, result.stderr
+    assert fake_npx["record"].exists()
+    assert backend.changes() == [("POST", "/api/update_environment_variables", {"changes": ENV})]
+    assert backend.server.requests[0][2]["Authorization"] == f"Convex {KEY}"
+    assert result.stdout == (f"convex-backup restore ok file={fake_npx['zip']} exit=0\n"
+                             f"convex-backup restore env ok file={env_file} variables=2\n")
+    assert "sk-test" not in result.stdout + result.stderr
+
+
+def test_restore_without_env_sets_nothing(fake_npx, restore, target):
+    write_env_beside(fake_npx["zip"], ENV)
+    backend = target()
+    result = restore("--yes", "--no-env", "--url", backend.url, **{backup.KEY_ENV: KEY})
+    assert result.returncode == 0 and backend.changes() == []
+    assert result.stdout == f"convex-backup restore ok file={fake_npx['zip']} exit=0\n"
+
+
+@pytest.mark.parametrize("content", ["{not json", '{"A": "b"}', '[{"name": "A"}]'])
+def test_restore_refuses_an_unusable_environment_file_before_importing(fake_npx, restore,
+                                                                       content):
+    env_file = fake_npx["zip"].with_name(fake_npx["zip"].name.replace(".zip", ".env.json"))
+    env_file.write_text(content)
+    result = restore("--yes", **{backup.KEY_ENV: KEY})
+    assert result.returncode == 2 and not fake_npx["record"].exists()
+    assert result.stderr.startswith(f"convex-backup: error: {env_file} is not ")
+
+
+def test_restore_reports_variables_the_target_refused(fake_npx, restore, target):
+    env_file = write_env_beside(fake_npx["zip"], ENV)
+    backend = target(401)
+    result = restore("--yes", "--url", backend.url, **{backup.KEY_ENV: KEY})
+    assert result.returncode == 1
+    assert result.stdout.splitlines()[1] == (
+        f'convex-backup restore env failed file={env_file} '
+        f'reason="set environment variables: HTTP 401 BadAdminKey no"')
+
+
+def test_restore_asks_about_the_variables_too(fake_npx, monkeypatch):
+    write_env_beside(fake_npx["zip"], ENV)
+    monkeypatch.setenv("PATH", fake_npx["path"])
+    monkeypatch.setattr(sys, "stdin", type("Tty", (io.StringIO,), {"isatty": lambda s: True})())
+    prompts = []
+    monkeypatch.setattr("builtins.input", lambda prompt: prompts.append(prompt) or "no")
+    assert backup.main(["restore", "--url", "http://h:3210", "--file", str(fake_npx["zip"]),
+                        "--app-dir", str(fake_npx["app"])]) == 1
+    assert prompts == [f"Replace ALL data in http://h:3210 with {fake_npx['zip']} and set 2 "
+                       "environment variable(s)? Type 'yes': "]

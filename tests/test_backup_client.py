@@ -339,6 +339,7 @@ def test_a_run_names_its_snapshot_in_utc_records_it_and_flushes_its_line(
                         lambda client, timeout, poll: {"_id": "e9", "start_ts": "12"})
     monkeypatch.setattr(backup.Client, "open",
                         lambda self, what, method, path, **kw: Response(data))
+    monkeypatch.setattr(backup.Client, "environment_variables", lambda self: [])
     monkeypatch.setenv("TZ", "Pacific/Kiritimati")  # UTC+14
     time.tzset()
     out = Flushes()
@@ -356,10 +357,12 @@ def test_a_run_names_its_snapshot_in_utc_records_it_and_flushes_its_line(
     stamp = dt.datetime.strptime(name, "snapshot-%Y%m%dT%H%M%SZ.zip").replace(tzinfo=UTC)
     assert abs(dt.datetime.now(UTC) - stamp) < dt.timedelta(minutes=2)
     record = json.loads((dest / ".last-run.json").read_text())
+    env_file = name.removesuffix(".zip") + ".env.json"
     assert {k: v for k, v in record.items() if k != "finished"} == {
-        "ok": True, "file": name, "reason": None, "bytes": len(data), "export_id": "e9",
-        "start_ts": 12}
-    assert sorted(p.name for p in dest.iterdir()) == [".last-run.json", name]
+        "ok": True, "file": name, "reason": None, "env_file": env_file, "env_vars": 0,
+        "bytes": len(data), "export_id": "e9", "start_ts": 12}
+    assert sorted(p.name for p in dest.iterdir()) == [".last-run.json", env_file, name]
+    assert (dest / env_file).read_text() == "[]\n"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["dest"]
     line = out.getvalue()
     assert line.startswith(f"convex-backup ok file={name} bytes={len(data)} kept=1 elapsed=")
@@ -483,6 +486,7 @@ def test_a_run_never_prunes_its_own_snapshot_and_writes_its_record_in_dest(
     monkeypatch.setattr(backup, "wait_for_export", lambda client, timeout, poll: {"_id": "e9"})
     monkeypatch.setattr(backup.Client, "open",
                         lambda self, what, method, path, **kw: Response(big_zip()))
+    monkeypatch.setattr(backup.Client, "environment_variables", lambda self: [])
     monkeypatch.setattr("sys.stdout", io.StringIO())
     opened = []
     real_open = backup.os.open
@@ -497,7 +501,9 @@ def test_a_run_never_prunes_its_own_snapshot_and_writes_its_record_in_dest(
     assert sorted(p.name for p in dest.glob("snapshot-*.zip")) == sorted([
         "snapshot-29991231T235959Z.zip", record["file"]])
     assert record["start_ts"] is None
-    assert opened == [str(dest / f".partial-{record['file']}"), str(dest / ".last-run.json.tmp")]
+    env_file = record["env_file"]
+    assert opened == [str(dest / f".partial-{env_file}"), str(dest / f".partial-{record['file']}"),
+                      str(dest / ".last-run.json.tmp")]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["dest"]
 
 
@@ -562,8 +568,9 @@ HELP = {
     "health": "usage: convex-backup health [-h] --dest DEST options: -h, --help show this help "
               "message and exit --dest DEST",
     "restore": "usage: convex-backup restore [-h] --url URL --file FILE [--app-dir APP_DIR] "
-               "[--yes] options: -h, --help show this help message and exit --url URL --file "
-               "FILE --app-dir APP_DIR --yes do not ask for confirmation",
+               "[--yes] [--no-env] options: -h, --help show this help message and exit --url "
+               "URL --file FILE --app-dir APP_DIR --yes do not ask for confirmation --no-env do "
+               "not set the environment variables saved beside the zip",
 }
 
 

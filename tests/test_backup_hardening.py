@@ -13,7 +13,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
-from fake_convex_export import FakeConvex
+from test_backup import FakeConvex
 
 from components import backup
 
