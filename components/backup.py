@@ -12,6 +12,7 @@ What a run leaves in --dest (a 0700 directory; every file 0600):
                                 back as {"changes": [...]} to /api/update_environment_variables,
                                 the request `npx convex env set` makes. Pruned with its snapshot.
   .last-run.json                the last run: ok, file, reason, finished, ...
+  .scheduler.json               written when `schedule` starts: its cron, --timeout, start time
   .partial-snapshot-<UTC time>.*  a run in progress (or crashed: the next run removes it)
 Only files named exactly like these are ever deleted.
 """
@@ -42,6 +43,8 @@ from pathlib import Path
 
 KEY_ENV = "CONVEX_SELF_HOSTED_ADMIN_KEY"
 LAST_RUN = ".last-run.json"
+SCHEDULER = ".scheduler.json"
+HEALTH_GRACE = 300  # seconds a run may end after its --timeout (a request's last socket wait)
 PARTIAL = ".partial-"
 UTC = dt.timezone.utc
 STAMP = "%Y%m%dT%H%M%SZ"
@@ -627,6 +630,12 @@ def check_args(args) -> str:
 
 def cmd_schedule(args, key: str) -> int:
     signal.signal(signal.SIGTERM, signal.default_int_handler)  # raises KeyboardInterrupt
+    # health: runs are expected from now on this schedule; a record older than this file was
+    # written by an earlier scheduler (a replaced container), not this one.
+    marker = {"started": dt.datetime.now(UTC).isoformat(timespec="seconds"),
+              "cron": args.cron.expr, "timeout": args.timeout}
+    with contextlib.suppress(OSError):  # then health judges the last record alone
+        write_private(Path(args.dest, SCHEDULER), json.dumps(marker))
     try:
         while True:
             due = args.cron.next_after(dt.datetime.now(UTC))
@@ -641,24 +650,65 @@ def cmd_schedule(args, key: str) -> int:
         return 0
 
 
+def _read_small(path: Path) -> tuple[dict, dt.datetime]:
+    """A JSON object written by this client and when it was written (its mtime); {} when it
+    is unreadable or not an object. FileNotFoundError when it is not there."""
+    with open(path, "rb") as handle:
+        written = dt.datetime.fromtimestamp(os.fstat(handle.fileno()).st_mtime, UTC)
+        return _json_dict(handle.read(JSON_LIMIT)), written
+
+
+def _when(moment: dt.datetime) -> str:
+    return moment.isoformat(timespec="seconds")
+
+
 def cmd_health(args) -> int:
+    """Healthy: the last run of this scheduler was ok, or it has not run yet, and in either
+    case a successful run is not overdue (two scheduled times plus --timeout after the last
+    success or the scheduler's start). Without a scheduler file: the last run was ok."""
     try:
-        record = _json_dict(Path(args.dest, LAST_RUN).read_text())
-    except FileNotFoundError:
-        print("convex-backup health ok: no run yet")
-        return 0
+        scheduler, started = _read_small(Path(args.dest, SCHEDULER))
     except OSError:
-        record = {}
-    record = record or {"reason": f"{LAST_RUN} is unreadable or not a JSON object"}
-    if record.get("ok") is True:
-        print(f"convex-backup health ok: last={record.get('finished')} file={record.get('file')}")
+        scheduler, started = None, None
+    try:
+        record, written = _read_small(Path(args.dest, LAST_RUN))
+        record = record or {"reason": f"{LAST_RUN} is unreadable or not a JSON object"}
+    except FileNotFoundError:
+        record, written = None, None
+    except OSError:
+        record, written = {"reason": f"{LAST_RUN} is unreadable or not a JSON object"}, None
+    if started is not None and written is not None and written < started:
+        record = None  # an earlier scheduler's (a replaced container): not this one's
+    if record is not None and record.get("ok") is not True:
+        reason = record.get("reason")  # a record written before redaction got better
+        if isinstance(reason, str):
+            reason = redact(reason, os.environ.get(KEY_ENV, "").strip())
+        print(f"convex-backup health failed: last={record.get('finished')} "
+              f"reason={json.dumps(reason)}")
+        return 1
+    if scheduler is not None:
+        try:
+            schedule = parse_cron(str(scheduler.get("cron")))
+            timeout = float(scheduler.get("timeout"))
+        except (CronError, TypeError, ValueError):
+            schedule = None
+        if schedule is not None and 0 < timeout < float("inf"):
+            since = written if record is not None and written is not None else started
+            due = schedule.next_after(schedule.next_after(since)) + dt.timedelta(
+                seconds=timeout + HEALTH_GRACE)
+            if dt.datetime.now(UTC) > due:
+                last = record.get("finished") if record is not None else None
+                reason = (f"no successful run since {_when(since)}; one was due by {_when(due)} "
+                          f"(cron {schedule.expr}, --timeout {timeout:g}s)")
+                print(f"convex-backup health failed: last={last} reason={json.dumps(reason)}")
+                return 1
+    if record is None:
+        print("convex-backup health ok: no run yet" if started is None else
+              f"convex-backup health ok: no run yet since the scheduler started at "
+              f"{_when(started)}")
         return 0
-    reason = record.get("reason")  # a record written before redaction got better
-    if isinstance(reason, str):
-        reason = redact(reason, os.environ.get(KEY_ENV, "").strip())
-    print(f"convex-backup health failed: last={record.get('finished')} "
-          f"reason={json.dumps(reason)}")
-    return 1
+    print(f"convex-backup health ok: last={record.get('finished')} file={record.get('file')}")
+    return 0
 
 
 def read_env_file(path: str) -> list[dict]:
