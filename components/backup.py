@@ -103,12 +103,9 @@ def redact(text: str, key: str) -> str:
     (once or twice), JSON-escaped, base64; also its hex part alone, whole or cut short."""
     if len(key) <= 8:
         return text
-    secrets = [key]
-    hex_part = key.rpartition("|")[2]
-    if hex_part != key and len(hex_part) > 8:
-        secrets.append(hex_part)
+    hex_part = key.rpartition("|")[2]  # a legacy key may be all hex, without "name|"
     spellings = set()
-    for secret in secrets:
+    for secret in {key, hex_part} if len(hex_part) > 8 else {key}:
         encoded = urllib.parse.quote(secret, safe="")
         b64 = base64.b64encode(secret.encode()).decode()
         spellings.update({secret, encoded, urllib.parse.quote(encoded, safe=""),
@@ -117,8 +114,8 @@ def redact(text: str, key: str) -> str:
                           base64.urlsafe_b64encode(secret.encode()).decode().rstrip("=")})
     pattern = "|".join(map(re.escape, sorted(spellings, key=len, reverse=True)))
     text = re.sub(pattern, "***", text, flags=re.IGNORECASE)
-    if hex_part != key:  # a backend that cuts what it quotes leaves a piece of the hex part
-        low = hex_part.lower()
+    if re.fullmatch(r"[0-9A-Fa-f]{16,}", hex_part):  # a backend that cuts what it quotes
+        low = hex_part.lower()  # leaves a piece of the hex part
         text = re.sub(r"[0-9A-Fa-f]{16,}",
                       lambda m: "***" if m.group().lower() in low else m.group(), text)
     return text
@@ -131,6 +128,8 @@ def write_private(path: Path, text: str, tmp_name: str = "") -> None:
     with os.fdopen(fd, "w") as out:
         os.fchmod(fd, 0o600)  # a leftover temporary file keeps its old mode otherwise
         out.write(text)
+        out.flush()
+        os.fsync(fd)
     os.replace(tmp, path)
 
 

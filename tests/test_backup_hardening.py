@@ -170,6 +170,13 @@ def test_an_echoed_key_is_redacted_in_any_spelling(tmp_path, capsys, echo):
         assert HEX[:16] not in text.lower() and HEX[-16:] not in text.lower()
 
 
+@pytest.mark.parametrize("key", [KEY, "01" + "a3f9" * 30])  # and a legacy key: hex alone
+def test_redact_cuts_every_piece_of_the_hex_part(key):
+    hex_part = key.rpartition("|")[2]
+    text = f"a {hex_part[5:25].upper()} b {hex_part[:15]} c {'0123456789abcdef' * 2}"
+    assert backup.redact(text, key) == f"a *** b {hex_part[:15]} c {'0123456789abcdef' * 2}"
+
+
 def test_health_redacts_a_key_left_in_an_old_record(tmp_path, capsys):
     (tmp_path / ".last-run.json").write_text(json.dumps(
         {"ok": False, "finished": "2026-01-01T00:00:00+00:00", "reason": f"no {KEY.upper()}"}))
