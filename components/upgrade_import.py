@@ -2,7 +2,8 @@
 
 Upstream's "Option 2" (self-hosted/advanced/upgrading.md). The old data volume is
 retained on the host (the program never deletes a data volume) so a rollback is a
-config change away. Deployments whose data lives in Postgres or MySQL keep it in that
+config change away: `version` and `dataVolumeName` back to what they were (the rollback
+text names both). Deployments whose data lives in Postgres or MySQL keep it in that
 database, not in the volume: they are refused here and upgraded in place.
 """
 
@@ -17,36 +18,30 @@ if TYPE_CHECKING:  # pragma: no cover
 
 NAMESPACE = "convex-selfhost"
 VOLUME_TYPE = "docker:index/volume:Volume"
-
-
-def parse_env_list(text: str) -> list[tuple[str, str]]:
-    """`npx convex env list` output (NAME=value lines) as pairs."""
-    pairs = []
-    for line in text.splitlines():
-        name, sep, value = line.partition("=")
-        if sep and name.strip():
-            pairs.append((name.strip(), value))
-    return pairs
+UNPROTECT_TIMEOUT = 300
 
 
 def export_import(upgrader: Upgrader, snapshot: Path) -> None:
-    from components.upgrade import UpgradeError, _config_value
+    from components import backup
+    from components.upgrade import ENV_FILE, UpgradeError
 
-    stack, log = upgrader.stack, upgrader.log
-    config = {key: item.value for key, item in stack.get_all_config().items()}
-    if config.get(f"{NAMESPACE}:provisionPostgres") == "true" or config.get(
-            f"{NAMESPACE}:databaseUrl"):
+    log = upgrader.log
+    if upgrader.config("provisionPostgres") == "true" or upgrader.config("databaseUrl"):
         raise UpgradeError("export-import moves data between data volumes; this deployment "
                            "keeps it in Postgres/MySQL. Use --mode in-place.")
-    old_volume = config.get(f"{NAMESPACE}:dataVolumeName") or f"{upgrader.instance}-data"
+    old_volume = upgrader.config("dataVolumeName") or f"{upgrader.instance}-data"
     new_volume = f"{upgrader.instance}-data-{upgrader.new[:7]}"
     _unprotect_data_volume(upgrader)
-    stack.set_config(f"{NAMESPACE}:version", _config_value(upgrader.new))
-    stack.set_config(f"{NAMESPACE}:dataVolumeName", _config_value(new_volume))
+    upgrader.set_config("version", upgrader.new)
+    upgrader.set_config("dataVolumeName", new_volume)
     log(f"bringing {upgrader.new[:12]} up on volume {new_volume}; {old_volume} is kept")
-    stack.up()
+    upgrader.up()
     upgrader.npx("import", "--replace-all", "--yes", str(snapshot))
-    pairs = parse_env_list((snapshot.parent / "env.txt").read_text())
+    try:
+        variables = backup.read_env_file(str(snapshot.parent / ENV_FILE))
+    except backup.UsageError as error:
+        raise UpgradeError(f"the saved environment variables are unusable: {error}.") from None
+    pairs = [(variable["name"], variable["value"]) for variable in variables]
     upgrader.set_env(pairs)
     log(f"restored the backup and {len(pairs)} environment variable(s); the old volume "
         f"{old_volume} stays until you remove it (docker volume rm {old_volume})")
@@ -55,6 +50,8 @@ def export_import(upgrader: Upgrader, snapshot: Path) -> None:
 def _unprotect_data_volume(upgrader: Upgrader) -> None:
     """The data volume resource is replaced (a new name); a protected one cannot be.
     Its Docker volume is retained on delete either way."""
+    from components.upgrade import REPO, UpgradeError, shell_line
+
     state = upgrader.stack.export_stack()
     deployment = state.deployment if hasattr(state, "deployment") else state
     resources = deployment.get("resources", []) if isinstance(deployment, dict) else []
@@ -63,9 +60,9 @@ def _unprotect_data_volume(upgrader: Upgrader) -> None:
         if resource.get("type") == VOLUME_TYPE and urn.endswith("-backend-data"):
             upgrader.log(f"unprotecting {urn.rsplit('::', 1)[-1]} in state (the volume itself "
                          "is retained)")
-            done = upgrader.run(["pulumi", "state", "unprotect", urn, "--yes", "--stack",
-                                 upgrader.stack.name], cwd=str(Path(__file__).parents[1]))
+            command = ["pulumi", "state", "unprotect", urn, "--yes", "--stack",
+                       upgrader.stack.name]
+            upgrader.log(f"$ {shell_line(*command)}")
+            done = upgrader.run(command, UNPROTECT_TIMEOUT, cwd=str(REPO))
             if done.returncode != 0:
-                from components.upgrade import UpgradeError
-
                 raise UpgradeError(f"could not unprotect the data volume: {json.dumps(urn)}")

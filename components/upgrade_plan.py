@@ -107,8 +107,9 @@ def plan(old: str, new: str, allow_downgrade: bool = False) -> UpgradePlan:
 
 def steps(mode: str, upgrade: UpgradePlan) -> list[str]:
     target = upgrade.target_database_version
-    backup = ("back up: `npx convex export --include-file-storage` and `npx convex env list`, "
-              "saved outside the repository; any failure stops here")
+    backup = ("back up: a snapshot export with file storage (the backend's export API, as "
+              "scheduled backups) and the environment variables (admin API), in a private "
+              "directory git cannot pick up; any failure stops here")
     check = "check that the backend accepts the admin key"
     if mode == "in-place":
         follow = (f"follow the backend log until 'db metadata version up to date at {target}'"

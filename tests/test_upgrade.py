@@ -3,12 +3,14 @@
 import contextlib
 import datetime as dt
 import http.server
+import io
 import json
 import os
 import subprocess
 import sys
 import threading
 import time
+import zipfile
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -16,9 +18,8 @@ import pytest
 from harness import assert_matches_golden
 from test_backup_client import Flushes
 
-from components import releases, upgrade, upgrade_plan
+from components import backup, releases, upgrade, upgrade_plan
 from components.upgrade import REPO, Log, UpgradeError, Upgrader, check_backup_dir
-from components.upgrade_import import parse_env_list
 from components.upgrade_plan import PlanError, follow_migrations, plan
 
 OLD = "4d3b0a5de955a258e70e3813bbff486051d88820"
@@ -108,11 +109,7 @@ def test_backups_never_go_into_the_repository(tmp_path):
     assert check_backup_dir(tmp_path / "b") == (tmp_path / "b").resolve()
 
 
-def test_env_list_parsing():
-    assert parse_env_list("A=1\nB=x=y\n\nnot a pair\n") == [("A", "1"), ("B", "x=y")]
-
-
-# --- orchestration with a stand-in stack ---------------------------------------------
+# --- orchestration with a stand-in stack and a stand-in backend ------------------------
 
 
 class FakeStack:
@@ -132,6 +129,10 @@ class FakeStack:
         self.calls.append(("set_config", key, value.value))
         self.config[key] = value.value
 
+    def remove_config(self, key):
+        self.calls.append(("remove_config", key))
+        self.config.pop(key, None)
+
     def outputs(self):
         return {"backendUrl": SimpleNamespace(value="http://127.0.0.1:1"),
                 "adminKey": SimpleNamespace(value=KEY),
@@ -142,7 +143,7 @@ class FakeStack:
         for op, kind, name in [("replace", "docker:index/container:Container", "c"),
                                ("update", "pulumi-python:dynamic:Resource", "g"),
                                ("same", "docker:index/volume:Volume", "v"), *self.changes]:
-            meta = SimpleNamespace(op=SimpleNamespace(value=op), type=kind,
+            meta = SimpleNamespace(op=SimpleNamespace(value=op), type=kind, diffs=None,
                                    urn=f"urn:pulumi:dev::p::{kind}::{name}")
             on_event(SimpleNamespace(resource_pre_event=SimpleNamespace(metadata=meta)))
 
@@ -160,12 +161,91 @@ class RecordingLog(Log):
         super().__call__(message)
 
 
-def upgrader(tmp_path, stack, fail=None, log_text=UPGRADE_LOG, backup_dir=None):
-    """An Upgrader on a stand-in stack; every command it runs is recorded in `up.calls`
-    as (command, cwd, the variables it sets for npx, whether stdout is redirected)."""
+def snapshot_zip() -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("_tables/documents.jsonl", "")
+    return buffer.getvalue()
+
+
+class FakeConvex:
+    """A loopback backend that answers what an upgrade asks (the export API, the
+    environment-variable query and update, the admin-key check) and records each request
+    as (method, path, Authorization, JSON body or None). `fail` maps a path to a status."""
+
+    def __init__(self, variables=(("FEATURE_FLAG", "on"),), fail=None):
+        self.variables, self.fail = list(variables), dict(fail or {})
+        self.requests, self.exports = [], []
+        convex = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def _handle(self):
+                length = int(self.headers.get("Content-Length") or 0)
+                raw = self.rfile.read(length) if length else b""
+                body = json.loads(raw) if raw else None
+                convex.requests.append((self.command, self.path,
+                                        self.headers.get("Authorization"), body))
+                status, payload = convex.answer(self.command, self.path, body)
+                self.send_response(status)
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+
+            do_GET = do_POST = _handle
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, args=(0.01,), daemon=True).start()
+
+    def answer(self, method, path, body):
+        route = path.split("?")[0]
+        if route in self.fail:
+            return self.fail[route], b'{"code": "Boom", "message": "stand-in failure"}'
+        if route == "/api/export/request/zip":
+            self.exports.append({"_id": f"export{len(self.exports) + 1}", "state": "completed"})
+            return 200, b""
+        if route.startswith("/api/export/zip/"):
+            return 200, snapshot_zip()
+        if route == "/api/query" and body["path"] == "_system/cli/exports:getLatest":
+            value = self.exports[-1] if self.exports else None
+            return 200, json.dumps({"status": "success", "value": value}).encode()
+        if route == "/api/query" and body["path"] == backup.ENV_QUERY:
+            value = [{"_id": f"id{i}", "_creationTime": 1.0, "name": name, "value": value}
+                     for i, (name, value) in enumerate(self.variables)]
+            return 200, json.dumps({"status": "success", "value": value}).encode()
+        if route in ("/api/check_admin_key", "/api/update_environment_variables"):
+            return 200, b"{}"
+        return 404, b'{"code": "NotFound"}'
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+_SERVERS = []
+
+
+@pytest.fixture(autouse=True)
+def _close_servers():
+    yield
+    while _SERVERS:
+        _SERVERS.pop().close()
+
+
+def fake_convex(**kwargs) -> FakeConvex:
+    _SERVERS.append(FakeConvex(**kwargs))
+    return _SERVERS[-1]
+
+
+def upgrader(tmp_path, stack, fail=None, log_text=UPGRADE_LOG, backup_dir=None, convex=None):
+    """An Upgrader on a stand-in stack and backend (`up.convex`); every command it runs is
+    recorded in `up.calls` as (command, timeout, cwd, the variables it sets for npx)."""
     commands, calls, followed = [], [], []
 
-    def run(command, cwd=None, env=None, stdout=None):
+    def run(command, timeout, cwd=None, env=None, stdout=None, stderr=None):
         commands.append(command)
         assert KEY not in " ".join(command)  # the key only travels in the environment
         if command[0] == "npx":
@@ -173,66 +253,96 @@ def upgrader(tmp_path, stack, fail=None, log_text=UPGRADE_LOG, backup_dir=None):
             assert env["PATH"] == os.environ["PATH"]  # the caller's environment, plus two
             assert set(env) - set(os.environ) <= {"CONVEX_SELF_HOSTED_URL",
                                                    "CONVEX_SELF_HOSTED_ADMIN_KEY"}
-        convex = env and {k: v for k, v in env.items() if k.startswith("CONVEX_SELF_HOSTED")}
-        calls.append((command, cwd, convex, stdout is not None))
-        if stdout is not None:
-            stdout.write("FEATURE_FLAG=on\n")
+        convex_env = env and {k: v for k, v in env.items() if k.startswith("CONVEX_SELF_HOSTED")}
+        calls.append((command, timeout, cwd, convex_env))
         return subprocess.CompletedProcess(command, 1 if fail and fail in command else 0)
 
     def log_lines(container):
         followed.append(container)
         return log_text.splitlines()
 
+    convex = convex or fake_convex()
     up = Upgrader(stack, NEW, tmp_path / "app", backup_dir or tmp_path / "backup",
                   RecordingLog(tmp_path / "backup" / "upgrade.log"),
-                  run=run, log_lines=log_lines, timeout=60)
+                  run=run, log_lines=log_lines, timeout=60,
+                  client=backup.Client(convex.url, KEY), poll=0.01)
     up.check_admin_key = lambda: up.log("the backend accepts the admin key")
     requests = []  # admin API calls: (path, body)
     up.admin_api = lambda path, body=None: requests.append((path, body)) or 200
-    up.calls, up.followed, up.requests = calls, followed, requests
+    up.calls, up.followed, up.requests, up.convex = calls, followed, requests, convex
     return up, commands
 
 
-def backup_steps(up):
-    snapshot = str(up.backup_dir / "snapshot.zip")
-    convex = {"CONVEX_SELF_HOSTED_URL": "http://127.0.0.1:1", "CONVEX_SELF_HOSTED_ADMIN_KEY": KEY}
-    calls = [(["npx", "--yes", "convex", "export", "--path", snapshot, "--include-file-storage"],
-              up.app_dir, convex, False),
-             (["npx", "--yes", "convex", "env", "list"], up.app_dir, convex, True)]
-    messages = [f"backup to {up.backup_dir}",
-                f"$ npx convex export --path {snapshot} --include-file-storage  (in {up.app_dir})",
-                f"$ npx convex env list  (in {up.app_dir})"]
-    return calls, messages
+def backup_messages(up):
+    size = len(snapshot_zip())
+    return [f"backup to {up.backup_dir}",
+            "requesting a snapshot export (with file storage) from the backend",
+            f"saved snapshot.zip ({size} bytes, export export1)",
+            "saved 1 environment variable(s) to snapshot.env.json: FEATURE_FLAG"]
+
+
+def backup_requests():
+    """What the backup asks the backend, in order (no npx, no Node)."""
+    latest = {"path": "_system/cli/exports:getLatest", "args": {}, "format": "json"}
+    return [("POST", "/api/query", f"Convex {KEY}", latest),
+            ("POST", "/api/export/request/zip?includeStorage=true", f"Convex {KEY}", None),
+            ("POST", "/api/query", f"Convex {KEY}", latest),
+            ("GET", "/api/export/zip/export1", f"Convex {KEY}", None),
+            ("POST", "/api/query", f"Convex {KEY}",
+             {"path": "_system/cli/queryEnvironmentVariables", "args": {}, "format": "json"})]
 
 
 def test_in_place_upgrade_backs_up_first_then_applies_and_follows(tmp_path):
     stack = FakeStack()
     up, commands = upgrader(tmp_path, stack)
     up.execute("in-place")
-    calls, messages = backup_steps(up)
-    assert up.calls == calls
+    assert up.calls == [] and up.convex.requests == backup_requests()
     assert up.followed == ["convex-dev-backend"]
     progress = [line for line in UPGRADE_LOG.splitlines()
                 if "Executing Migration" in line or "Migrated " in line]
     assert up.log.messages == [
-        plan(OLD, NEW).describe("in-place"), *messages,
+        plan(OLD, NEW).describe("in-place"), *backup_messages(up),
+        f"$ pulumi config set convex-selfhost:version {NEW}",
         "preview: only images and containers change; applying",
+        "$ pulumi up --stack dev", "pulumi up done",
         "waiting for migrations (target database version 128)", *progress,
         "migrations done: database at version 128", "the backend accepts the admin key",
         f"upgraded dev to {NEW[:12]}; backup kept in {up.backup_dir}"]
     assert stack.calls == [("set_config", "convex-selfhost:version", NEW), ("preview",), ("up",)]
-    env_file = tmp_path / "backup" / "env.txt"
-    assert env_file.read_text() == "FEATURE_FLAG=on\n" and env_file.stat().st_mode & 0o777 == 0o600
+    env_file = tmp_path / "backup" / "snapshot.env.json"
+    assert json.loads(env_file.read_text()) == [{"name": "FEATURE_FLAG", "value": "on"}]
+    snapshot = tmp_path / "backup" / "snapshot.zip"
+    assert snapshot.read_bytes() == snapshot_zip()
+    for private in (env_file, snapshot, tmp_path / "backup" / "upgrade.log"):
+        assert private.stat().st_mode & 0o777 == 0o600, private
     log = (tmp_path / "backup" / "upgrade.log").read_text()
     assert "migrations done: database at version 128" in log and KEY not in log
+    assert "FEATURE_FLAG" in log and "=on" not in log and '"on"' not in log
 
 
 def test_a_failed_backup_changes_nothing(tmp_path):
     stack = FakeStack()
-    up, _ = upgrader(tmp_path, stack, fail="export")
-    with pytest.raises(UpgradeError, match="export"):
+    convex = fake_convex(fail={"/api/export/request/zip": 500})
+    up, _ = upgrader(tmp_path, stack, convex=convex)
+    with pytest.raises(UpgradeError) as failed:
         up.execute("in-place")
+    assert str(failed.value) == ("the backup failed: request export: HTTP 500 Boom stand-in "
+                                 "failure. Nothing was changed.")
     assert stack.calls == []
+    assert f"error: {failed.value}" in (tmp_path / "backup" / "upgrade.log").read_text()
+
+
+def test_a_failed_environment_variable_backup_changes_nothing(tmp_path):
+    stack = FakeStack()
+    up, _ = upgrader(tmp_path, stack)
+    up.convex.answer = lambda method, path, body, real=up.convex.answer: (
+        (200, b'{"status": "error", "errorMessage": "no such function"}')
+        if body and body["path"] == backup.ENV_QUERY else real(method, path, body))
+    with pytest.raises(UpgradeError) as failed:
+        up.execute("in-place")
+    assert str(failed.value) == ("the backup failed: environment variables: query failed (no "
+                                 "such function). Nothing was changed.")
+    assert stack.calls == [] and not (tmp_path / "backup" / "snapshot.env.json").exists()
 
 
 def test_a_preview_that_touches_data_is_refused_and_reset(tmp_path):
@@ -244,11 +354,16 @@ def test_a_preview_that_touches_data_is_refused_and_reset(tmp_path):
         "the preview would change more than images and containers: replace convex-dev-data "
         "(docker:index/volume:Volume). Nothing was applied; version reset.\n" + up.rollback_text())
     assert up.rollback_text() == (
-        f"To roll back: pulumi config set convex-selfhost:version {OLD} --stack dev && pulumi up "
-        "--stack dev; if the data is damaged, restore the backup: python -m components.backup "
-        f"restore --url http://127.0.0.1:1 --file {tmp_path / 'backup' / 'snapshot.zip'} "
-        f"--app-dir {tmp_path / 'app'}")
+        f"To roll back: cd {REPO} && . ./env.sh && pulumi config set convex-selfhost:version "
+        f"{OLD} --stack dev && pulumi up --stack dev; if the data is damaged, restore the "
+        "backup (and its environment variables): CONVEX_SELF_HOSTED_ADMIN_KEY=\"$(pulumi stack "
+        "output adminKey --show-secrets --stack dev)\" python3 "
+        f"{REPO / 'components' / 'backup.py'} restore --url http://127.0.0.1:1 --file "
+        f"{tmp_path / 'backup' / 'snapshot.zip'} --app-dir {tmp_path / 'app'}")
     assert ("up",) not in stack.calls and stack.config["convex-selfhost:version"] == OLD
+    log = (tmp_path / "backup" / "upgrade.log").read_text()
+    assert "error: the preview would change more than images and containers: replace " \
+           "convex-dev-data" in log and "settings reset: version" in log
 
 
 def test_a_failed_migration_says_how_to_roll_back(tmp_path):
@@ -257,7 +372,7 @@ def test_a_failed_migration_says_how_to_roll_back(tmp_path):
     with pytest.raises(UpgradeError) as failed:
         up.execute("in-place")
     assert "migrations did not complete" in str(failed.value)
-    assert "python -m components.backup restore" in str(failed.value)
+    assert "components/backup.py restore" in str(failed.value)
 
 
 @pytest.mark.parametrize("key,value", [("convex-selfhost:provisionPostgres", "true"),
@@ -288,15 +403,15 @@ def test_export_import_moves_sqlite_to_a_new_volume(tmp_path):
         {"type": "docker:index/volume:Volume"}]})
     up, _ = upgrader(tmp_path, stack)
     up.execute("export-import")
-    calls, messages = backup_steps(up)
-    convex = calls[0][2]
+    convex = {"CONVEX_SELF_HOSTED_URL": "http://127.0.0.1:1", "CONVEX_SELF_HOSTED_ADMIN_KEY": KEY}
     snapshot = str(tmp_path / "backup" / "snapshot.zip")
-    assert up.calls == calls + [
-        (["pulumi", "state", "unprotect", DATA_URN, "--yes", "--stack", "dev"], str(REPO),
-         None, False),
-        (["npx", "--yes", "convex", "import", "--replace-all", "--yes", snapshot], up.app_dir,
-         convex, False),
+    assert up.calls == [
+        (["pulumi", "state", "unprotect", DATA_URN, "--yes", "--stack", "dev"], 300, str(REPO),
+         None),
+        (["npx", "--yes", "convex", "import", "--replace-all", "--yes", snapshot], 60,
+         up.app_dir, convex),
     ]
+    assert up.convex.requests == backup_requests()
     # the values travel in one request body: never on a command line or in the log
     assert up.requests == [("/api/update_environment_variables",
                             {"changes": [{"name": "FEATURE_FLAG", "value": "on"}]})]
@@ -304,9 +419,13 @@ def test_export_import_moves_sqlite_to_a_new_volume(tmp_path):
                            ("set_config", "convex-selfhost:dataVolumeName",
                             "convex-dev-data-652b828"), ("up",)]
     assert up.log.messages == [
-        plan(OLD, NEW).describe("export-import"), *messages,
+        plan(OLD, NEW).describe("export-import"), *backup_messages(up),
         "unprotecting convex-dev-backend-data in state (the volume itself is retained)",
+        f"$ pulumi state unprotect '{DATA_URN}' --yes --stack dev",
+        f"$ pulumi config set convex-selfhost:version {NEW}",
+        "$ pulumi config set convex-selfhost:dataVolumeName convex-dev-data-652b828",
         f"bringing {NEW[:12]} up on volume convex-dev-data-652b828; self-hosted_data is kept",
+        "$ pulumi up --stack dev", "pulumi up done",
         f"$ npx convex import --replace-all --yes {snapshot}  (in {up.app_dir})",
         "setting 1 environment variable(s): FEATURE_FLAG",
         "restored the backup and 1 environment variable(s); the old volume self-hosted_data "
@@ -356,6 +475,7 @@ def test_backup_makes_a_private_directory_wherever_the_log_is(tmp_path):
     up, _ = upgrader(tmp_path, FakeStack(), backup_dir=tmp_path / "deep" / "backup")
     up.backup()
     assert (tmp_path / "deep" / "backup").stat().st_mode & 0o777 == 0o700
+    assert (tmp_path / "deep").stat().st_mode & 0o777 == 0o700  # made here: private too
 
 
 @contextlib.contextmanager
@@ -454,9 +574,10 @@ def run_env(tmp_path, monkeypatch):
     app.mkdir()
     (app / "package.json").write_text("{}")
     monkeypatch.setattr(upgrade.shutil, "which", lambda tool: f"/usr/bin/{tool}")
+    monkeypatch.setattr(upgrade, "_pulumi_command", lambda commands, timeout: None)
     selected, executed = [], []
-    monkeypatch.setattr(auto, "select_stack",
-                        lambda name, work_dir: selected.append((name, work_dir)) or FakeStack())
+    monkeypatch.setattr(auto, "select_stack", lambda name, work_dir, opts: selected.append(
+        (name, work_dir)) or FakeStack())
     monkeypatch.setattr(Upgrader, "execute", lambda self, mode: executed.append((self, mode)))
     return SimpleNamespace(app=app, selected=selected, executed=executed)
 
@@ -515,7 +636,7 @@ def test_cli_run_refusals_are_one_line_errors(run_env, capsys, tmp_path, monkeyp
                                                              str(REPO / "backups"))
     assert f"{tmp_path} has no package.json" in refused("--app-dir", str(tmp_path))
 
-    def no_stack(name, work_dir):
+    def no_stack(name, work_dir, opts):
         raise errors.CommandError(auto.CommandResult(
             stdout="", stderr="error: no stack named 'dev' found\n", code=255))
 
@@ -525,28 +646,29 @@ def test_cli_run_refusals_are_one_line_errors(run_env, capsys, tmp_path, monkeyp
         "first so the state backend is the stack's).\n")
     monkeypatch.setattr(upgrade.shutil, "which",
                         lambda tool: None if tool in ("npx", "docker") else "/usr/bin/x")
-    assert "missing tools: npx, docker (install them first)." in refused(*app)
+    assert "missing tools: docker (install them first)." in refused(*app)
+    assert "missing tools: docker, npx (install them first)." in refused(
+        *app, "--mode", "export-import")
     assert run_env.executed == []
 
 
-def test_docker_log_lines_polls_the_stacks_engine_and_yields_only_new_lines(monkeypatch):
+def test_docker_log_lines_polls_the_stacks_engine_and_yields_only_new_lines():
     outputs = iter(["a\nb\n", "a\nb\nc\nd\n"])
     ran, slept = [], []
 
-    def run(command, **kwargs):
-        ran.append((command, kwargs))
+    def run(command, timeout, **kwargs):
+        ran.append((command, timeout, kwargs))
         return subprocess.CompletedProcess(command, 0, next(outputs), None)
 
-    monkeypatch.setattr(upgrade.subprocess, "run", run)
     lines = upgrade.docker_log_lines("convex-prod-backend", "ssh://deploy@h", poll=0.5,
-                                     sleep=slept.append)
+                                     sleep=slept.append, run=run)
     assert [next(lines) for _ in range(6)] == ["a", "b", "", "c", "d", ""]
-    assert ran == [(["docker", "--host", "ssh://deploy@h", "logs", "convex-prod-backend"],
-                    {"stdout": subprocess.PIPE, "stderr": subprocess.STDOUT, "text": True})] * 2
+    assert ran == [(["docker", "--host", "ssh://deploy@h", "logs", "convex-prod-backend"], 30.0,
+                    {"stdout": subprocess.PIPE, "stderr": subprocess.STDOUT})] * 2
     assert slept == [0.5]
     ran.clear()
     outputs = iter(["x\n"])
-    assert next(upgrade.docker_log_lines("c")) == "x"
+    assert next(upgrade.docker_log_lines("c", run=run)) == "x"
     assert ran[0][0] == ["docker", "logs", "c"]
 
 
@@ -558,10 +680,10 @@ def test_cli_run_follows_the_log_on_the_stacks_engine(run_env, capsys, tmp_path,
     stack = FakeStack()
     if host:
         stack.config["docker:host"] = host
-    monkeypatch.setattr(auto, "select_stack", lambda name, work_dir: stack)
+    monkeypatch.setattr(auto, "select_stack", lambda name, work_dir, opts: stack)
     followed = []
-    monkeypatch.setattr(upgrade, "docker_log_lines",
-                        lambda container, docker_host: followed.append((container, docker_host)))
+    monkeypatch.setattr(upgrade, "docker_log_lines", lambda container, docker_host, progress:
+                        followed.append((container, docker_host)))
     cli_main(capsys, "run", "--stack", "dev", "--to", NEW, "--app-dir", str(run_env.app),
              "--backup-dir", str(tmp_path / "b"))
     ((up, _),) = run_env.executed
@@ -844,20 +966,23 @@ def test_cli_run_defaults_to_the_current_directory_and_passes_allow_downgrade(
     monkeypatch.chdir(run_env.app)
     stack = FakeStack()
     stack.config["convex-selfhost:version"] = NEW
-    monkeypatch.setattr(auto, "select_stack", lambda name, work_dir: stack)
+    monkeypatch.setattr(auto, "select_stack", lambda name, work_dir, opts: stack)
     code, _, err = cli_main(capsys, "run", "--stack", "dev", "--to", OLD, "--allow-downgrade",
                             "--backup-dir", str(tmp_path / "b"))
     assert (code, err) == (0, "")
     ((up, _),) = run_env.executed
     assert up.app_dir == run_env.app and up.plan == plan(NEW, OLD, allow_downgrade=True)
-    done = up.run([sys.executable, "-c", "print('ran')"], capture_output=True, text=True)
+    done = up.run([sys.executable, "-c", "print('ran')"], 30, stdout=subprocess.PIPE)
     assert done.stdout == "ran\n"
 
 
 def test_cli_run_refusals_word_for_word(run_env, capsys, tmp_path, monkeypatch):
     monkeypatch.setattr(upgrade.shutil, "which", lambda tool: None)
     code, _, err = cli_main(capsys, "run", "--stack", "dev", "--to", NEW)
-    assert (code, err) == (1, "error: missing tools: pulumi, node, npx, docker (install them "
+    assert (code, err) == (1, "error: missing tools: pulumi, docker (install them first).\n")
+    code, _, err = cli_main(capsys, "run", "--stack", "dev", "--to", NEW, "--mode",
+                            "export-import")
+    assert (code, err) == (1, "error: missing tools: pulumi, docker, node, npx (install them "
                               "first).\n")
     monkeypatch.setattr(upgrade.shutil, "which", lambda tool: f"/usr/bin/{tool}")
     code, _, err = cli_main(capsys, "run", "--stack", "dev", "--to", NEW, "--app-dir",
