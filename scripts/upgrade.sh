@@ -150,11 +150,16 @@ pulumi config set version "$new_version" --stack "$stack"
 pulumi preview --diff --stack "$stack"
 echo
 echo "Review the preview: only images and the backend/dashboard containers should be replaced."
+# Commands to copy into a shell: every value in them is quoted (a path may hold spaces,
+# quotes or $(...)).
+q() { printf '%q' "$1"; }
 if [ -n "$old_version" ]; then
-  undo="pulumi config set version $old_version --stack $stack"
+  undo="pulumi config set version $(q "$old_version") --stack $(q "$stack")"
 else
-  undo="pulumi config rm version --stack $stack"
+  undo="pulumi config rm version --stack $(q "$stack")"
 fi
-echo "Then apply: $repo/up.sh $stack   (to undo before applying: $undo)"
-echo "To restore the backup (in $app_dir): npx convex import --replace-all $backup_dir/snapshot.zip"
-echo "  and set the variables of $backup_dir/env.txt again with npx convex env set NAME value"
+echo "Then apply: $(q "$repo/up.sh") $(q "$stack")   (to undo before applying:" \
+     "cd $(q "$repo") && . ./env.sh && $undo)"
+echo "To restore the backup: cd $(q "$app_dir") && npx convex import --replace-all" \
+     "$(q "$backup_dir/snapshot.zip")"
+echo "  and set the variables of $(q "$backup_dir/env.txt") again with npx convex env set"
