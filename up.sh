@@ -12,7 +12,9 @@
 #    start_interval is ignored there, so first starts are only probed more slowly.
 # 4. Installs requirements.txt into ./venv (the virtualenv Pulumi.yaml names).
 #    CONVEX_SELFHOST_SKIP_INSTALL=1 skips this step (offline re-runs; the tests).
-# 5. `pulumi up`, which always shows its preview first. At a terminal (stdin and stdout)
+# 5. `pulumi up --refresh` (unless you pass --refresh=false): it reads
+#    every container back from Docker first, so one removed or stopped outside Pulumi is
+#    recreated. It always shows its preview first. At a terminal (stdin and stdout)
 #    it then asks before applying. Without one (CI, pipes, --non-interactive) pass --yes;
 #    otherwise only the preview runs and the script exits 1. Dev stacks (`dev`, `dev-*`,
 #    unqualified) apply without asking.
@@ -41,7 +43,7 @@ if [ $# -gt 0 ] && [ "${1#-}" = "$1" ]; then
   choose_stack "$1" "the first argument"
   shift
 fi
-yes=0 interactive=1
+yes=0 interactive=1 refresh=1
 args=()
 while [ $# -gt 0 ]; do
   arg="$1"
@@ -49,6 +51,7 @@ while [ $# -gt 0 ]; do
   case "$arg" in
     --yes|-y) yes=1; continue ;;
     --non-interactive) interactive=0 ;;
+    --refresh|--refresh=*|-r|-r=*) refresh=0 ;;  # the caller decides
     --stack|-s)
       [ $# -gt 0 ] || die "$arg needs a stack name"
       choose_stack "$1" "$arg"
@@ -86,6 +89,9 @@ if ! [[ "$stack" =~ $stack_pattern ]] || [[ "$stack" =~ $dot_part ]] || [ "${#st
   die "'$stack' is not a stack name: use letters, digits, '-', '_' and '.', optionally" \
       "qualified as org/project/stack (at most 100 characters)"
 fi
+# Refresh first, so what happened outside Pulumi is seen and repaired: a container removed
+# or stopped by hand, or left stopped by a Docker restart, is recreated.
+[ "$refresh" = 0 ] || args=(--refresh "${args[@]+"${args[@]}"}")
 # pulumi asks only when both stdin and stdout are terminals.
 [ -t 0 ] && [ -t 1 ] || interactive=0
 case "$stack" in  # only this project's own dev stacks, named without an org or project

@@ -315,7 +315,7 @@ def test_up_without_a_terminal_previews_and_refuses_to_apply_without_yes(sandbox
     assert result.returncode != 0
     assert "not applied" in result.stderr and "--yes" in result.stderr
     calls = sandbox.calls()
-    assert "pulumi preview --stack staging" in calls
+    assert "pulumi preview --stack staging --refresh" in calls
     assert "Previewing update" in result.stdout
     assert pulumi_up_calls(calls) == []
 
@@ -339,7 +339,7 @@ def test_up_applies_dev_stacks_without_asking(sandbox, stack):
     args = [stack] if stack != "dev" else []  # dev is the default
     result = sandbox.run(str(sandbox.repo / "up.sh"), *args)
     assert result.returncode == 0, result.stderr
-    assert pulumi_up_calls(sandbox.calls()) == [f"pulumi up --yes --stack {stack}"]
+    assert pulumi_up_calls(sandbox.calls()) == [f"pulumi up --yes --stack {stack} --refresh"]
 
 
 @pytest.mark.parametrize("args", [
@@ -361,7 +361,7 @@ def test_up_takes_a_stack_selector_as_the_stack_and_confirms_it(sandbox, args):
     assert result.returncode == 1 and "not applied" in result.stderr
     calls = sandbox.calls()
     assert pulumi_up_calls(calls) == []
-    assert "pulumi preview --stack prod" in calls
+    assert "pulumi preview --stack prod --refresh" in calls
 
 
 @pytest.mark.parametrize("stack", ["../dev", "acme/other/dev", "dev/../prod", "./dev",
@@ -372,7 +372,7 @@ def test_up_refuses_names_that_are_not_stack_names_or_not_plain_dev(sandbox, sta
     assert pulumi_up_calls(calls) == []
     if stack == "acme/other/dev":  # a valid name, but not this project's plain dev stack
         assert result.returncode == 1 and "not applied" in result.stderr
-        assert "pulumi preview --stack acme/other/dev" in calls
+        assert "pulumi preview --stack acme/other/dev --refresh" in calls
     else:
         assert result.returncode == 1 and "is not a stack name" in result.stderr
         assert not [c for c in calls if c.startswith("pulumi")]
@@ -391,7 +391,7 @@ def test_up_passes_value_clusters_through(sandbox):
     # -m's value may contain an s; it is a message, not a stack.
     result = sandbox.run(str(sandbox.repo / "up.sh"), "staging", "-mships", "--yes")
     assert result.returncode == 0, result.stderr
-    assert pulumi_up_calls(sandbox.calls()) == ["pulumi up --yes --stack staging -mships"]
+    assert pulumi_up_calls(sandbox.calls()) == ["pulumi up --yes --stack staging --refresh -mships"]
 
 
 def test_up_stops_when_env_sh_refuses(sandbox):
@@ -418,7 +418,7 @@ def run_at_a_terminal(sandbox, *args, stdout_too=True):
 def test_up_at_a_terminal_lets_pulumi_ask(sandbox):
     result = run_at_a_terminal(sandbox, "prod")
     assert result.returncode == 0, result.stderr
-    assert pulumi_up_calls(sandbox.calls()) == ["pulumi up --stack prod"]
+    assert pulumi_up_calls(sandbox.calls()) == ["pulumi up --stack prod --refresh"]
 
 
 def test_up_needs_yes_when_pulumi_could_not_ask(sandbox):
@@ -427,7 +427,7 @@ def test_up_needs_yes_when_pulumi_could_not_ask(sandbox):
         result = run_at_a_terminal(sandbox, *args, stdout_too=stdout_too)
         assert result.returncode == 1 and "not applied" in result.stderr
     assert pulumi_up_calls(sandbox.calls()) == []
-    assert "pulumi preview --stack prod --non-interactive" in sandbox.calls()
+    assert "pulumi preview --stack prod --refresh --non-interactive" in sandbox.calls()
 
 
 def test_up_checks_the_stacks_remote_engine_not_a_local_one(sandbox):
@@ -439,7 +439,7 @@ def test_up_checks_the_stacks_remote_engine_not_a_local_one(sandbox):
     docker = [c for c in calls if c.startswith("docker ")]
     assert docker == ["docker -H ssh://user@host version --format {{.Server.APIVersion}}"]
     assert "warning" not in result.stderr
-    assert pulumi_up_calls(calls) == ["pulumi up --yes --stack prod"]
+    assert pulumi_up_calls(calls) == ["pulumi up --yes --stack prod --refresh"]
 
 
 def test_up_checks_docker_host_from_the_environment(sandbox):
@@ -474,7 +474,7 @@ def test_up_warns_about_an_engine_older_than_25(sandbox):
     assert result.returncode == 0, result.stderr
     assert "warning:" in result.stderr and "below 1.44" in result.stderr
     assert "start_interval" in result.stderr and "ssh://user@old" in result.stderr
-    assert pulumi_up_calls(sandbox.calls()) == ["pulumi up --yes --stack prod"]
+    assert pulumi_up_calls(sandbox.calls()) == ["pulumi up --yes --stack prod --refresh"]
 
 
 def test_up_without_a_docker_cli_needs_a_remote_host(sandbox):
@@ -493,7 +493,7 @@ def test_up_installs_requirements_into_venv_unless_skipped(sandbox):
     assert "python3 -m venv venv" in calls
     assert "venv/bin/python -m pip install --quiet -r requirements.txt" in calls
     assert calls.index("venv/bin/python -m pip install --quiet -r requirements.txt") \
-        < calls.index("pulumi up --yes --stack dev")
+        < calls.index("pulumi up --yes --stack dev --refresh")
     sandbox.calls_file.unlink()
     sandbox.run(str(sandbox.repo / "up.sh"))  # CONVEX_SELFHOST_SKIP_INSTALL=1
     assert not any(c.startswith(("python3", "venv/")) for c in sandbox.calls())
@@ -728,3 +728,10 @@ def test_gitignore_keeps_state_secrets_and_backups_out():
     ignored = (REPO / ".gitignore").read_text().split()
     for entry in (".pulumi-state/", ".env.local", "backups/"):
         assert entry in ignored
+
+
+@pytest.mark.parametrize("arg", ["--refresh=false", "--refresh", "-r", "-r=false"])
+def test_up_refreshes_unless_the_caller_says_how(sandbox, arg):
+    result = sandbox.run(str(sandbox.repo / "up.sh"), "staging", "--yes", arg)
+    assert result.returncode == 0, result.stderr
+    assert pulumi_up_calls(sandbox.calls()) == [f"pulumi up --yes --stack staging {arg}"]
