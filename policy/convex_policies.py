@@ -66,6 +66,7 @@ from policy.resource_props import (
     _display_name,
     _env_entries,
     _get,
+    _stack_of,
 )
 from policy.stack_policies import (  # noqa: F401  (re-exported for the tests)
     _stack_name_for,
@@ -90,7 +91,8 @@ def validate_pinned_images(args: ResourceValidationArgs, report_violation: Repor
             "Set name to '<repository>:<version-tag>' or '<repository>@sha256:<digest>'."
         )
         return
-    problem = rules.image_ref_problem(name.strip())
+    stack = _stack_of(args.urn)
+    problem = rules.image_ref_problem(name.strip(), strict=not rules.is_dev_stack(stack or ""))
     if problem is not None:
         repository = parse_image_ref(name.strip()).repository
         report_violation(
@@ -105,7 +107,9 @@ pinned_images = ResourceValidationPolicy(
     description=(
         "Docker images must be pinned to an explicit version tag or a sha256 digest, "
         "never to a moving tag such as latest, main, master, stable, edge, nightly "
-        "or dev (in any letter case)."
+        "or dev (in any letter case). Outside dev stacks a Convex image needs a release's "
+        "commit SHA and any other image its full version (major.minor.patch; "
+        "major.minor for postgres), so floating tags such as postgres:17 or caddy:2 fail."
     ),
     validate=validate_pinned_images,
 )
@@ -228,7 +232,8 @@ def validate_secret_envs_are_secret(
     if _envs_marked_secret(args):
         return
     entries, unknown = _env_entries(_get(args.props, "envs"))
-    sensitive = sorted({key for key, _ in entries if key in SECRET_ENV_KEYS})
+    sensitive = sorted({key for key, _ in entries
+                        if key in SECRET_ENV_KEYS or rules.looks_secret_env_name(key)})
     if sensitive:
         cname = _display_name(args.props, args.name)
         report_violation(
@@ -250,7 +255,8 @@ secret_envs_are_secret = ResourceValidationPolicy(
     name="secret-envs-are-secret",
     description=(
         "Containers whose envs carry credentials (INSTANCE_SECRET, database URLs/passwords, AWS "
-        "secret keys, the admin key) must declare envs secret via additional_secret_outputs."
+        "secret keys, the admin key, any name with SECRET, TOKEN, PASSWORD, KEY, DSN, AUTH...) "
+        "must declare envs secret via additional_secret_outputs."
     ),
     validate=validate_secret_envs_are_secret,
 )

@@ -6,12 +6,14 @@ during preview; the helpers here read through them without failing a whole polic
 
 from __future__ import annotations
 
-import ipaddress
+import os
 from collections.abc import Mapping, Sequence
 from typing import Any, Iterator, List, Optional, Tuple
 
 from pulumi_policy import Secret
 from pulumi_policy.proxy import UnknownValueError
+
+from components import rules
 
 # --------------------------------------------------------------------------
 # Shapes declared by the program
@@ -31,9 +33,6 @@ PROTECTED_VOLUME_ROLES = frozenset({"data", "postgres-data"})
 # Role of the data volume a container of the given role mounts (used for unlabelled volumes).
 MOUNTING_ROLE_TO_VOLUME_ROLE = {"backend": "data", "postgres": "postgres-data"}
 
-CONVEX_BACKEND_REPO = "ghcr.io/get-convex/convex-backend"
-CONVEX_DASHBOARD_REPO = "ghcr.io/get-convex/convex-dashboard"
-
 ADMIN_KEY_PUBLIC_ENV = "NEXT_PUBLIC_ADMIN_KEY"
 
 SECRET_ENV_KEYS = frozenset(
@@ -50,8 +49,7 @@ SECRET_ENV_KEYS = frozenset(
 )
 
 PROD_STACK_PATTERN_KEY = "prodStackPattern"
-DEFAULT_PROD_STACK_PATTERN = r"^prod(uction)?(-.*)?$"
-
+DEFAULT_PROD_STACK_PATTERN = rules.PRODUCTION_STACK_PATTERN  # matched case-insensitively
 
 
 # --------------------------------------------------------------------------
@@ -61,12 +59,15 @@ DEFAULT_PROD_STACK_PATTERN = r"^prod(uction)?(-.*)?$"
 
 def _convex_component(repository: str) -> Optional[str]:
     """'backend'/'dashboard' for a convex image repository (any registry mirror)."""
-    repo = repository.lower()
-    for full, component in ((CONVEX_BACKEND_REPO, "backend"), (CONVEX_DASHBOARD_REPO, "dashboard")):
-        path = full.split("/", 1)[1]  # get-convex/convex-...
-        if repo in (full, path) or repo.endswith("/" + path):
-            return component
-    return None
+    return rules.convex_component(repository)
+
+
+def _stack_of(urn: str) -> Optional[str]:
+    """The stack of `urn:pulumi:<stack>::<project>::<type>::<name>`; else PULUMI_STACK."""
+    head = urn.split("::", 1)[0] if isinstance(urn, str) else ""
+    if head.startswith("urn:pulumi:") and head != "urn:pulumi:":
+        return head[len("urn:pulumi:"):]
+    return os.environ.get("PULUMI_STACK") or None
 
 
 def _get(props: Any, key: str, default: Any = None) -> Any:
@@ -146,12 +147,9 @@ def _is_public_address(ip: Optional[str]) -> bool:
     text = str(ip).strip()  # None and "" are no address: Docker's default
     if text.startswith("[") and text.endswith("]"):
         text = text[1:-1]
-    try:
-        addr = ipaddress.ip_address(text.partition("%")[0])
-    except ValueError:
+    addr = rules.bind_address(text.partition("%")[0])  # IPv4-mapped: the IPv4 address
+    if addr is None:
         return True
-    if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped is not None:
-        addr = addr.ipv4_mapped
     if addr.is_unspecified:
         return True
     return not (addr.is_loopback or addr.is_private)

@@ -74,7 +74,7 @@ def validate_protect_data_in_prod(
     config = args.get_config() or {}
     pattern = config.get(PROD_STACK_PATTERN_KEY) or DEFAULT_PROD_STACK_PATTERN
     try:
-        prod_re = re.compile(pattern)
+        prod_re = re.compile(pattern, re.IGNORECASE)
     except (re.error, TypeError) as e:
         report_violation(
             f"Policy config {PROD_STACK_PATTERN_KEY}={pattern!r} is not a valid regular "
@@ -127,8 +127,9 @@ protect_data_in_prod = StackValidationPolicy(
                 "type": "string",
                 "default": DEFAULT_PROD_STACK_PATTERN,
                 "description": (
-                    "Regular expression (Python re.search) matched against the "
-                    f"{LABEL_STACK} label; matching stacks are production."
+                    "Regular expression (Python re.search, case-insensitive) matched against "
+                    f"the {LABEL_STACK} label; matching stacks are production. Default: "
+                    "prod, production, prd and live, alone or with a -suffix."
                 ),
             },
         },

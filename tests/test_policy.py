@@ -102,11 +102,12 @@ def options(protect=False, secret_outputs=()):
     )
 
 
-def resource_args(rtype, wire, name="res", opts=None, config=None, proxy_secrets=False):
+def resource_args(rtype, wire, name="res", opts=None, config=None, proxy_secrets=False,
+                  stack="dev"):
     return ResourceValidationArgs(
         rtype,
         analyze_props(wire, proxy_secrets),
-        urn(rtype, name),
+        urn(rtype, name, stack),
         name,
         opts or options(),
         None,
@@ -405,7 +406,25 @@ def test_unlabelled_volume_gets_role_from_mounting_container():
 
 def test_protect_config_schema_default():
     schema = cp.protect_data_in_prod.config_schema
-    assert schema.properties["prodStackPattern"]["default"] == r"^prod(uction)?(-.*)?$"
+    assert schema.properties["prodStackPattern"]["default"] == \
+        r"^(prod|production|prd|live)(-.*)?$"
+
+
+@pytest.mark.parametrize("stack", ["Prod", "PROD", "prd", "live", "Live-2", "PRODUCTION-eu",
+                                   "prd-1", "LIVE"])
+def test_production_stacks_in_any_letter_case_and_common_names_are_production(stack):
+    assert len(run(cp.protect_data_in_prod, volumes_stack(stack))) == 2
+
+
+@pytest.mark.parametrize("stack", ["preprod", "prod2", "my-prod", "delivery", "liver", "prdx",
+                                   "staging-live"])
+def test_names_that_only_contain_a_production_word_are_not_production(stack):
+    assert len(run(cp.protect_data_in_prod, volumes_stack(stack))) == 0
+
+
+def test_a_configured_prod_pattern_is_matched_in_any_letter_case():
+    cfg = {"prodStackPattern": "^live$"}
+    assert len(run(cp.protect_data_in_prod, volumes_stack("LIVE", config=cfg))) == 2
 
 
 # ---------------------------------------------------------------------------
@@ -421,7 +440,10 @@ def port(ip=None, internal=3210, external=3210):
 
 
 @pytest.mark.parametrize(
-    "ip", [None, "", "0.0.0.0", "::", "8.8.8.8", "2001:4860:4860::8888", "example.com"]
+    "ip", [None, "", "0.0.0.0", "::", "8.8.8.8", "2001:4860:4860::8888", "example.com",
+           # every spelling of "every interface", and shorthands that are no IP literal
+           "::ffff:0.0.0.0", "[::ffff:0.0.0.0]", "::0", "0:0:0:0:0:0:0:0", "[::]", "0",
+           "000.0.0.0", "0.0.0.00", "::ffff:8.8.8.8"]
 )
 def test_public_port_on_non_proxy_container_is_rejected(ip):
     res = stack_resource(
@@ -535,7 +557,9 @@ def test_unknown_port_ip_reports_known_violations_then_raises():
 # ---------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("key", sorted(cp.SECRET_ENV_KEYS))
+@pytest.mark.parametrize("key", sorted(cp.SECRET_ENV_KEYS) + [
+    "STRIPE_SECRET_KEY", "API_KEY", "GITHUB_TOKEN", "SMTP_PASSWORD", "SENTRY_DSN",
+    "BASIC_AUTH", "GOOGLE_CREDENTIALS", "SSH_PRIVATE"])
 def test_sensitive_env_without_secret_marker_is_rejected(key):
     wire = container("convex-backend", "backend", envs=["DO_NOT_TRACK=1", f"{key}=s3cr3t"])
     v = run(cp.secret_envs_are_secret, resource_args(CONTAINER, wire, "be"))
@@ -811,7 +835,8 @@ def test_container_messages_fall_back_to_the_resource_name():
     assert v.messages[0].startswith("Container 'dash' sets NEXT_PUBLIC_ADMIN_KEY.")
     v = run(cp.secret_envs_are_secret, resource_args(CONTAINER, nameless, "be"))
     assert v.messages == [
-        "Container 'be' passes INSTANCE_SECRET, POSTGRES_URL in envs, but envs is not declared "
+        "Container 'be' passes INSTANCE_SECRET, NEXT_PUBLIC_ADMIN_KEY, POSTGRES_URL in envs, "
+        "but envs is not declared "
         'secret. Add pulumi.ResourceOptions(additional_secret_outputs=["envs"]) to the '
         "container (and keep building the values with pulumi.Output.secret) so the "
         "environment is encrypted in the state file and masked in previews. (Policies cannot "
@@ -839,7 +864,8 @@ def test_unprotected_volume_message_word_for_word_and_by_resource_name():
     assert v.urns == [urn(VOLUME, "vol-data")]
     assert v.messages == [
         "Volume 'vol-data' (role data) in production stack 'prod' is not protected (stacks "
-        "matching prodStackPattern '^prod(uction)?(-.*)?$' are production). It holds Convex "
+        "matching prodStackPattern '^(prod|production|prd|live)(-.*)?$' are production). It "
+        "holds Convex "
         "data, so a destroy or replacement would delete it. Create it with "
         "pulumi.ResourceOptions(protect=True)."]
 

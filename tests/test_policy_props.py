@@ -19,6 +19,7 @@ from policy.resource_props import (
     _is_public_address,
     _known_items,
     _labels,
+    _stack_of,
 )
 
 
@@ -103,3 +104,13 @@ def test_display_name_falls_back_for_missing_empty_odd_or_unknown_names():
 ])
 def test_public_addresses(ip, public):
     assert _is_public_address(ip) is public
+
+
+def test_the_stack_comes_from_the_urn_else_from_pulumi_stack(monkeypatch):
+    monkeypatch.setenv("PULUMI_STACK", "from-env")
+    assert _stack_of("urn:pulumi:Prod-eu::convex-selfhost::docker:index/remoteImage:"
+                     "RemoteImage::img") == "Prod-eu"
+    for urn in ("", "urn:pulumi:", "urn:pulumi:::p::t::n", "not-a-urn", None):
+        assert _stack_of(urn) == "from-env", urn
+    monkeypatch.delenv("PULUMI_STACK")
+    assert _stack_of("nonsense") is None
