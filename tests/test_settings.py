@@ -790,3 +790,52 @@ def test_a_bad_tls_bind_address_or_port_is_the_only_problem_reported():
     assert problems("dev", {**TLS, "httpPort": 3210}) == (
         "convex-selfhost:httpPort: host port 3210 of httpPort clashes with backendPort "
         "(convex-dev); give each published port its own number.",)
+
+
+# --- every spelling of "every interface" meets the rules 0.0.0.0 meets ------------------
+
+EVERY_INTERFACE = ["0.0.0.0", "::ffff:0.0.0.0", "::", "::0", "0:0:0:0:0:0:0:0",
+                   "0000:0000:0000:0000:0000:0000:0000:0000"]
+
+
+@pytest.mark.parametrize("bind", EVERY_INTERFACE)
+def test_every_interface_needs_a_public_host(bind):
+    canonical = "0.0.0.0" if "." in bind else "::"
+    assert problems("dev", {"bindAddress": bind}) == (
+        f"convex-selfhost:publicHost: is required when bindAddress is {canonical}: the URLs in "
+        "the outputs and the dashboard must name this host as other machines reach it; set "
+        "publicHost (a DNS name or IP) or cloudOrigin and siteOrigin.",)
+    settings = load("dev", {"bindAddress": bind, "publicHost": "convex.example.com"})
+    assert settings.bind_address == canonical
+    assert settings.deployments[0].cloud_origin == "http://convex.example.com:3210"
+
+
+@pytest.mark.parametrize("bind", EVERY_INTERFACE)
+def test_every_interface_keeps_metrics_private_and_stays_off_the_tls_proxy(bind):
+    canonical = "0.0.0.0" if "." in bind else "::"
+    assert problems("dev", {"bindAddress": bind, "publicHost": "convex.example.com",
+                            "disableMetricsEndpoint": False}) == (
+        f"convex-selfhost:disableMetricsEndpoint: is false while bindAddress {canonical} "
+        "publishes the backend's ports: /metrics would be public. Keep it true, or bind to "
+        "127.0.0.1.",)
+    assert problems("prod", {"bindAddress": bind}) == (
+        f"convex-selfhost:bindAddress: {canonical} publishes the raw backend ports beside the "
+        "TLS proxy; keep them on 127.0.0.1 when tlsProxy is true.",)
+
+
+def test_an_ipv4_mapped_every_interface_bind_clashes_with_any_other_bind_of_the_port():
+    assert problems("prod", {"tlsBindAddress": "::ffff:0.0.0.0", "httpsPort": 3230}) == (
+        "convex-selfhost:httpsPort: host port 3230 of httpsPort clashes with backendPort "
+        "(convex-prod); give each published port its own number.",)
+
+
+def test_ipv4_mapped_loopback_is_loopback():
+    assert load("dev", {"bindAddress": "::ffff:127.0.0.1",
+                        "disableMetricsEndpoint": False}).bind_address == "127.0.0.1"
+
+
+@pytest.mark.parametrize("bind", ["0", "000.0.0.0", "0.0.0.00", "0x0.0.0.0", "::ffff:0.0.0.0%1"])
+def test_shorthands_of_every_interface_are_not_ip_addresses(bind):
+    assert problems("dev", {"bindAddress": bind}) == (
+        f"convex-selfhost:bindAddress: {quote(bind)} is not an IP address; use 127.0.0.1 (this "
+        "host only), 0.0.0.0 (every interface) or one interface's address (no zone id).",)

@@ -7,6 +7,7 @@ import re
 from typing import Optional
 from urllib.parse import urlsplit
 
+from components import rules
 from components.settings.reader import Reader
 
 # RFC 1035 labels, at least two of them, a letter-only top-level label; lowercase only.
@@ -20,12 +21,13 @@ SITE_PATH_ON_API = "/http"
 
 
 def check_ip(reader: Reader, name: str) -> Optional[str]:
-    """The address in canonical form, or None (with a problem reported)."""
+    """The address in canonical form, or None (with a problem reported).
+
+    Canonical: an IPv4-mapped address is the IPv4 address Docker binds it as, so
+    ::ffff:0.0.0.0 meets every rule 0.0.0.0 does, and every spelling of :: is ::.
+    """
     value = reader.string(name)
-    try:
-        address = ipaddress.ip_address(value)
-    except ValueError:
-        address = None
+    address = rules.bind_address(value)
     if address is None or "%" in value:
         reader.problem(name, f"{reader.shown(name)} is not an IP address; use 127.0.0.1 (this "
                              "host only), 0.0.0.0 (every interface) or one interface's address "
