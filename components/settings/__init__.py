@@ -84,7 +84,7 @@ def settings_from_config(
     stack: str, raw: Mapping[str, Any], secret_keys: set[str]
 ) -> StackSettings:
     """Validate raw config (`namespace:key` -> CLI string) of `stack`: the testable core."""
-    reader = Reader(raw, secret_keys)
+    reader = Reader(raw, secret_keys, stack)
     warnings: list[str] = []
     _check_key_names(reader, raw)
 
@@ -193,6 +193,13 @@ def _read_version(reader: Reader, stack: str, warnings: list[str]) -> str:
                 "`pulumi up` runs the version you previewed. Only dev "
                 "stacks may use it.",
             )
+    elif rules.tag_problem(BACKEND_IMAGE, version, reader.strict_images) is not None:
+        reader.problem(
+            "version",
+            f"{reader.shown('version')} is not a release: upstream tags the Convex images "
+            "with the commit SHA of each release, and only those stay put; pin one (such as "
+            f"{DEFAULT_VERSION}). Only dev stacks may use other tags.",
+        )
     elif releases.find(version) is None:
         warnings.append(
             f"version {reader.shown('version')} is not a release this project knows "

@@ -64,9 +64,11 @@ def quote(value: str) -> str:
 class Reader:
     """Typed access to the raw config of one stack; problems are collected in order."""
 
-    def __init__(self, raw: Mapping[str, Any], secret_keys: set[str]):
+    def __init__(self, raw: Mapping[str, Any], secret_keys: set[str], stack: str = ""):
         self.raw = raw
         self.secret_keys = secret_keys
+        # Outside dev stacks an image tag must pin one build, not a line of releases.
+        self.strict_images = not rules.is_dev_stack(stack)
         self.problems: list[str] = []
 
     def problem(self, key: str, message: str) -> None:
@@ -155,9 +157,10 @@ class Reader:
         return SecretValue(value)
 
     def image(self, name: str) -> str:
-        """A pinned image reference (exact tag or sha256 digest)."""
+        """A pinned image reference (exact tag or sha256 digest; a full version outside
+        dev stacks)."""
         image = self.string(name)
-        problem = rules.image_ref_problem(image)
+        problem = rules.image_ref_problem(image, self.strict_images)
         if problem is not None:
             self.problem(name, f"{self.shown(name)} {problem}; name an exact, pinned "
                                f"version, e.g. {KEYS_BY_NAME[name].default}.")
