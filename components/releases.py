@@ -99,6 +99,9 @@ VERSIONED_SETTINGS: tuple[VersionedSetting, ...] = (
 # Before this release run_backend.sh enabled S3 only when both AWS keys were set, and
 # otherwise fell back to local disk with a log line.
 S3_WITHOUT_KEYS_SINCE = "0b8731e45077136ca23521ec11bface108aade99"
+# Releases before this one refuse a database URL with a query string ("cluster url
+# already contains query string", crates/clusters/src/lib.rs; the check went in f0ca1c0).
+URL_PARAMETERS_SINCE = "4d3b0a5de955a258e70e3813bbff486051d88820"
 
 _INDEX = {release.tag: i for i, release in enumerate(RELEASES)}
 
@@ -116,13 +119,22 @@ def find(tag: str) -> Optional[Release]:
 
 def reads(tag: str, setting: VersionedSetting) -> Optional[bool]:
     """Whether release `tag` reads the setting's variable; None for an unknown release."""
+    return _within(tag, setting.since, setting.until)
+
+
+def reads_since(tag: str, since: str) -> Optional[bool]:
+    """Whether release `tag` is `since` or newer; None for an unknown release."""
+    return _within(tag, since, None)
+
+
+def _within(tag: str, since: Optional[str], until: Optional[str]) -> Optional[bool]:
     release = find(tag)
     if release is None:
         return None
     position = _INDEX[release.tag]
-    if setting.since is not None and position < _INDEX[setting.since]:
+    if since is not None and position < _INDEX[find(since).tag]:
         return False
-    if setting.until is not None and position > _INDEX[setting.until]:
+    if until is not None and position > _INDEX[find(until).tag]:
         return False
     return True
 

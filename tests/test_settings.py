@@ -196,8 +196,8 @@ BAD_INPUTS = [
      ['convex-selfhost:databaseUrl: is not a valid URL; percent-encode special characters in the user and password (e.g. [ as %5B, ] as %5D, @ as %40) and check the port.']),
     ('db-port-not-number', 'dev', {}, {'databaseUrl': 'postgres://u:p@db:abc'},
      ['convex-selfhost:databaseUrl: is not a valid URL; percent-encode special characters in the user and password (e.g. [ as %5B, ] as %5D, @ as %40) and check the port.']),
-    ('db-query-string', 'dev', {}, {'databaseUrl': 'postgres://u:p@db:5432?sslmode=require'},
-     ['convex-selfhost:databaseUrl: has a query string or fragment; remove it: the backend adds its own connection parameters and the driver refuses unknown ones (use requireDatabaseSsl and databaseCaCert for TLS).']),
+    ('db-query-string-on-an-old-release', 'dev', {'version': '00bd92723422f3bff968230c94ccdeb8c1719832'}, {'databaseUrl': 'postgres://u:p@db:5432?sslmode=require'},
+     ['convex-selfhost:databaseUrl: has a query string, which the chosen version 00bd92723422 refuses (releases from 4d3b0a5 on accept connection parameters); remove it or change `version`.']),
     ('cpus-nan', 'dev', {'cpus': 'nan'}, {},
      ["convex-selfhost:cpus: 'nan' must be a number of CPUs greater than zero and at most 1024, written like 2 or 1.5 (at most 9 decimals)."]),
     ('cpus-inf', 'dev', {'cpus': 'inf'}, {},
@@ -299,7 +299,7 @@ BAD_INPUTS = [
     ('database-port-zero', 'dev', {}, {'databaseUrl': 'postgres://u:p@db:0'},
      ["convex-selfhost:databaseUrl: has port 0; use the database's port (1 to 65535)."]),
     ('database-fragment', 'dev', {}, {'databaseUrl': 'postgres://u:p@db:5432#frag'},
-     ['convex-selfhost:databaseUrl: has a query string or fragment; remove it: the backend adds its own connection parameters and the driver refuses unknown ones (use requireDatabaseSsl and databaseCaCert for TLS).']),
+     ['convex-selfhost:databaseUrl: has a fragment (#...); remove it: a connection URL has none.']),
     ('origin-user-only', 'dev', {'cloudOrigin': 'https://user@api.example.com'}, {},
      ['convex-selfhost:cloudOrigin: contains credentials (user:password@); remove them: this URL is published in outputs and to every browser.']),
     ('origin-port-zero', 'dev', {'cloudOrigin': 'https://api.example.com:0'}, {},
@@ -839,3 +839,106 @@ def test_shorthands_of_every_interface_are_not_ip_addresses(bind):
     assert problems("dev", {"bindAddress": bind}) == (
         f"convex-selfhost:bindAddress: {quote(bind)} is not an IP address; use 127.0.0.1 (this "
         "host only), 0.0.0.0 (every interface) or one interface's address (no zone id).",)
+
+
+# --- databaseUrl: the connection parameters the backend passes on ----------------------
+
+def database_problems(url, overrides=None):
+    return problems("dev", overrides, {"databaseUrl": url})
+
+
+@pytest.mark.parametrize("url,overrides", [
+    ("postgres://u:p@db:5432?sslmode=require&connect_timeout=10&application_name=convex"
+     "&options=-c%20statement_timeout%3D0&target_session_attrs=read-write&keepalives=1"
+     "&keepalives_idle=30&hostaddr=10.0.0.5&channel_binding=require", {}),
+    # upstream's advice for a self-signed Postgres (get-convex/convex-backend#354)
+    ("postgres://u:p@db:5432/?sslmode=disable", {"requireDatabaseSsl": False}),
+    ("postgresql://u:p@db?sslmode=prefer", {"requireDatabaseSsl": False}),
+    ("postgres://u:p@db:5432?", {}),
+    ("mysql://u:p@db:3306?require_ssl=true&verify_identity=false&compression=fast"
+     "&tcp_keepalive=10000&max_allowed_packet=1048576", {}),
+    ("mysql://u:p@db:3306?require_ssl=false", {"requireDatabaseSsl": False}),
+])
+def test_database_url_parameters_upstream_passes_on_are_accepted(url, overrides):
+    settings = load("dev", overrides, {"databaseUrl": url})
+    assert settings.database.url.reveal() == url
+
+
+@pytest.mark.parametrize("url,overrides,expected", [
+    ("postgres://u:p@db:5432?sslmode=disable", {},
+     "the parameter sslmode=disable contradicts requireDatabaseSsl (true): the backend adds "
+     "sslmode=require, which wins. Set requireDatabaseSsl to false to allow a connection "
+     "without TLS, or remove the parameter."),
+    ("postgres://u:p@db:5432?sslmode=prefer", {},
+     "the parameter sslmode=prefer contradicts requireDatabaseSsl (true): the backend adds "
+     "sslmode=require, which wins. Set requireDatabaseSsl to false to allow a connection "
+     "without TLS, or remove the parameter."),
+    ("postgres://u:p@db:5432?sslmode=verify-full", {},
+     "the parameter sslmode must be one of disable, prefer, require (with TLS the backend "
+     "always verifies the server's certificate, against the system's roots and "
+     "databaseCaCert)."),
+    ("postgres://u:p@db:5432?sslmode=disable", {"requireDatabaseSsl": False,
+                                                "databaseCaCert": CA_PEM},
+     "the parameter sslmode=disable turns TLS off, so databaseCaCert would never be used; "
+     "remove one of them."),
+    ("postgres://u:p@db:5432?dbname=convex", {},
+     "the parameter dbname names a database: the backend connects to the database named after "
+     "the instance (dashes become underscores), which must exist; remove it."),
+    ("postgres://u:p@db:5432?search_path=app", {},
+     "the parameter search_path is dropped by the backend, which uses the database's default "
+     "schema; remove it."),
+    ("postgres://u:p@db:5432?target_session_attrs=any", {},
+     "the parameter target_session_attrs is always read-write: the backend adds "
+     "target_session_attrs=read-write, which wins; remove it."),
+    ("postgres://u:p@db:5432?sslrootcert=/ca.pem", {},
+     "the parameter sslrootcert is not read by the backend's driver; remove it and give the CA "
+     "certificate in databaseCaCert."),
+    ("postgres://u:p@db:5432?password=x", {},
+     "the parameter password belongs in the URL itself (user:password@host:port), not in its "
+     "query; move it there."),
+    ("postgres://u:p@db:5432?sslcert=/c.pem", {},
+     "the parameter sslcert is not a connection parameter the backend's Postgres driver "
+     "(tokio-postgres) takes; remove it. Accepted: application_name, channel_binding, "
+     "connect_timeout, hostaddr, keepalives, keepalives_idle, keepalives_interval, "
+     "keepalives_retries, load_balance_hosts, options, sslmode, target_session_attrs, "
+     "tcp_user_timeout."),
+    ("postgres://u:p@db:5432?connect_timeout=soon", {},
+     "the parameter connect_timeout must be a whole number."),
+    ("postgres://u:p@db:5432?hostaddr=db", {}, "the parameter hostaddr must be an IP address."),
+    ("postgres://u:p@db:5432?sslmode=require&sslmode=require", {},
+     "gives the parameter sslmode twice; keep one."),
+    ("mysql://u:p@db:3306?verify_ca=false", {},
+     "the parameter verify_ca=false contradicts requireDatabaseSsl (true): the backend adds "
+     "require_ssl=true&verify_ca=true, which win. Set requireDatabaseSsl to false to relax "
+     "TLS, or remove the parameter."),
+    ("mysql://u:p@db:3306?require_ssl=false", {"requireDatabaseSsl": False,
+                                               "databaseCaCert": CA_PEM},
+     "the parameter require_ssl=false turns TLS off, so databaseCaCert would never be used; "
+     "remove one of them."),
+    ("mysql://u:p@db:3306?built_in_roots=false", {},
+     "the parameter built_in_roots=false leaves no certificate to verify the server with; set "
+     "databaseCaCert, or remove the parameter."),
+    ("mysql://u:p@db:3306?pool_max=3", {},
+     "the parameter pool_max is overridden by the backend's own connection pool settings; "
+     "remove it."),
+    ("mysql://u:p@db:3306?socket=/run/mysqld.sock", {},
+     "the parameter socket connects through a Unix socket, which the backend's container does "
+     "not have; remove it."),
+    ("mysql://u:p@db:3306?require_ssl=yes", {},
+     "the parameter require_ssl must be one of true, false."),
+])
+def test_database_url_parameters_that_fail_or_contradict_are_refused(url, overrides, expected):
+    assert database_problems(url, overrides) == (f"convex-selfhost:databaseUrl: {expected}",)
+
+
+def test_a_parameter_name_is_named_only_when_the_drivers_know_it():
+    found = database_problems("postgres://u:Hunter2Pw@db:5432?Hunter2Pw=1&hunter2=")
+    assert found == ("convex-selfhost:databaseUrl: a query parameter (its name is not shown: "
+                     "the URL is secret) is not a connection parameter the backend's Postgres "
+                     "driver (tokio-postgres) takes; remove it. Accepted: application_name, "
+                     "channel_binding, connect_timeout, hostaddr, keepalives, keepalives_idle, "
+                     "keepalives_interval, keepalives_retries, load_balance_hosts, options, "
+                     "sslmode, target_session_attrs, tcp_user_timeout.",) * 2
+    found = database_problems("postgres://u:Hunter2Pw@db:5432?options=Hunter2Pw&"
+                              "application_name=Hunter2Pw&sslmode=Hunter2Pw")
+    assert len(found) == 1 and not any("unter2" in p for p in found)

@@ -133,3 +133,11 @@ def test_a_setting_is_read_by_its_first_and_last_release_exactly():
             after = releases.RELEASES[releases.RELEASES.index(
                 releases.find(setting.until)) + 1].tag
             assert releases.reads(after, setting) is False, setting.key
+
+
+def test_database_url_parameters_are_read_from_4d3b0a5_on():
+    assert releases.reads_since(OLD, releases.URL_PARAMETERS_SINCE) is True
+    assert releases.reads_since("00bd92723422f3bff968230c94ccdeb8c1719832",
+                                releases.URL_PARAMETERS_SINCE) is False
+    assert releases.reads_since("0" * 40, releases.URL_PARAMETERS_SINCE) is None
+    load("dev", {"version": OLD}, {"databaseUrl": "postgres://u:p@db:5432?sslmode=require"})

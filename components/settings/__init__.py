@@ -91,7 +91,7 @@ def settings_from_config(
     version = _read_version(reader, stack, warnings)
     bind = check_ip(reader, "bindAddress")
     dashboard = reader.boolean("dashboard")
-    database = read_database(reader)
+    database = read_database(reader, version)
     s3 = read_s3(reader, version)
     domains = read_domains(reader)
     tls = read_tls(reader, domains, dashboard)
