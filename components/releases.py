@@ -95,6 +95,14 @@ VERSIONED_SETTINGS: tuple[VersionedSetting, ...] = (
                      since="cd028ae9b6bf2f3b759ee64dece6c0df64b69591"),
     VersionedSetting("databaseCaCert", "MYSQL_CA_FILE",
                      since="f6966f25306222be686f27de843a001bd7800c62", database_kind="mysql"),
+    # crates/aws_utils/src/lib.rs; each is a boolean ("true" switches it on), sent only
+    # when the key is true.
+    VersionedSetting("s3ForcePathStyle", "AWS_S3_FORCE_PATH_STYLE",
+                     since="33cef775a8a6228cbacee4a09ac2c4073d62ed13"),
+    VersionedSetting("s3DisableSse", "AWS_S3_DISABLE_SSE",
+                     since="00bd92723422f3bff968230c94ccdeb8c1719832"),
+    VersionedSetting("s3DisableChecksums", "AWS_S3_DISABLE_CHECKSUMS",
+                     since="00bd92723422f3bff968230c94ccdeb8c1719832"),
 )
 # Before this release run_backend.sh enabled S3 only when both AWS keys were set, and
 # otherwise fell back to local disk with a log line.
@@ -102,6 +110,118 @@ S3_WITHOUT_KEYS_SINCE = "0b8731e45077136ca23521ec11bface108aade99"
 # Releases before this one refuse a database URL with a query string ("cluster url
 # already contains query string", crates/clusters/src/lib.rs; the check went in f0ca1c0).
 URL_PARAMETERS_SINCE = "4d3b0a5de955a258e70e3813bbff486051d88820"
+
+# Knobs (crates/common/src/knobs.rs) that some known releases do not read, for
+# `extraEnv`: (first release that reads them, None: the oldest known already does;
+# last release that reads them, None: still read) -> names. Derived from every known
+# release's sources (an env_config or env::var read anywhere under crates/); knobs a
+# typed key owns are in VERSIONED_SETTINGS instead.
+_KNOBS_BY_RANGE: dict[tuple[Optional[str], Optional[str]], tuple[str, ...]] = {
+    (None, "6efab6f"): (
+        "ENABLE_LOG_STREAMING",),
+    (None, "4d3b0a5"): (
+        "RETENTION_READ_CHUNK", "RETENTION_READ_PARALLEL"),
+    (None, "ef9b664"): (
+        "DATABASE_WORKERS_MAX_CHECKPOINT_AGE",),
+    (None, "717fe22"): (
+        "CLAIM_INSTANCE_TIMEOUT_SECS",),
+    (None, "c6be6fe"): (
+        "APPLICATION_MAX_CONCURRENT_HTTP_ACTIONS",),
+    (None, "75a95a7"): (
+        "HEAP_WORKER_PRINT_REPORT",),
+    (None, "0b8731e"): (
+        "RETENTION_DELETES_ENABLED", "RETENTION_DOCUMENT_DELETES_ENABLED",
+        "RETENTION_FAIL_ALL_MULTIPLIER", "RETENTION_FAIL_ENABLED",
+        "RETENTION_FAIL_START_MULTIPLIER"),
+    (None, "84bd27d"): (
+        "FUNRUN_INITIAL_PERMIT_TIMEOUT_MS", "MODULE_CACHE_MAX_CONCURRENCY",
+        "MODULE_CACHE_MAX_SIZE_BYTES"),
+    ("33cef77", "09e51e6"): (
+        "SUBSCRIPTION_PROCESS_LOG_ENTRY_TRACING_THRESHOLD",),
+    ("33cef77", None): (
+        "INDEX_BACKFILL_WORKERS", "SEARCH_INDEXES_UNAVAILABLE_RETRY_DELAY",
+        "SUBSCRIPTION_ADVANCE_LOG_TRACING_THRESHOLD",
+        "SUBSCRIPTION_INVALIDATION_DELAY_MULTIPLIER",
+        "SUBSCRIPTION_INVALIDATION_DELAY_THRESHOLD"),
+    ("08139ef", None): (
+        "DOCUMENT_RETENTION_RATE_LIMIT", "INDEX_BACKFILL_CONCURRENCY",
+        "INDEX_WORKERS_MAX_BACKOFF", "INSTANCE_LOADER_INSTANCES_PER_SECOND",
+        "INSTANCE_LOADER_USE_RATE_LIMITER"),
+    ("ef9b664", "cd028ae"): (
+        "UPSTREAM_SATURATION_TTL_SECS",),
+    ("ef9b664", None): (
+        "AWS_LAMBDA_STATIC_DEBOUNCE_DELAY_SECONDS", "HTTP_CACHE_SIZE",
+        "INDEX_BACKFILL_PROGRESS_INTERVAL_SECONDS", "INDEX_BACKFILL_READ_SIZE",
+        "MAX_SCHEDULED_JOB_ARGUMENT_SIZE_BYTES", "MAX_SEARCHLIGHT_REQUEST_SIZE",
+        "MAX_SEARCHLIGHT_RESPONSE_SIZE", "TABLE_ITERATOR_MAX_RETRIES",
+        "USAGE_TRACKING_WORKER_SLOW_TRACE_THRESHOLD_SECONDS", "USHER_MAX_JSON_ARGS_SIZE"),
+    ("93422a0", None): (
+        "SEARCH_WORKERS_MAX_CHECKPOINT_AGE", "TABLE_SUMMARY_MAX_CHECKPOINT_AGE"),
+    ("717fe22", None): (
+        "DELETE_TABLET_CHUNK_SIZE", "MYSQL_FALLBACK_PAGE_SIZE",
+        "RETENTION_CHECKPOINT_PERIOD_SECS"),
+    ("cd028ae", None): (
+        "ENV_VAR_LIMIT", "NUM_SUBSCRIPTION_MANAGERS", "SNAPSHOT_LIST_TIME_LIMIT_SECONDS"),
+    ("c6be6fe", None): (
+        "AWS_DYNAMIC_LAMBDA_DISK_SIZE_MB", "AWS_DYNAMIC_LAMBDA_MEMORY_LIMIT_MB",
+        "AWS_STATIC_LAMBDA_DISK_SIZE_MB", "AWS_STATIC_LAMBDA_MEMORY_LIMIT_MB"),
+    ("75a95a7", "6cb5179"): (
+        "FUNRUN_INDEX_READS_TO_CONDUCTOR_PERCENT",),
+    ("75a95a7", None): (
+        "AWS_LAMBDA_CLEANUP_INITIAL_JITTER_MAX_SECS", "AWS_LAMBDA_SELF_CLEANUP_ENABLED",
+        "MAX_BYTES_WRITTEN_PER_SECOND", "MYSQL_DOCUMENT_ENCODING", "MYSQL_MAX_QUERY_RETRIES",
+        "WRITE_THROUGHPUT_WINDOW"),
+    ("f6966f2", "84bd27d"): (
+        "ISOLATE_MAX_HEAP_FOR_ANALYZE",),
+    ("f6966f2", None): (
+        "PROPOSED_MAX_BYTES_WRITTEN_PER_SECOND", "SCHEDULER_OCC_INITIAL_BACKOFF_MS",
+        "SCHEDULER_OCC_MAX_BACKOFF_MS", "SUBFUNCTIONS_IN_SAME_ISOLATE",
+        "SYNC_WORKER_QUERY_RETRY_INITIAL_BACKOFF_MS",
+        "SYNC_WORKER_QUERY_RETRY_MAX_BACKOFF_SECS",
+        "SYNC_WORKER_UPDATE_QUERIES_RETRY_INITIAL_BACKOFF_MS",
+        "SYNC_WORKER_UPDATE_QUERIES_RETRY_MAX_BACKOFF_SECS",
+        "USHER_PARTITION_CACHE_MAX_ENTRIES", "USHER_SERVICE_CACHE_MAX_ENTRIES"),
+    ("0b8731e", None): (
+        "EXPORT_PROGRESS_UPDATE_INTERVAL_SECS", "TICKETMASTER_CLUSTER_NAME"),
+    ("09e51e6", None): (
+        "ANALYZE_CONCURRENCY", "AUDIT_LOG_MAX_HEAP_SIZE_BYTES", "AUDIT_LOG_MAX_LINES",
+        "AUDIT_LOG_MAX_LINE_SIZE_BYTES", "AUDIT_LOG_MAX_TOTAL_SIZE_BYTES",
+        "AWS_S3_MIN_IDENTITY_VALIDITY_SECS", "ENV_VAR_TOTAL_SIZE_LIMIT",
+        "FUNRUN_MAX_CPU_PRESSURE", "FUNRUN_TARGET_CPU_USAGE", "INDEX_CACHE_SIZE",
+        "SHOW_PII_IN_ERRORS"),
+    ("6cb5179", "84bd27d"): (
+        "ALLOW_FUNCTION_CONTEXT_REUSE",),
+    ("6cb5179", None): (
+        "ADMIN_IDENTITY_EXPIRATION_DELAY_SECS", "ADMIN_IDENTITY_REVALIDATION_DELAY_SECS",
+        "APPLICATION_FUNCTION_RUNNER_ACTION_SEMAPHORE_TIMEOUT", "FUNRUN_INDEX_CACHE_QUEUE_SIZE",
+        "FUNRUN_MODULE_QUEUE_SIZE", "INDEX_CACHE_VERIFY_PERCENT",
+        "MAX_BACKEND_RPC_HTTP_CHUNK_SIZE", "MAX_ISOLATE_WORKERS",
+        "MAX_TRANSACTION_CACHE_SIZE_BYTES", "SEND_COMMIT_MESSAGE_TIMEOUT_MILLIS",
+        "SYSTEM_FUNCTION_MAX_RESULT_SIZE", "TICKETED_FUNRUN_CLUSTER_NAME", "UDF_404_ON_BAD_PATH"),
+    ("581e3e3", None): (
+        "APP_METRICS_SEED_GAP_FILL_DELAY_SECS", "APP_METRICS_SEED_MAX_BATCH",
+        "APP_METRICS_SEED_QUERY_ID", "APP_METRICS_SEED_STARTUP_JITTER_SECS",
+        "APP_METRICS_SEED_SWEEP_INTERVAL_SECS", "DATA_SYNC_BY_ID_FRESHNESS_SECONDS",
+        "DATA_SYNC_MAX_ROWS_READ", "DATA_SYNC_PAGE_BYTES_LIMIT", "DATA_SYNC_PAGE_SIZE_LIMIT",
+        "FINISH_PUSH_MAX_OCC_FAILURES", "INITIAL_PERSISTENCE_WRITES_BACKOFF_MS",
+        "KILL_APP_METRICS_SEED_WORKER", "MAX_PERSISTENCE_WRITES_BACKOFF_MS",
+        "TABLE_SUMMARY_MAX_AGE_WITH_WRITES", "USAGE_LIMIT_EVALUATE_INTERVAL_SECS"),
+    ("84bd27d", None): (
+        "DATA_SYNC_PROGRESS_WRITE_INTERVAL_MS", "DEPLOYMENT_USAGE_WEBHOOK_URL",
+        "FUNRUN_RUN_FUNCTION_TIMEOUT_SECS"),
+    ("652b828", None): (
+        "AI_GATEWAY_USAGE_FIREHOSE", "COMMITTER_BATCH_WRITE_THRESHOLD",
+        "COMMITTER_MAX_COMMIT_DELAY_MS", "COMMITTER_MAX_CONCURRENT_COMMITS",
+        "COMMITTER_MAX_WRITE_BATCH_BYTES", "COMMITTER_MAX_WRITE_BATCH_DOCUMENTS",
+        "CRON_SPLAY_SECONDS", "DEPLOY_REPORT_MIN_INTERVAL_SECS",
+        "FILE_STORAGE_SIZE_MIN_DOCUMENTS_TO_RESUME", "FUNRUN_TARGET_ISOLATE_WORKER_USAGE",
+        "HTTP2_CLIENT_KEEPALIVE_INTERVAL_SECONDS", "HTTP2_CLIENT_KEEPALIVE_TIMEOUT_SECONDS",
+        "ISOLATE_QUEUE_CONGESTED_TIMEOUT_MS", "ISOLATE_QUEUE_IDLE_TIMEOUT_MS",
+        "MAX_ZIPPED_PACKAGES_SIZE", "PROBER_PROBE_TIMEOUT", "SOURCE_MAP_CACHE_MAX_CONCURRENCY",
+        "SOURCE_MAP_CACHE_MAX_SIZE_BYTES", "SOURCE_MAP_CACHE_QUEUE_SIZE",
+        "USAGE_LIMIT_MAX_IN_FLIGHT_NOTIFICATIONS", "USAGE_LIMIT_NOTIFY_DRAIN_TIMEOUT_SECS"),
+}
+EXTRA_ENV_KNOBS = {name: span for span, names in _KNOBS_BY_RANGE.items() for name in names}
 
 _INDEX = {release.tag: i for i, release in enumerate(RELEASES)}
 
@@ -137,6 +257,14 @@ def _within(tag: str, since: Optional[str], until: Optional[str]) -> Optional[bo
     if until is not None and position > _INDEX[find(until).tag]:
         return False
     return True
+
+
+def reads_knob(tag: str, name: str) -> Optional[bool]:
+    """Whether release `tag` reads knob `name`; None for an unknown release or a knob
+    every known release reads (or the table does not know)."""
+    if name not in EXTRA_ENV_KNOBS:
+        return None
+    return _within(tag, *EXTRA_ENV_KNOBS[name])
 
 
 def s3_needs_keys(tag: str) -> Optional[bool]:

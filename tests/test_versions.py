@@ -135,6 +135,70 @@ def test_a_setting_is_read_by_its_first_and_last_release_exactly():
             assert releases.reads(after, setting) is False, setting.key
 
 
+S3 = {"s3Region": "auto", "s3BucketPrefix": "acme", "s3Endpoint": "https://minio.example.com"}
+S3_KEYS = {"awsAccessKeyId": "AKIAEXAMPLE7", "awsSecretAccessKey": "wJalrXUtnFEMI-secret"}
+S3_FLAGS = [("s3ForcePathStyle", "AWS_S3_FORCE_PATH_STYLE",
+             "33cef775a8a6228cbacee4a09ac2c4073d62ed13"),
+            ("s3DisableSse", "AWS_S3_DISABLE_SSE", "00bd92723422f3bff968230c94ccdeb8c1719832"),
+            ("s3DisableChecksums", "AWS_S3_DISABLE_CHECKSUMS",
+             "00bd92723422f3bff968230c94ccdeb8c1719832")]
+
+
+@pytest.mark.parametrize("key,variable,since", S3_FLAGS)
+def test_s3_flags_are_sent_only_when_true(key, variable, since):
+    env = evaluate("dev", {**S3, key: True}, S3_KEYS).env("convex-dev-backend")
+    assert env[variable] == "true"  # upstream parses the value as a boolean: "true" exactly
+    for version in (since, releases.LATEST.tag):
+        env = evaluate("dev", {**S3, key: False, "version": version},
+                       S3_KEYS).env("convex-dev-backend")
+        assert variable not in env
+
+
+@pytest.mark.parametrize("key,variable,since", S3_FLAGS)
+def test_s3_flags_are_refused_on_releases_that_do_not_read_them(key, variable, since):
+    tags = [r.tag for r in releases.RELEASES]
+    before = tags[tags.index(since) - 1]
+    from test_settings import problems
+
+    assert problems("dev", {**S3, key: True, "version": before}, S3_KEYS) == (
+        f"convex-selfhost:{key}: sets {variable}, which the chosen version {before[:12]} does "
+        f"not read (only releases from {since[:7]} on do); remove it or change `version`.",)
+    load("dev", {**S3, key: True, "version": since}, S3_KEYS)
+    env = evaluate("dev", {**S3, "version": before}, S3_KEYS).env("convex-dev-backend")
+    assert variable not in env
+
+
+def test_an_extra_env_knob_the_release_does_not_read_is_a_warning():
+    settings = load("dev", {"extraEnv": ["MODULE_CACHE_MAX_SIZE_BYTES=200000000",
+                                         "RUST_MIN_STACK=1"]})
+    assert settings.warnings == (
+        "extraEnv sets MODULE_CACHE_MAX_SIZE_BYTES, which the chosen version 652b828b5129 does "
+        "not read (only releases up to 84bd27d do), so it has no effect; remove it or change "
+        "`version`.",)
+    assert load("dev", {"extraEnv": ["MODULE_CACHE_MAX_SIZE_BYTES=1"],
+                        "version": "84bd27d0ed5e6e76e347cda552bf0be832caaf63"}).warnings == ()
+    newer = load("dev", {"extraEnv": ["SOURCE_MAP_CACHE_MAX_SIZE_BYTES=1"], "version": OLD})
+    assert newer.warnings == (
+        "extraEnv sets SOURCE_MAP_CACHE_MAX_SIZE_BYTES, which the chosen version 4d3b0a5de955 "
+        "does not read (only releases from 652b828 on do), so it has no effect; remove it or "
+        "change `version`.",)
+    unknown = load("dev", {"version": "0" * 40, "extraEnv": ["MODULE_CACHE_MAX_SIZE_BYTES=1"]})
+    assert not any("extraEnv" in warning for warning in unknown.warnings)
+
+
+def test_the_knob_table_names_known_releases_and_no_typed_variable():
+    from components.settings.runtime import OWNED_ENV_VARS
+
+    assert releases.reads_knob(releases.LATEST.tag, "MODULE_CACHE_MAX_SIZE_BYTES") is False
+    assert releases.reads_knob("84bd27d", "MODULE_CACHE_MAX_SIZE_BYTES") is True
+    assert releases.reads_knob(releases.LATEST.tag, "RUST_MIN_STACK") is None
+    for name, (since, until) in releases.EXTRA_ENV_KNOBS.items():
+        assert name not in OWNED_ENV_VARS
+        for tag in (since, until):
+            assert tag is None or releases.find(tag) is not None, name
+        assert (since, until) != (None, None), name
+
+
 def test_database_url_parameters_are_read_from_4d3b0a5_on():
     assert releases.reads_since(OLD, releases.URL_PARAMETERS_SINCE) is True
     assert releases.reads_since("00bd92723422f3bff968230c94ccdeb8c1719832",

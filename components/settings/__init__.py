@@ -96,7 +96,7 @@ def settings_from_config(
     domains = read_domains(reader)
     tls = read_tls(reader, domains, dashboard)
     deployments = read_deployments(reader, stack, bind, dashboard, tls, domains)
-    tuning = read_tuning(reader, version, database.kind)
+    tuning = read_tuning(reader, version, database.kind, warnings)
     if reader.boolean("dashboardLoadMonacoInternally"):
         reader.problem(
             "dashboardLoadMonacoInternally",

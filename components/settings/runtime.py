@@ -107,7 +107,8 @@ def _read_cpus(reader: Reader) -> str:
     return cpus
 
 
-def read_tuning(reader: Reader, version: str, database_kind: str) -> BackendTuning:
+def read_tuning(reader: Reader, version: str, database_kind: str,
+                warnings: list[str]) -> BackendTuning:
     def bounded(name: str, low: int, high: int) -> int:
         return _or_default(name, reader.integer(name, low, high))
 
@@ -138,7 +139,7 @@ def read_tuning(reader: Reader, version: str, database_kind: str) -> BackendTuni
                                              MAX_TIMEOUT_SECONDS),
         http_server_timeout_seconds=bounded("httpServerTimeoutSeconds", 0, MAX_TIMEOUT_SECONDS),
         release_version_dev=release_dev,
-        extra_env=_read_extra_env(reader),
+        extra_env=_read_extra_env(reader, version, warnings),
         backend_args=_read_backend_args(reader),
         unread_env=_check_versioned(reader, version, database_kind),
     )
@@ -154,17 +155,21 @@ def _check_versioned(reader: Reader, version: str, database_kind: str) -> frozen
             continue
         unread.add(setting.env)
         if reader.differs_from_default(setting.key):
-            if setting.since:
-                when = f"releases from {setting.since[:7]} on"
-            else:
-                when = f"releases up to {setting.until[:7]}"
+            when = _releases_reading(setting.since, setting.until)
             reader.problem(setting.key, f"sets {setting.env}, which the chosen version "
                                         f"{version[:12]} does not read (only {when} do); "
                                         "remove it or change `version`.")
     return frozenset(unread)
 
 
-def _read_extra_env(reader: Reader) -> tuple[tuple[str, str], ...]:
+def _releases_reading(since, until) -> str:
+    if since and until:
+        return f"releases from {since[:7]} to {until[:7]}"
+    return f"releases from {since[:7]} on" if since else f"releases up to {until[:7]}"
+
+
+def _read_extra_env(reader: Reader, version: str,
+                    warnings: list[str]) -> tuple[tuple[str, str], ...]:
     pairs: list[tuple[str, str]] = []
     seen = set()
     for position, entry in enumerate(reader.string_list("extraEnv"), start=1):
@@ -186,7 +191,19 @@ def _read_extra_env(reader: Reader) -> tuple[tuple[str, str], ...]:
         else:
             seen.add(name)
             pairs.append((name, value))
+            _warn_unread_knob(version, name, warnings)
     return tuple(pairs)
+
+
+def _warn_unread_knob(version: str, name: str, warnings: list[str]) -> None:
+    """A knob the release table knows the chosen release does not read has no effect."""
+    if releases.reads_knob(version, name) is not False:
+        return
+    since, until = releases.EXTRA_ENV_KNOBS[name]
+    warnings.append(f"extraEnv sets {name}, which the chosen version {version[:12]} does "
+                    "not read (only "
+                    f"{_releases_reading(since, until)} do), so it has no effect; remove it "
+                    "or change `version`.")
 
 
 def _read_backend_args(reader: Reader) -> tuple[str, ...]:
