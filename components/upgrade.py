@@ -394,14 +394,20 @@ class Upgrader:
             name = pre.metadata.urn.rsplit("::", 1)[-1]
             if kind in CHANGEABLE_TYPES or (kind == GATE_TYPE and op == "update"):
                 continue
+            changed = _changed_inputs(pre.metadata)
+            if kind.startswith(PROVIDER_TYPE_PREFIX) and op == "update" and changed and all(
+                    key.startswith(f"{NAMESPACE}:") for key in changed):
+                # The dynamic provider of the health gates receives the project's
+                # configuration as its inputs, so a new `version` updates it. That changes
+                # no resource by itself: whatever it would change on one is that resource's
+                # own step, judged here too.
+                self.log(f"preview: update {name} ({kind}) only passes the project's "
+                         f"configuration to the provider ({', '.join(changed)}); nothing it "
+                         "manages changes by it")
+                continue
             if kind.startswith(PROVIDER_TYPE_PREFIX) and op == "update":
-                # A provider's inputs are its configuration: the dynamic provider of the
-                # health gates receives the project's, so a new `version` updates it.
-                # Whatever that would change on a resource is a step of that resource,
-                # judged above; a provider replacement (all its resources) is refused.
-                changed = ", ".join(pre.metadata.diffs or []) or "its inputs"
-                self.log(f"preview: update {name} ({kind}) only passes configuration to the "
-                         f"provider ({changed}); nothing it manages changes by it")
+                unsafe.append(f"{op} {name} ({kind}: "
+                              f"{', '.join(changed) if changed else 'changes unknown'})")
                 continue
             unsafe.append(f"{op} {name} ({kind})")
         return unsafe
@@ -527,6 +533,16 @@ def stop_commands() -> str:
         stopped = COMMANDS.stop_all()
     return ("stopped " + ", ".join(f"`{name}`" for name in stopped)) if stopped else \
         "no command was running"
+
+
+def _changed_inputs(metadata) -> list[str]:
+    """The names (never the values) of the inputs a step changes, as the engine reports
+    them: its old and new inputs, else its list of diffs."""
+    olds = getattr(getattr(metadata, "old", None), "inputs", None)
+    news = getattr(getattr(metadata, "new", None), "inputs", None)
+    if isinstance(olds, dict) and isinstance(news, dict):
+        return sorted(key for key in olds.keys() | news.keys() if olds.get(key) != news.get(key))
+    return sorted(getattr(metadata, "diffs", None) or [])
 
 
 def _default_version() -> str:

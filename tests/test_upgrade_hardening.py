@@ -405,25 +405,43 @@ def test_the_command_line_refuses_a_backup_directory_in_a_git_checkout(tmp_path,
 
 # --- what a real engine previews for a version change ---------------------------------
 
+def inputs(old: dict, new: dict) -> tuple:
+    return SimpleNamespace(inputs=old), SimpleNamespace(inputs=new)
+
+
+PROJECT_CONFIG = {"convex-selfhost:backendPort": "3210",
+                  "convex-selfhost:instanceSecret": "[secret]"}
+
+
 class PreviewStack(FakeStack):
-    """A preview as the real engine reports a `version` change: the images and containers
-    are replaced, the gates updated, and the dynamic provider of the gates updated because
-    it receives the project's configuration."""
+    """A preview as the real engine (3.274, pulumi-docker 5.2.0) reports a `version` change:
+    the images and containers are replaced, the gates updated, and the dynamic provider of
+    the gates updated because its inputs are the project's configuration (the engine
+    reports no diffs for it, only its old and new inputs)."""
 
     def __init__(self, extra=()):
         super().__init__()
+        provider = inputs({**PROJECT_CONFIG, "convex-selfhost:version": OLD},
+                          {**PROJECT_CONFIG, "convex-selfhost:version": NEW})
         self.steps = [
-            ("replace", "docker:index/remoteImage:RemoteImage", "convex-dev-backend-image", None),
-            ("replace", "docker:index/container:Container", "convex-dev-backend-container", None),
-            ("update", "pulumi-python:dynamic:Resource", "convex-dev-backend-healthy", None),
-            ("update", "pulumi:providers:pulumi-python", "default", ["convex-selfhost:version"]),
-            ("same", "docker:index/volume:Volume", "convex-dev-backend-data", None),
-            ("same", "pulumi:providers:docker", "default_5_2_0", None), *extra]
+            ("create-replacement", "docker:index/remoteImage:RemoteImage", "images-backend",
+             ["name"], None),
+            ("replace", "docker:index/remoteImage:RemoteImage", "images-backend", ["name"], None),
+            ("replace", "docker:index/container:Container", "convex-dev-backend-container",
+             ["envs", "image"], None),
+            ("update", "pulumi:providers:pulumi-python", "default", None, provider),
+            ("update", "pulumi-python:dynamic:Resource", "convex-dev-backend-healthy", None, None),
+            ("delete-replaced", "docker:index/container:Container",
+             "convex-dev-backend-container", None, None),
+            ("same", "docker:index/volume:Volume", "convex-dev-backend-data", None, None),
+            ("same", "pulumi:providers:docker", "default_5_2_0", None, None), *extra]
 
     def preview(self, on_event):
         self.calls.append(("preview",))
-        for op, kind, name, diffs in self.steps:
+        for op, kind, name, diffs, (old, new) in (
+                (*step[:4], step[4] or (None, None)) for step in self.steps):
             meta = SimpleNamespace(op=SimpleNamespace(value=op), type=kind, diffs=diffs,
+                                   old=old, new=new,
                                    urn=f"urn:pulumi:dev::convex-selfhost::{kind}::{name}")
             on_event(SimpleNamespace(resource_pre_event=SimpleNamespace(metadata=meta)))
 
@@ -433,23 +451,31 @@ def test_a_provider_that_only_receives_configuration_does_not_stop_an_upgrade(tm
     up, _ = upgrader(tmp_path, stack)
     up.execute("in-place")
     assert stack.calls == [("set_config", "convex-selfhost:version", NEW), ("preview",), ("up",)]
-    explained = ("preview: update default (pulumi:providers:pulumi-python) only passes "
-                 "configuration to the provider (convex-selfhost:version); nothing it manages "
-                 "changes by it")
+    explained = ("preview: update default (pulumi:providers:pulumi-python) only passes the "
+                 "project's configuration to the provider (convex-selfhost:version); nothing it "
+                 "manages changes by it")
     assert explained in up.log.messages
     assert explained in (tmp_path / "backup" / "upgrade.log").read_text()
 
 
 @pytest.mark.parametrize("step,refused", [
-    (("replace", "pulumi:providers:docker", "default_5_2_0", ["host"]),
+    (("replace", "pulumi:providers:docker", "default_5_2_0", ["host"], None),
      "replace default_5_2_0 (pulumi:providers:docker)"),
-    (("delete", "pulumi:providers:random", "default", None),
+    (("update", "pulumi:providers:docker", "default_5_2_0", None,
+      inputs({"version": "5.2.0"}, {"version": "5.2.0", "host": "ssh://elsewhere"})),
+     "update default_5_2_0 (pulumi:providers:docker: host)"),
+    (("update", "pulumi:providers:pulumi-python", "default", None, inputs(
+        {**PROJECT_CONFIG, "version": "1"}, {**PROJECT_CONFIG, "version": "2"})),
+     "update default (pulumi:providers:pulumi-python: version)"),
+    (("update", "pulumi:providers:pulumi-python", "other", None, None),
+     "update other (pulumi:providers:pulumi-python: changes unknown)"),
+    (("delete", "pulumi:providers:random", "default", None, None),
      "delete default (pulumi:providers:random)"),
-    (("replace", "docker:index/volume:Volume", "convex-dev-backend-data", ["name"]),
+    (("replace", "docker:index/volume:Volume", "convex-dev-backend-data", ["name"], None),
      "replace convex-dev-backend-data (docker:index/volume:Volume)"),
-    (("update", "docker:index/network:Network", "convex-dev-network", ["labels"]),
+    (("update", "docker:index/network:Network", "convex-dev-network", ["labels"], None),
      "update convex-dev-network (docker:index/network:Network)"),
-    (("replace", "random:index/randomBytes:RandomBytes", "convex-dev-secret", None),
+    (("replace", "random:index/randomBytes:RandomBytes", "convex-dev-secret", None, None),
      "replace convex-dev-secret (random:index/randomBytes:RandomBytes)"),
 ])
 def test_data_networks_secrets_and_provider_replacements_are_still_refused(tmp_path, step,
