@@ -841,6 +841,26 @@ def test_shorthands_of_every_interface_are_not_ip_addresses(bind):
         "host only), 0.0.0.0 (every interface) or one interface's address (no zone id).",)
 
 
+# --- credentials in extraEnv come from secret config -----------------------------------
+
+def test_a_secret_looking_extra_env_variable_in_plain_text_is_refused():
+    assert problems("dev", {"extraEnv": ["RUST_MIN_STACK=1", "STRIPE_SECRET_KEY=sk_live_x"]}) == (
+        "convex-selfhost:extraEnv: STRIPE_SECRET_KEY looks like a credential, but extraEnv is "
+        "stored in plain text in the stack file; remove the entry and set it again as a secret "
+        "with `pulumi config set --secret --path 'extraEnv[N]' 'STRIPE_SECRET_KEY=...'` (N: its "
+        "position, from 0), which encrypts it.",)
+    for name in ("API_KEY", "GITHUB_TOKEN", "SMTP_PASSWORD", "SENTRY_DSN", "BASIC_AUTH_PASS",
+                 "GOOGLE_CREDENTIALS", "SSH_PRIVATE"):
+        assert len(problems("dev", {"extraEnv": [f"{name}=v"]})) == 1, name
+
+
+def test_a_secret_looking_extra_env_variable_from_secret_config_is_accepted():
+    settings = load("dev", secrets={"extraEnv": '["STRIPE_SECRET_KEY=sk_live_x", "A=1"]'})
+    assert settings.tuning.extra_env == (("STRIPE_SECRET_KEY", "sk_live_x"), ("A", "1"))
+    # An empty value holds no credential; a name without one is no credential either.
+    load("dev", {"extraEnv": ["SENTRY_DSN=", "MONKEY_PATCH=1", "AUTHOR=x"]})
+
+
 # --- databaseUrl: the connection parameters the backend passes on ----------------------
 
 def database_problems(url, overrides=None):

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 
-from components import readback, releases
+from components import readback, releases, rules
 from components.settings.keys import KEYS_BY_NAME
 from components.settings.model import BackendTuning, ContainerSettings
 from components.settings.reader import Reader
@@ -170,6 +170,7 @@ def _releases_reading(since, until) -> str:
 
 def _read_extra_env(reader: Reader, version: str,
                     warnings: list[str]) -> tuple[tuple[str, str], ...]:
+    secret = reader.is_secret("extraEnv")
     pairs: list[tuple[str, str]] = []
     seen = set()
     for position, entry in enumerate(reader.string_list("extraEnv"), start=1):
@@ -191,6 +192,13 @@ def _read_extra_env(reader: Reader, version: str,
         else:
             seen.add(name)
             pairs.append((name, value))
+            if not secret and value and rules.looks_secret_env_name(name):
+                reader.problem("extraEnv", f"{name} looks like a credential, but extraEnv is "
+                                           "stored in plain text in the stack file; remove the "
+                                           "entry and set it again as a secret with `pulumi "
+                                           "config set --secret --path 'extraEnv[N]' "
+                                           f"'{name}=...'` (N: its position, from 0), which "
+                                           "encrypts it.")
             _warn_unread_knob(version, name, warnings)
     return tuple(pairs)
 
