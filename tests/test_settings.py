@@ -1,6 +1,7 @@
 """Settings: typed values, defaults, and one clear message per bad input."""
 
 import base64
+import re
 from pathlib import Path
 
 import pulumi
@@ -790,6 +791,111 @@ def test_a_bad_tls_bind_address_or_port_is_the_only_problem_reported():
     assert problems("dev", {**TLS, "httpPort": 3210}) == (
         "convex-selfhost:httpPort: host port 3210 of httpPort clashes with backendPort "
         "(convex-dev); give each published port its own number.",)
+
+
+# --- no value set as a secret ever appears in a message -----------------------------------
+
+OLD_RELEASE = "08139ef318b1898dad7731910f49ba631631c902"  # predates several settings
+PUBLIC_IP = "198.51.100.77"
+# One hostile value per key, each distinctive (every string carries "hunter2", every number
+# is one no message holds otherwise) and each shaped to reach the deepest message of its key.
+HOSTILE = {
+    "instanceName": "hunter2-inst", "instanceSecret": "hunter2pw", "version": OLD_RELEASE,
+    "deployments": ["hunter2-dep", "hunter2-dep"], "backendPort": 45678, "sitePort": 45679,
+    "dashboardPort": 98765, "bindAddress": PUBLIC_IP, "publicHost": "hunter2.example.com",
+    "cloudOrigin": "https://hunter2:pw@x", "siteOrigin": "ftp://hunter2", "dashboard": "hunter2",
+    "protectData": "hunter2", "dataVolumeName": "hunter2 vol", "backendStartTimeoutSeconds": 987654,
+    "restartPolicy": "hunter2", "memoryLimitMb": 987655, "cpus": "hunter2", "logMaxSizeMb": 987656,
+    "logMaxFiles": 987657, "rustLog": "hunter2 !", "rustBacktrace": "hunter2", "logFormat": "hunter2",
+    "disableBeacon": "hunter2", "redactLogsToClient": "hunter2", "disableMetricsEndpoint": "hunter2",
+    "documentRetentionDelaySeconds": 987658987658, "maxConcurrentQueries": 987659,
+    "maxConcurrentMutations": 987660, "maxConcurrentV8Actions": 987661,
+    "maxConcurrentNodeActions": 987662, "v8ActionTimeoutSeconds": 987663,
+    "nodeActionTimeoutSeconds": 987664, "actionsUserTimeoutSeconds": 987665,
+    "httpServerTimeoutSeconds": 987666, "releaseVersionDev": "hunter2 !",
+    "dashboardLoadMonacoInternally": "hunter2",
+    "extraEnv": ["HUNTER2_A=1", "HUNTER2_A=2", "PATH=/hunter2", "INSTANCE_SECRET=hunter2",
+                 "HUNTER2_B=x\nhunter2", "MODULE_CACHE_MAX_SIZE_BYTES=1"],
+    "backendArgs": ["--instance-secret=hunter2", "hunter2 x"],
+    "databaseUrl": "postgres://u:hunter2@db:5432/hunter2db?hunter2=1&sslmode=disable",
+    "requireDatabaseSsl": "hunter2", "databaseCaCert": "hunter2", "postgresMaxConnections": 987667,
+    "provisionPostgres": "hunter2", "postgresImage": "postgres:hunter2",
+    "postgresServerMaxConnections": 987668, "backupSchedule": "hunter2pw * * * *",
+    "backupKeep": 987669, "backupImage": "python:hunter2", "s3Region": "hunter2 region",
+    "s3BucketPrefix": "Hunter2_prefix", "s3ExportsBucket": "Hunter2_b", "s3SnapshotImportsBucket":
+    "Hunter2_c", "s3ModulesBucket": "Hunter2_d", "s3FilesBucket": "Hunter2_e",
+    "s3SearchBucket": "Hunter2_f", "s3Endpoint": "hunter2://x", "s3ForcePathStyle": "hunter2",
+    "s3DisableSse": "hunter2", "s3DisableChecksums": "hunter2", "awsAccessKeyId": "hunter2-key",
+    "awsSecretAccessKey": "hunter2secret", "awsSessionToken": "hunter2token",
+    "tlsProxy": "hunter2", "apiDomain": "hunter2 api", "siteDomain": "hunter2 site",
+    "dashboardDomain": "hunter2 dash", "tlsEmail": "hunter2", "tlsBindAddress": "hunter2",
+    "httpPort": 987670, "httpsPort": 987671, "caddyImage": "caddy:hunter2",
+}
+# Values that are valid on their own but meet another setting in a message (a clash, a
+# public bind, a pool, a release that does not read a setting, an unread knob).
+HOSTILE_COMBINATIONS = [
+    ("staging", {"backendPort": 45678, "sitePort": 45678}),
+    ("staging", {"instanceName": "hunter2-inst", "dashboardPort": 3220}),
+    ("preview", {"deployments": ["hunter2-a", "hunter2-b"], "backendPort": 6900}),
+    ("staging", {"bindAddress": PUBLIC_IP, "disableMetricsEndpoint": False,
+                 "publicHost": "hunter2.example.com"}),
+    ("staging", {"bindAddress": PUBLIC_IP, "version": "4d3b0a5de955a258e70e3813bbff486051d88820",
+                 "publicHost": "hunter2.example.com"}),
+    ("staging", {"bindAddress": "::ffff:0.0.0.0"}),
+    ("prod", {"bindAddress": PUBLIC_IP}),
+    ("prod", {"httpsPort": 3230}),
+    ("staging", {"provisionPostgres": True, "postgresServerMaxConnections": 47,
+                 "postgresMaxConnections": 61}),
+    ("staging", {"version": OLD_RELEASE, "s3Region": "us-east-1", "s3BucketPrefix": "hunter2",
+                 "s3DisableSse": True, "awsAccessKeyId": "AKIAHUNTER2",
+                 "awsSecretAccessKey": "hunter2secret", "v8ActionTimeoutSeconds": 61}),
+    ("staging", {"extraEnv": ["MODULE_CACHE_MAX_SIZE_BYTES=1", "HUNTER2_SECRET_KEY=sk_hunter2"],
+                 "backendArgs": ["--instance-name=hunter2"]}),
+    ("staging", {"version": OLD_RELEASE,
+                 "databaseUrl": "postgres://u:hunter2@db:5432?sslmode=require"}),
+    ("staging", {"databaseUrl": "mysql://u:hunter2@db:3306?require_ssl=false&hunter2=x"}),
+    ("dev", {"version": "hunter2-tag"}),
+    ("staging", {"provisionPostgres": True, "postgresImage": "postgres:hunter2"}),
+]
+
+
+def messages_of(stack, secrets):
+    try:
+        return list(load(stack, secrets=secrets).warnings)
+    except ConfigError as error:
+        return list(error.problems) + [str(error)]
+
+
+def assert_nothing_leaks(secrets, messages):
+    assert messages, "the hostile values met no check at all"
+    for message in messages:
+        assert "hunter2" not in message.lower(), message
+        for value in secrets.values():
+            if isinstance(value, int) and not isinstance(value, bool):
+                assert not re.search(rf"\b{value}\b", message), message
+        assert PUBLIC_IP not in message and OLD_RELEASE[:12] not in message, message
+
+
+def test_every_key_is_covered_by_a_hostile_value():
+    assert set(HOSTILE) == {key.name for key in KEYS}
+
+
+@pytest.mark.parametrize("stack", ["dev", "staging", "prod", "preview"])
+def test_no_secret_value_appears_in_any_message_with_every_key_secret(stack):
+    assert_nothing_leaks(HOSTILE, messages_of(stack, HOSTILE))
+
+
+@pytest.mark.parametrize("name", sorted(HOSTILE))
+def test_no_secret_value_appears_in_any_message_key_by_key(name):
+    for stack in ("staging", "prod"):
+        messages = messages_of(stack, {name: HOSTILE[name]})
+        if messages:
+            assert_nothing_leaks({name: HOSTILE[name]}, messages)
+
+
+@pytest.mark.parametrize("stack,secrets", HOSTILE_COMBINATIONS)
+def test_no_secret_value_appears_in_messages_about_combinations(stack, secrets):
+    assert_nothing_leaks(secrets, messages_of(stack, secrets))
 
 
 # --- every spelling of "every interface" meets the rules 0.0.0.0 meets ------------------

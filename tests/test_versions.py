@@ -182,6 +182,11 @@ def test_an_extra_env_knob_the_release_does_not_read_is_a_warning():
         "extraEnv sets SOURCE_MAP_CACHE_MAX_SIZE_BYTES, which the chosen version 4d3b0a5de955 "
         "does not read (only releases from 652b828 on do), so it has no effect; remove it or "
         "change `version`.",)
+    secret = load("dev", secrets={"extraEnv": '["MODULE_CACHE_MAX_SIZE_BYTES=1"]'})
+    assert secret.warnings == (
+        "extraEnv sets the variable of entry 1, which the chosen version 652b828b5129 does not "
+        "read (only releases up to 84bd27d do), so it has no effect; remove it or change "
+        "`version`.",)
     unknown = load("dev", {"version": "0" * 40, "extraEnv": ["MODULE_CACHE_MAX_SIZE_BYTES=1"]})
     assert not any("extraEnv" in warning for warning in unknown.warnings)
 

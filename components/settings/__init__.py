@@ -159,14 +159,16 @@ def _check_metrics_exposure(reader: Reader, bind, tuning, warnings: list[str]) -
     """The backend's Prometheus /metrics stays on loopback or the private network."""
     if bind is None or ipaddress.ip_address(bind).is_loopback:
         return
+    shown = reader.mention("bindAddress", bind)
     if "DISABLE_METRICS_ENDPOINT" in tuning.unread_env:
         warnings.append(f"this version always serves /metrics on the API port, which "
-                        f"bindAddress {bind} publishes; bind to 127.0.0.1 behind a proxy, or "
+                        f"bindAddress {shown} publishes; bind to 127.0.0.1 behind a proxy, or "
                         "upgrade to a release that reads DISABLE_METRICS_ENDPOINT.")
     elif not tuning.disable_metrics_endpoint:
-        reader.problem("disableMetricsEndpoint", f"is false while bindAddress {bind} publishes "
-                                                 "the backend's ports: /metrics would be "
-                                                 "public. Keep it true, or bind to 127.0.0.1.")
+        reader.problem("disableMetricsEndpoint", f"is false while bindAddress {shown} "
+                                                 "publishes the backend's ports: /metrics "
+                                                 "would be public. Keep it true, or bind to "
+                                                 "127.0.0.1.")
 
 
 def _read_version(reader: Reader, stack: str, warnings: list[str]) -> str:

@@ -23,8 +23,10 @@ def read_backups(reader: Reader) -> Optional[BackupSettings]:
     try:
         parse_cron(schedule)
     except CronError as error:
+        # The parser's detail quotes the offending field: not for a secret schedule.
+        detail = "" if reader.is_secret("backupSchedule") else f": {error}"
         reader.problem("backupSchedule", f"{reader.shown('backupSchedule')} is not a 5-field "
-                                         f"cron expression: {error}. Write it like "
+                                         f"cron expression{detail}. Write it like "
                                          "\"0 3 * * *\" (03:00 UTC daily).")
     image = reader.image("backupImage")
     return BackupSettings(schedule, keep or 7, image)

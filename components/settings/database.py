@@ -44,12 +44,7 @@ def read_database(reader: Reader, version: str) -> DatabaseSettings:
         if server_max is not None:
             needed = (pool or UPSTREAM_POOL_SIZE) + POSTGRES_SPARE_CONNECTIONS
             if server_max < needed:
-                reader.problem("postgresServerMaxConnections",
-                               f"{server_max} leaves no room for the backend's pool of "
-                               f"{pool or UPSTREAM_POOL_SIZE} connections (postgresMaxConnections"
-                               f"{'' if pool else ', upstream default'}) plus "
-                               f"{POSTGRES_SPARE_CONNECTIONS} spare; raise it to {needed} or "
-                               "more, or lower postgresMaxConnections.")
+                _report_too_few_connections(reader, server_max, pool, needed)
         return DatabaseSettings("provisioned-postgres", None, False, postgres_image,
                                 pool_size=pool, server_max_connections=server_max or 0)
     if url is None:
@@ -62,6 +57,20 @@ def read_database(reader: Reader, version: str) -> DatabaseSettings:
     if pool and kind == "mysql":
         reader.problem("postgresMaxConnections", "sizes a Postgres pool; the database is MySQL.")
     return DatabaseSettings(kind, url, require_ssl, ca_cert=ca_cert, pool_size=pool)
+
+
+def _report_too_few_connections(reader: Reader, server_max: int, pool: int,
+                                needed: int) -> None:
+    secret = reader.is_secret("postgresServerMaxConnections") or reader.is_secret(
+        "postgresMaxConnections")
+    pool_size = "its" if secret else f"{pool or UPSTREAM_POOL_SIZE}"
+    raise_to = "" if secret else f" to {needed} or more"
+    reader.problem("postgresServerMaxConnections",
+                   f"{reader.mention('postgresServerMaxConnections', server_max)} leaves no "
+                   f"room for the backend's pool of {pool_size} connections "
+                   f"(postgresMaxConnections{'' if pool else ', upstream default'}) plus "
+                   f"{POSTGRES_SPARE_CONNECTIONS} spare; raise it{raise_to}, or lower "
+                   "postgresMaxConnections.")
 
 
 def _is_certificate(base64_der: str) -> bool:

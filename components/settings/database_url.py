@@ -135,7 +135,7 @@ def _check_query(reader: Reader, kind: str, query: str, version: str, require_ss
     if releases.reads_since(version, releases.URL_PARAMETERS_SINCE) is False:
         since = releases.URL_PARAMETERS_SINCE[:7]
         reader.problem("databaseUrl", "has a query string, which the chosen version "
-                                      f"{version[:12]} refuses "
+                                      f"{reader.mention('version', version[:12])} refuses "
                                       f"(releases from {since} on accept connection "
                                       "parameters); remove it or change `version`.")
         return

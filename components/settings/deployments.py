@@ -87,8 +87,9 @@ def read_deployments(reader: Reader, stack: str, bind: Optional[str], dashboard:
     _check_volume_collisions(reader, deployments)
     _check_port_clashes(reader, deployments, bind, dashboard, tls)
     if tls and not ipaddress.ip_address(bind).is_loopback:
-        reader.problem("bindAddress", f"{bind} publishes the raw backend ports beside the TLS "
-                                      "proxy; keep them on 127.0.0.1 when tlsProxy is true.")
+        reader.problem("bindAddress", f"{reader.mention('bindAddress', bind)} publishes the "
+                                      "raw backend ports beside the TLS proxy; keep them on "
+                                      "127.0.0.1 when tlsProxy is true.")
     return deployments
 
 
@@ -164,10 +165,11 @@ def _check_reachable_urls(reader: Reader, bind: str, public_host: str, cloud_ori
                           site_origin: str) -> None:
     """Bound to every interface, the URLs must name this host as others reach it."""
     if not (public_host or cloud_origin):
-        reader.problem("publicHost", f"is required when bindAddress is {bind}: the URLs in the "
-                                     "outputs and the dashboard must name this host as other "
-                                     "machines reach it; set publicHost (a DNS name or IP) or "
-                                     "cloudOrigin and siteOrigin.")
+        reader.problem("publicHost", f"is required when bindAddress is "
+                                     f"{reader.mention('bindAddress', bind)}: "
+                                     "the URLs in the outputs and the dashboard must name this "
+                                     "host as other machines reach it; set publicHost (a DNS "
+                                     "name or IP) or cloudOrigin and siteOrigin.")
     elif cloud_origin and not site_origin:
         reader.problem("siteOrigin", "is required with cloudOrigin when bindAddress is every "
                                      "interface; set it (or cloudOrigin + /http).")
@@ -207,22 +209,28 @@ def _check_volume_collisions(reader: Reader, deployments: list[DeploymentSetting
 
 def _check_port_clashes(reader: Reader, deployments: list[DeploymentSettings], bind: str,
                         dashboard: bool, tls: Optional[TlsSettings]) -> None:
-    ports = []
-    for d in deployments:
-        ports += [(f"backendPort ({d.key})", bind, d.backend_port),
-                  (f"sitePort ({d.key})", bind, d.site_port)]
+    named_by_secret = reader.is_secret("deployments") or reader.is_secret("instanceName")
+    ports = []  # (key, label, address, port)
+    for index, d in enumerate(deployments, start=1):
+        label = f"deployment {index}" if named_by_secret else d.key
+        ports += [("backendPort", label, bind, d.backend_port),
+                  ("sitePort", label, bind, d.site_port)]
         if dashboard:
-            ports.append((f"dashboardPort ({d.key})", bind, d.dashboard_port))
+            ports.append(("dashboardPort", label, bind, d.dashboard_port))
     if tls and tls.bind_address:
-        ports += [("httpPort", tls.bind_address, tls.http_port),
-                  ("httpsPort", tls.bind_address, tls.https_port)]
+        ports += [("httpPort", "", tls.bind_address, tls.http_port),
+                  ("httpsPort", "", tls.bind_address, tls.https_port)]
 
     def overlaps(a: str, b: str) -> bool:
         return a == b or any(ipaddress.ip_address(ip).is_unspecified for ip in (a, b))
 
-    for i, (name_a, ip_a, port_a) in enumerate(ports):
-        for name_b, ip_b, port_b in ports[i + 1:]:
+    def name(key: str, label: str) -> str:
+        return f"{key} ({label})" if label else key
+
+    for i, (key_a, label_a, ip_a, port_a) in enumerate(ports):
+        for key_b, label_b, ip_b, port_b in ports[i + 1:]:
             if port_a == port_b and overlaps(ip_a, ip_b):
-                reader.problem(name_b.split(" ")[0], f"host port {port_b} of {name_b} clashes "
-                                                     f"with {name_a}; give each published port "
-                                                     "its own number.")
+                port = "" if reader.is_secret(key_a) or reader.is_secret(key_b) else f" {port_b}"
+                reader.problem(key_b, f"host port{port} of {name(key_b, label_b)} clashes "
+                                      f"with {name(key_a, label_a)}; give each published port "
+                                      "its own number.")

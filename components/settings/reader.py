@@ -83,6 +83,11 @@ class Reader:
             return "the (secret) value"
         return quote(self.string(name) if value is None else value)
 
+    def mention(self, name: str, value: object) -> str:
+        """How a message names a value of `name` unquoted (a number, an address, a short
+        version): as it is, or not at all if secret."""
+        return "the (secret) value" if self.is_secret(name) else str(value)
+
     def _value(self, name: str) -> Any:
         full = f"{NAMESPACE}:{name}"
         return self.raw[full] if full in self.raw else KEYS_BY_NAME[name].default
@@ -108,8 +113,8 @@ class Reader:
         number = int(text)
         if not low <= number <= high:
             suffix = f" {unit}" if unit else ""
-            self.problem(name, f"{number} is out of range; use a number from {low} to "
-                               f"{high}{suffix}.")
+            self.problem(name, f"{self.mention(name, number)} is out of range; use a number "
+                               f"from {low} to {high}{suffix}.")
             return None
         return number
 
@@ -161,6 +166,9 @@ class Reader:
         dev stacks)."""
         image = self.string(name)
         problem = rules.image_ref_problem(image, self.strict_images)
+        if problem is not None and self.is_secret(name):
+            problem = ("is not pinned to one build (a moving or floating tag, no tag, or not "
+                       "an image reference)")  # the detail would quote the tag
         if problem is not None:
             self.problem(name, f"{self.shown(name)} {problem}; name an exact, pinned "
                                f"version, e.g. {KEYS_BY_NAME[name].default}.")

@@ -157,8 +157,9 @@ def _check_versioned(reader: Reader, version: str, database_kind: str) -> frozen
         if reader.differs_from_default(setting.key):
             when = _releases_reading(setting.since, setting.until)
             reader.problem(setting.key, f"sets {setting.env}, which the chosen version "
-                                        f"{version[:12]} does not read (only {when} do); "
-                                        "remove it or change `version`.")
+                                        f"{reader.mention('version', version[:12])} does not "
+                                        f"read (only {when} do); remove it or change "
+                                        "`version`.")
     return frozenset(unread)
 
 
@@ -170,25 +171,27 @@ def _releases_reading(since, until) -> str:
 
 def _read_extra_env(reader: Reader, version: str,
                     warnings: list[str]) -> tuple[tuple[str, str], ...]:
-    secret = reader.is_secret("extraEnv")
+    secret = reader.is_secret("extraEnv")  # then its names are secret too
     pairs: list[tuple[str, str]] = []
     seen = set()
     for position, entry in enumerate(reader.string_list("extraEnv"), start=1):
         name, sep, value = entry.partition("=")
+        ref = f"the variable of entry {position}" if secret else name
         if not sep or not ENV_NAME_PATTERN.fullmatch(name):
             reader.problem("extraEnv", f"entry {position} is not NAME=value (a name of letters, "
                                        "digits and underscores, then =).")
         elif name in OWNED_ENV_VARS:
-            reader.problem("extraEnv", f"{name} is owned by a typed key; set that key instead "
+            reader.problem("extraEnv", f"{ref} is owned by a typed key; set that key instead "
                                        "(see the README's configuration reference).")
         elif name in RESERVED_ENV_VARS:
-            reader.problem("extraEnv", f"{name} belongs to the container's own environment; "
+            reader.problem("extraEnv", f"{ref} belongs to the container's own environment; "
                                        "setting it would break the image.")
         elif name in seen:
-            reader.problem("extraEnv", f"{name} is set twice; keep one entry.")
+            reader.problem("extraEnv", f"{ref} is set twice; keep one entry.")
         elif "\x00" in value or "\n" in value or "\r" in value:
-            reader.problem("extraEnv", f"the value of {name} contains a line break or NUL; "
-                                       "environment values are single lines.")
+            reader.problem("extraEnv", f"the value of {f'entry {position}' if secret else name}"
+                                       " contains a line break or NUL; environment values are "
+                                       "single lines.")
         else:
             seen.add(name)
             pairs.append((name, value))
@@ -199,17 +202,18 @@ def _read_extra_env(reader: Reader, version: str,
                                            "config set --secret --path 'extraEnv[N]' "
                                            f"'{name}=...'` (N: its position, from 0), which "
                                            "encrypts it.")
-            _warn_unread_knob(version, name, warnings)
+            _warn_unread_knob(reader, version, name, ref, warnings)
     return tuple(pairs)
 
 
-def _warn_unread_knob(version: str, name: str, warnings: list[str]) -> None:
+def _warn_unread_knob(reader: Reader, version: str, name: str, ref: str,
+                      warnings: list[str]) -> None:
     """A knob the release table knows the chosen release does not read has no effect."""
     if releases.reads_knob(version, name) is not False:
         return
     since, until = releases.EXTRA_ENV_KNOBS[name]
-    warnings.append(f"extraEnv sets {name}, which the chosen version {version[:12]} does "
-                    "not read (only "
+    warnings.append(f"extraEnv sets {ref}, which the chosen version "
+                    f"{reader.mention('version', version[:12])} does not read (only "
                     f"{_releases_reading(since, until)} do), so it has no effect; remove it "
                     "or change `version`.")
 
@@ -221,7 +225,9 @@ def _read_backend_args(reader: Reader) -> tuple[str, ...]:
         if _FLAG_PATTERN.fullmatch(arg):
             flag = arg.split("=", 1)[0]
             if flag in OWNED_FLAGS:
-                reader.problem("backendArgs", f"{flag} is set by the program or a typed key; "
+                shown = f"the flag of entry {position}" if reader.is_secret("backendArgs") \
+                    else flag
+                reader.problem("backendArgs", f"{shown} is set by the program or a typed key; "
                                               "use that key instead.")
             expecting_value = "=" not in arg
         elif expecting_value and _FLAG_VALUE_PATTERN.fullmatch(arg):
