@@ -9,7 +9,8 @@ import re
 
 import jsonschema
 import pytest
-from harness import REPO, STACKS, project_file, stack_file
+import yaml
+from harness import REPO, STACKS, cli_string, project_file, stack_file
 
 from components.settings import KEYS, KEYS_BY_NAME, NAMESPACE
 
@@ -48,12 +49,51 @@ def test_every_setting_is_declared_with_type_default_and_description():
 
 
 def value_has_type(value, declared_type):
+    """The CLI's own check (pulumi sdk/go/common/workspace ValidateConfigValue): integers
+    and booleans may also be the strings it writes itself when it rewrites a stack file
+    (`pulumi stack select --create` adds encryptionsalt and quotes 3210 and false)."""
     return {
         "string": lambda v: isinstance(v, (str, int, float)) and not isinstance(v, bool),
-        "integer": lambda v: isinstance(v, int) and not isinstance(v, bool),
-        "boolean": lambda v: isinstance(v, bool),
+        "integer": lambda v: (isinstance(v, int) and not isinstance(v, bool))
+        or (isinstance(v, str) and re.fullmatch(r"[+-]?[0-9]+", v) is not None),
+        "boolean": lambda v: isinstance(v, bool) or v in ("true", "false"),
         "array": lambda v: isinstance(v, list) and all(isinstance(i, str) for i in v),
     }[declared_type](value)
+
+
+def as_the_cli_rewrites_it(document: dict) -> dict:
+    """A stack file as `pulumi stack select --create` saves it again (seen with CLI 3.274):
+    scalars become strings, an encryptionsalt is added."""
+    def rewrite(value):
+        if isinstance(value, bool):
+            return "true" if value else "false"
+        if isinstance(value, (int, float)):
+            return str(value)
+        return value
+    config = {key: rewrite(value) for key, value in (document.get("config") or {}).items()}
+    return {"config": config, "encryptionsalt": "v1:AAAAAAAAAAA=:v1:AAAA:AAAA"}
+
+
+@pytest.mark.parametrize("stack", STACKS)
+def test_a_stack_file_the_cli_rewrote_stays_valid_and_means_the_same(stack):
+    original = stack_file(stack)
+    rewritten = yaml.safe_load(yaml.safe_dump(as_the_cli_rewrites_it(original)))
+    for full_key, value in rewritten["config"].items():
+        namespace, _, name = full_key.partition(":")
+        if namespace == NAMESPACE:
+            key = KEYS_BY_NAME[name]
+            assert value_has_type(value, key.type), f"{stack}: {name}={value!r}"
+    # The program receives the same strings either way.
+    assert {k: cli_string(v) for k, v in rewritten["config"].items()} == \
+        {k: cli_string(v) for k, v in (original.get("config") or {}).items()}
+
+
+def test_the_type_check_refuses_what_the_cli_refuses():
+    assert not value_has_type("abc", "integer") and not value_has_type("3.5", "integer")
+    assert not value_has_type(" 1", "integer") and not value_has_type(True, "integer")
+    assert not value_has_type("maybe", "boolean") and not value_has_type("True", "boolean")
+    assert not value_has_type(1, "boolean")
+    assert value_has_type("-3", "integer") and value_has_type("+7", "integer")
 
 
 @pytest.mark.parametrize("stack", STACKS)
