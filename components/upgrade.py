@@ -289,6 +289,7 @@ class Upgrader:
         self.log, self.log_lines, self.timeout, self.poll = log, log_lines, timeout, poll
         self.run = run or COMMANDS.run
         self.before: dict[str, Optional[str]] = {}  # settings changed: their earlier values
+        self.unprotected: list[str] = []  # URNs this run unprotected in the state
         self.applying = False  # a pulumi up has started
         self.old = self.config("version") or _default_version()
         self.plan = plan(self.old, new, allow_downgrade)
@@ -324,6 +325,10 @@ class Upgrader:
     def rollback_text(self) -> str:
         stack = self.stack.name
         steps = [shell_line("cd", REPO), ". ./env.sh"]
+        # The program protects the data volume again on `up`; going back to the earlier
+        # volume replaces that resource, which protection would refuse.
+        steps += [shell_line("pulumi", "state", "unprotect", urn, "--yes", "--stack", stack)
+                  for urn in self.unprotected]
         for key in self.before or {"version": self.old}:
             value = self.before.get(key, self.old)
             if value is None:

@@ -2,8 +2,9 @@
 
 Upstream's "Option 2" (self-hosted/advanced/upgrading.md). The old data volume is
 retained on the host (the program never deletes a data volume) so a rollback is a
-config change away: `version` and `dataVolumeName` back to what they were (the rollback
-text names both). Deployments whose data lives in Postgres or MySQL keep it in that
+config change away: `version` and `dataVolumeName` back to what they were, after
+unprotecting the data volume's resource, which `up` protected again on the new volume (the
+rollback text names all three). Deployments whose data lives in Postgres or MySQL keep it in that
 database, not in the volume: they are refused here and upgraded in place.
 """
 
@@ -66,3 +67,4 @@ def _unprotect_data_volume(upgrader: Upgrader) -> None:
             done = upgrader.run(command, UNPROTECT_TIMEOUT, cwd=str(REPO))
             if done.returncode != 0:
                 raise UpgradeError(f"could not unprotect the data volume: {json.dumps(urn)}")
+            upgrader.unprotected.append(urn)

@@ -18,6 +18,7 @@ from types import SimpleNamespace
 import pytest
 from test_backup_client import Recorder
 from test_upgrade import (
+    DATA_URN,
     KEY,
     NEW,
     OLD,
@@ -267,7 +268,8 @@ def test_a_failed_export_import_rolls_back_version_and_data_volume(tmp_path, vol
     stack = FakeStack()
     if volume_before:
         stack.config["convex-selfhost:dataVolumeName"] = volume_before
-    stack.export_stack = lambda: {"resources": []}
+    stack.export_stack = lambda: {"resources": [{"type": "docker:index/volume:Volume",
+                                                 "urn": DATA_URN}]}
     backup_dir = tmp_path / "it's $(touch pwned) `id` here"
     up, _ = upgrader(tmp_path, stack, fail="import", backup_dir=backup_dir)
     up.app_dir = tmp_path / "my app; rm -rf ~"
@@ -280,6 +282,7 @@ def test_a_failed_export_import_rolls_back_version_and_data_volume(tmp_path, vol
                "--stack", "dev"] if volume_before else
               ["pulumi", "config", "rm", "convex-selfhost:dataVolumeName", "--stack", "dev"])
     assert chain == [["cd", str(REPO)], [".", "./env.sh"],
+                     ["pulumi", "state", "unprotect", DATA_URN, "--yes", "--stack", "dev"],
                      ["pulumi", "config", "set", "convex-selfhost:version", OLD, "--stack", "dev"],
                      volume, ["pulumi", "up", "--stack", "dev"]]
     key = "CONVEX_SELF_HOSTED_ADMIN_KEY=$(pulumi stack output adminKey --show-secrets --stack dev)"
