@@ -74,9 +74,10 @@ def shell_line(*argv) -> str:
 
 
 class Commands:
-    """Runs the upgrade's child processes, each with a timeout and in its own process
-    group, so a timeout or an interrupt stops it together with its children (npx's node,
-    pulumi's plugins, an SSH connection of docker)."""
+    """Runs the upgrade's child processes, each with a timeout and in a session of its own,
+    so a timeout or an interrupt stops it together with everything it started (npx's node,
+    pulumi's plugins, which pulumi puts in process groups of their own, an SSH connection
+    of docker)."""
 
     def __init__(self, grace: float = STOP_GRACE):
         self.grace = grace
@@ -85,11 +86,11 @@ class Commands:
         self._lock = threading.Lock()
 
     def run(self, command: Sequence[str], timeout: float, *, cwd=None, env=None, stdout=None,
-            stderr=None) -> subprocess.CompletedProcess:
+            stderr=None, name: str = "") -> subprocess.CompletedProcess:
         process = subprocess.Popen(list(command), cwd=cwd, env=env, stdin=subprocess.DEVNULL,
                                    stdout=stdout, stderr=stderr, text=True, encoding="utf-8",
                                    errors="replace", start_new_session=True)
-        name = " ".join(str(part) for part in command[:2])
+        name = name or " ".join(str(part) for part in command[:2])
         with self._lock:
             self._running[process.pid] = (process, name)
         try:
@@ -118,21 +119,40 @@ class Commands:
         return stopped + [name for _, name in running]
 
     def _stop(self, process: subprocess.Popen) -> None:
-        # SIGINT first, as Ctrl-C would (pulumi cancels and saves its state), then SIGKILL
-        # for whatever is left of the group, grandchildren included.
-        for sig, wait in ((signal.SIGINT, self.grace), (signal.SIGKILL, None)):
-            try:
-                os.killpg(process.pid, sig)
-            except (ProcessLookupError, PermissionError):
-                break
-            try:
-                process.wait(wait)
-            except subprocess.TimeoutExpired:
-                pass
+        # SIGINT first, as Ctrl-C would (pulumi cancels, saves its state and stops its
+        # plugins), then SIGKILL for whatever is left of the session.
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(process.pid, signal.SIGINT)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            process.wait(self.grace)
+        for pid in _session_members(process.pid):
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signal.SIGKILL)
         for stream in (process.stdout, process.stderr):
             if stream is not None:
                 stream.close()
         process.wait()
+
+
+def _session_members(session: int) -> list[int]:
+    """The processes of a session (Linux: /proc); elsewhere its leader's process group."""
+    proc = Path("/proc")
+    if not (proc / "self" / "stat").exists():
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(session, 0)
+            return [-session]  # os.kill(-pgid) signals the group
+        return []
+    members = []
+    for entry in proc.iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:  # gone meanwhile
+            continue
+        if int(fields[3]) == session:  # state, ppid, pgrp, session
+            members.append(int(entry.name))
+    return members
 
 
 COMMANDS = Commands()
@@ -159,8 +179,10 @@ def _pulumi_command(commands: Commands, timeout: float):
             if "--non-interactive" not in args:
                 args = ["--non-interactive", *args]
             env = {**os.environ, **additional_env, "PULUMI_AUTOMATION_API": "true"}
+            verb = next((arg for arg in args if not arg.startswith("-")), "")
             done = commands.run(["pulumi", *args], timeout, cwd=cwd, env=env,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                name=f"pulumi {verb}".strip())
             for text, callback in ((done.stdout, on_output), (done.stderr, on_error)):
                 for line in text.splitlines() if callback else ():
                     callback(line.rstrip())
@@ -589,7 +611,7 @@ def docker_log_lines(container: str, docker_host: str = "", poll: float = 2.0,
         # lines only grow at the end between polls (stdout + stderr would not).
         try:
             done = run(["docker", *host, "logs", container], call_timeout,
-                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, name="docker logs")
         except CommandTimeout:
             progress(f"`docker logs {container}` did not answer within {call_timeout:g}s; "
                      "retrying")

@@ -664,7 +664,8 @@ def test_docker_log_lines_polls_the_stacks_engine_and_yields_only_new_lines():
                                      sleep=slept.append, run=run)
     assert [next(lines) for _ in range(6)] == ["a", "b", "", "c", "d", ""]
     assert ran == [(["docker", "--host", "ssh://deploy@h", "logs", "convex-prod-backend"], 30.0,
-                    {"stdout": subprocess.PIPE, "stderr": subprocess.STDOUT})] * 2
+                    {"stdout": subprocess.PIPE, "stderr": subprocess.STDOUT,
+                     "name": "docker logs"})] * 2
     assert slept == [0.5]
     ran.clear()
     outputs = iter(["x\n"])

@@ -94,6 +94,8 @@ def test_no_admin_request_follows_a_redirect(tmp_path, status):
 
 HANGING = r"""#!/usr/bin/env bash
 # Stands in for a command whose engine stalls: records its pid and a child's, then waits.
+# The child gets a process group of its own (job control), as pulumi gives its plugins.
+set -m
 echo $$ >> "$PIDS"
 sleep 300 &
 echo $! >> "$PIDS"
@@ -160,7 +162,9 @@ def test_a_command_past_its_timeout_is_stopped_with_its_children(tmp_path, monke
     with pytest.raises(upgrade.CommandTimeout) as stopped:
         commands.run([str(script), "arg"], 1)
     assert str(stopped.value) == f"`{script} arg` did not finish within 1s; stopped it."
-    assert wait_until_gone(wait_for_pids(tmp_path / "pids", 2)) == []
+    with pytest.raises(upgrade.CommandTimeout, match="^`hang` did not finish"):
+        commands.run([str(script)], 0.5, name="hang")
+    assert wait_until_gone(wait_for_pids(tmp_path / "pids", 4)) == []
     assert commands.stop_all() == []  # nothing left running
 
 
