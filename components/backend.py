@@ -27,7 +27,9 @@ class BackendArgs:
     instance_name: str
     image: pulumi.Input[str]  # an image id (or reference) present on the Docker host
     network_name: pulumi.Input[str]
-    environment: pulumi.Input[Sequence[str]]  # NAME=value, secrets included (made secret)
+    # NAME=value entries. In a list, entries carrying a secret must be secret Outputs (the
+    # others stay readable in previews); anything else is made secret as a whole.
+    environment: pulumi.Input[Sequence[pulumi.Input[str]]]
     api_port: int = API_PORT  # host ports
     site_port: int = SITE_PROXY_PORT
     bind_address: str = "127.0.0.1"
@@ -55,10 +57,17 @@ class ConvexBackend(pulumi.ComponentResource):
         super().__init__("convex:selfhost:Backend", name, None, opts)
         self.volume = self._volume(name, args)
         self.container = self._container(name, args)
-        self.healthy = HealthGate(f"{name}-healthy", self.container, args.start_timeout_seconds,
-                                  args.docker_host, pulumi.ResourceOptions(parent=self))
+        self.healthy = HealthGate(
+            f"{name}-healthy", self.container, args.start_timeout_seconds, args.docker_host,
+            pulumi.ResourceOptions(parent=self),
+            settings=docker_common.shown_settings(args.environment, self._labels(args)))
         self.register_outputs({"containerName": self.container.name,
                                "volumeName": self.volume.name})
+
+    @staticmethod
+    def _labels(args: BackendArgs) -> list:
+        return docker_common.container_labels(args.stack, args.instance_name, "backend",
+                                              args.limits)
 
     def _volume(self, name: str, args: BackendArgs) -> docker.Volume:
         return docker.Volume(
@@ -76,8 +85,10 @@ class ConvexBackend(pulumi.ComponentResource):
             f"{name}-container",
             name=f"{args.instance_name}-backend",
             image=args.image,
-            # The env carries the instance secret and any database or AWS credentials.
-            envs=pulumi.Output.secret(args.environment),
+            # The env carries the instance secret and any database or AWS credentials: the
+            # read-back envs are secret as a whole (additional_secret_outputs below).
+            envs=list(args.environment) if isinstance(args.environment, (list, tuple))
+            else pulumi.Output.secret(args.environment),
             command=list(args.command) or None,
             ports=[docker_common.published_port(API_PORT, args.api_port, args.bind_address),
                    docker_common.published_port(SITE_PROXY_PORT, args.site_port,
@@ -95,8 +106,7 @@ class ConvexBackend(pulumi.ComponentResource):
             stop_signal="SIGINT",
             stop_timeout=10,
             destroy_grace_seconds=10,
-            labels=docker_common.container_labels(args.stack, args.instance_name, "backend",
-                                                  args.limits),
+            labels=self._labels(args),
             **docker_common.runtime_options(args.limits),
             opts=docker_common.container_options(self, args.depends_on, ["envs"]),
         )

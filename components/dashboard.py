@@ -52,11 +52,14 @@ class ConvexDashboard(pulumi.ComponentResource):
     def __init__(self, name: str, args: DashboardArgs,
                  opts: Optional[pulumi.ResourceOptions] = None):
         super().__init__("convex:selfhost:Dashboard", name, None, opts)
+        environment = dashboard_env(args.deployment_url)
+        labels = docker_common.container_labels(args.stack, args.instance_name, "dashboard",
+                                                args.limits)
         self.container = docker.Container(
             f"{name}-container",
             name=f"{args.instance_name}-dashboard",
             image=args.image,
-            envs=dashboard_env(args.deployment_url),
+            envs=environment,
             ports=[docker_common.published_port(DASHBOARD_PORT, args.port, args.bind_address)],
             networks_advanced=[docker.ContainerNetworksAdvancedArgs(
                 name=args.network_name, aliases=[NETWORK_ALIAS])],
@@ -66,11 +69,11 @@ class ConvexDashboard(pulumi.ComponentResource):
             stop_signal="SIGINT",
             stop_timeout=10,
             destroy_grace_seconds=10,
-            labels=docker_common.container_labels(args.stack, args.instance_name, "dashboard",
-                                                  args.limits),
+            labels=labels,
             **docker_common.runtime_options(args.limits),
             opts=docker_common.container_options(self, args.depends_on),
         )
         self.healthy = HealthGate(f"{name}-healthy", self.container, START_TIMEOUT_SECONDS,
-                                  args.docker_host, pulumi.ResourceOptions(parent=self))
+                                  args.docker_host, pulumi.ResourceOptions(parent=self),
+                                  settings=docker_common.shown_settings(environment, labels))
         self.register_outputs({"containerName": self.container.name})

@@ -61,6 +61,20 @@ def container_labels(stack: str, instance_name: str, role: str, limits: Containe
     return labels(docker.ContainerLabelArgs, stack, instance_name, role, limit_label(limits))
 
 
+def shown_settings(environment, labels: Sequence) -> dict[str, str]:
+    """A container's plain environment entries and labels by name, for a health gate's
+    readable diff (secret entries, which are Outputs, are left out)."""
+    shown = {}
+    if isinstance(environment, (list, tuple)):
+        for entry in environment:
+            if isinstance(entry, str):
+                name, _, value = entry.partition("=")
+                shown[name] = value
+    for label in labels:
+        shown[f"label {label.label}"] = label.value
+    return shown
+
+
 def published_port(
     internal: int, external: int, ip: str, protocol: str = "tcp"
 ) -> docker.ContainerPortArgs:

@@ -18,13 +18,14 @@ import re
 import shutil
 import subprocess
 import time
-from typing import Optional
+from typing import Mapping, Optional
 
 import pulumi
 from pulumi.dynamic import CreateResult, DiffResult, Resource, ResourceProvider, UpdateResult
 
-# Inputs whose change means "wait again" (a new container, another engine, another limit).
-_WATCHED = ("container_id", "container_name", "docker_host", "timeout_seconds")
+# Inputs whose change means "wait again" (a new container, another engine, another limit,
+# other settings).
+_WATCHED = ("container_id", "container_name", "docker_host", "timeout_seconds", "settings")
 _OUTPUT_LIMIT = 300
 
 
@@ -129,7 +130,12 @@ class HealthGate(Resource):
     container_id: pulumi.Output[str]
 
     def __init__(self, name: str, container, timeout_seconds: int, docker_host: str = "",
-                 opts: Optional[pulumi.ResourceOptions] = None):
+                 opts: Optional[pulumi.ResourceOptions] = None,
+                 settings: Optional[Mapping[str, str]] = None):
+        """`settings`: what the container runs with, secrets left out (its plain environment
+        variables and labels). The container's own envs are secret as a whole in the
+        state, so a preview shows their change only as [secret]; the gate's map shows it
+        by name (RUST_LOG: "info" => "debug")."""
         # container.id and container.name as inputs make the gate depend on the container.
         # The engine address may carry credentials (and `docker:host` may be set with
         # --secret): it is kept secret in the gate's state whatever it holds.
@@ -137,6 +143,7 @@ class HealthGate(Resource):
             _HealthGateProvider(), name,
             {"container_id": container.id, "container_name": container.name,
              "timeout_seconds": timeout_seconds,
-             "docker_host": pulumi.Output.secret(docker_host) if docker_host else ""},
+             "docker_host": pulumi.Output.secret(docker_host) if docker_host else "",
+             **({"settings": dict(settings)} if settings else {})},
             pulumi.ResourceOptions.merge(
                 opts, pulumi.ResourceOptions(additional_secret_outputs=["docker_host"])))

@@ -101,14 +101,54 @@ def _add_s3_env(s3: S3Settings, env: list, optional: list, flags: list) -> None:
     ]
 
 
+# Stand-ins for values known only as Outputs while the entries are put together; NUL never
+# appears in a real environment value (the settings refuse it).
+_SECRET_SLOT = "\x00instance-secret\x00"
+_DATABASE_SLOT = "\x00database-url\x00"
+_SECRET_ENV = frozenset({"INSTANCE_SECRET", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY",
+                         "AWS_SESSION_TOKEN"})
+
+
+def secret_env_names(settings: StackSettings) -> frozenset[str]:
+    """Variables whose values are secrets: hidden in previews and encrypted in the state."""
+    names = set(_SECRET_ENV)
+    if settings.database.kind != "sqlite":
+        names.add(settings.database.env_var)
+    if settings.tuning.extra_env_secret:
+        names.update(name for name, _ in settings.tuning.extra_env)
+    return frozenset(names)
+
+
+def backend_environment(settings: StackSettings, deployment: DeploymentSettings,
+                        instance_secret: pulumi.Output[str],
+                        database_url: Optional[pulumi.Output[str]]) -> list:
+    """The backend's environment with only the secret entries secret, so `pulumi preview
+    --diff` shows a changed setting (RUST_LOG=info => RUST_LOG=debug) and hides secrets."""
+    entries = backend_env(settings, deployment, _SECRET_SLOT,
+                          _DATABASE_SLOT if database_url is not None else None)
+    secret_names = secret_env_names(settings)
+    environment: list = []
+    for entry in entries:
+        if _SECRET_SLOT in entry:
+            environment.append(pulumi.Output.secret(instance_secret.apply(
+                lambda value, entry=entry: entry.replace(_SECRET_SLOT, value or ""))))
+        elif _DATABASE_SLOT in entry:
+            environment.append(pulumi.Output.secret(database_url.apply(
+                lambda value, entry=entry: entry.replace(_DATABASE_SLOT, value or ""))))
+        elif entry.partition("=")[0] in secret_names:
+            environment.append(pulumi.Output.secret(entry))
+        else:
+            environment.append(entry)
+    return environment
+
+
 def backend_args(settings: StackSettings, engine: EngineFeatures,
                  deployment: DeploymentSettings,
                  image: pulumi.Input[str], network_name: pulumi.Input[str],
                  instance_secret: pulumi.Output[str],
                  database_url: Optional[pulumi.Output[str]],
                  depends_on: Sequence[pulumi.Resource]) -> BackendArgs:
-    environment = pulumi.Output.all(instance_secret, database_url).apply(
-        lambda values: backend_env(settings, deployment, values[0], values[1]))
+    environment = backend_environment(settings, deployment, instance_secret, database_url)
     return BackendArgs(
         instance_name=deployment.instance_name,
         image=image,

@@ -229,3 +229,19 @@ def test_a_remote_engine_address_is_secret_in_the_gates_state():
     for gate in gates:
         assert gate.inputs["docker_host"] == "ssh://deploy@build-host"
         assert gate.raw["docker_host"] == {SIG_KEY: SECRET_SIG, "value": "ssh://deploy@build-host"}
+
+
+def test_the_gate_shows_the_containers_plain_settings_by_name_and_waits_when_they_change():
+    run = evaluate("dev", secrets={"extraEnv": ["API_TOKEN=t0ken-value"]})
+    gate = run.named("convex-dev-backend-healthy")
+    settings = gate.inputs["settings"]
+    assert settings["RUST_LOG"] == "info" and settings["INSTANCE_NAME"] == "convex-dev"
+    assert settings["label convex-selfhost.limits"].startswith("log-max-size=10m")
+    assert "INSTANCE_SECRET" not in settings and "API_TOKEN" not in settings
+    assert "t0ken-value" not in repr(gate.raw)
+    old = {"container_id": "a", "container_name": "c", "timeout_seconds": 60, "docker_host": "",
+           "settings": {"RUST_LOG": "info"}}
+    assert _HealthGateProvider().diff("a", old, {**old, "settings": {"RUST_LOG": "debug"}}
+                                      ).changes is True
+    dashboard = run.named("convex-dev-dashboard-healthy").inputs["settings"]
+    assert dashboard["NEXT_PUBLIC_DEPLOYMENT_URL"] == "http://127.0.0.1:3210"

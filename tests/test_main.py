@@ -104,8 +104,15 @@ def test_backend_container(run, stack):
         assert env["INSTANCE_SECRET"] == per_deployment(run, "instanceSecret")[key]
         assert env["CONVEX_CLOUD_ORIGIN"] == per_deployment(run, "backendUrl")[key]
         assert env["CONVEX_SITE_ORIGIN"] == per_deployment(run, "siteUrl")[key]
-        # The env carries the instance secret: secret in state, secret as an output.
-        assert is_secret_value(backend.raw["envs"])
+        # The entries carrying secrets are secret (the rest stay readable in a preview's
+        # diff); the container's envs output is secret as a whole.
+        raw = backend.raw["envs"]
+        assert len(raw) == len(env)
+        hidden = {entry["value"].split("=", 1)[0] for entry in raw if is_secret_value(entry)}
+        shown = {entry.split("=", 1)[0] for entry in raw if isinstance(entry, str)}
+        assert "INSTANCE_SECRET" in hidden and {"RUST_LOG", "INSTANCE_NAME"} <= shown
+        assert not shown & {"POSTGRES_URL", "MYSQL_URL", "AWS_SECRET_ACCESS_KEY",
+                            "AWS_ACCESS_KEY_ID"}
         assert "envs" in backend.additional_secret_outputs
 
 

@@ -106,6 +106,7 @@ class BackendTuning:
     release_version_dev: str
     extra_env: tuple[tuple[str, str], ...]
     backend_args: tuple[str, ...] = ()
+    extra_env_secret: bool = False  # extraEnv was set with --secret: its values stay secret
     # Env vars the chosen release does not read; omitted from the container.
     unread_env: frozenset[str] = frozenset()
 

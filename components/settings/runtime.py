@@ -140,6 +140,7 @@ def read_tuning(reader: Reader, version: str, database_kind: str,
         http_server_timeout_seconds=bounded("httpServerTimeoutSeconds", 0, MAX_TIMEOUT_SECONDS),
         release_version_dev=release_dev,
         extra_env=_read_extra_env(reader, version, warnings),
+        extra_env_secret=reader.is_secret("extraEnv"),
         backend_args=_read_backend_args(reader),
         unread_env=_check_versioned(reader, version, database_kind),
     )
