@@ -1,7 +1,8 @@
-"""Print the README's configuration table from Pulumi.yaml (the test keeps them equal).
+"""Print the configuration table of docs/configuration.md from Pulumi.yaml (a test keeps
+them equal).
 
     python scripts/config_table.py            # print it
-    python scripts/config_table.py --write    # replace the table in README.md
+    python scripts/config_table.py --write    # replace the table in docs/configuration.md
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ def replace_in(readme: str) -> str:
 
 if __name__ == "__main__":
     if "--write" in sys.argv:
-        path = REPO / "README.md"
+        path = REPO / "docs" / "configuration.md"
         path.write_text(replace_in(path.read_text()))
     else:
         print(table(), end="")

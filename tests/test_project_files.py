@@ -16,6 +16,7 @@ from components.settings import KEYS, KEYS_BY_NAME, NAMESPACE
 
 SCHEMA = REPO.parent / "shared" / "reference" / "pulumi-project.schema.json"
 README = (REPO / "README.md").read_text()
+CONFIGURATION = (REPO / "docs" / "configuration.md").read_text()
 
 
 def test_pulumi_yaml_matches_the_cli_schema():
@@ -109,9 +110,9 @@ def test_stack_file_values_have_the_declared_types(stack):
         assert not key.secret, f"{stack}: secret {name} in plain text"
 
 
-def test_readme_documents_every_key_and_output():
+def test_docs_document_every_key_and_the_readme_every_output():
     for key in KEYS:
-        assert f"| `{key.name}` | {key.type} |" in README, key.name
+        assert f"| `{key.name}` | {key.type} |" in CONFIGURATION, key.name
     for output in ("backendUrl", "siteUrl", "dashboardUrl", "instanceName", "instanceSecret",
                    "adminKey", "readOnlyAdminKey", "envLocal"):
         assert f"| `{output}` |" in README, output
@@ -119,10 +120,10 @@ def test_readme_documents_every_key_and_output():
         assert f"stacks/Pulumi.{stack}.yaml" in README
 
 
-def test_readme_defaults_match_pulumi_yaml():
+def test_documented_defaults_match_pulumi_yaml():
     for key in KEYS:
         pattern = rf"^\| `{key.name}` \| {key.type} \| ([^|]+) \|"
-        row = re.search(pattern, README, re.M).group(1).strip()
+        row = re.search(pattern, CONFIGURATION, re.M).group(1).strip()
         if key.default in ("", []):
             assert row in ("(empty)", "`[]`"), key.name
         else:
@@ -137,16 +138,15 @@ def test_readme_policy_table_names_every_policy():
         assert f"| `{name}` |" in README
 
 
-def test_readme_configuration_table_is_generated_from_pulumi_yaml():
+def test_configuration_table_is_generated_from_pulumi_yaml():
     import importlib.util
 
     spec = importlib.util.spec_from_file_location("config_table",
                                                   REPO / "scripts" / "config_table.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    readme = (REPO / "README.md").read_text()
-    assert module.table() in readme + "\n"
-    assert module.replace_in(readme) == readme
+    assert module.table() in CONFIGURATION + "\n"
+    assert module.replace_in(CONFIGURATION) == CONFIGURATION
 
 
 SDK_PACKAGES = ("pulumi", "pulumi_policy", "pulumi_docker", "pulumi_random")
