@@ -7,12 +7,13 @@
 `run` follows upstream's self-hosting upgrade guide (self-hosted/advanced/upgrading.md):
 back up first (a snapshot export with file storage, through the backend's export API with
 the project's backup client, and the environment variables, read through the admin API;
-saved outside this repository), then either upgrade in place (set `version`, preview and
-refuse anything but image and container changes, apply, follow the backend's log until
-the migrations are done, check the admin key) or export/import (the new version on a new
-data volume, the old one kept, `npx convex import --replace-all`, environment variables
-restored). Every failure prints how to roll back. Everything it runs is logged to
-`upgrade.log` beside the backup; the admin key never is.
+saved in a private directory no git checkout picks up), then either upgrade in place (set
+`version`, preview and refuse anything but image and container changes, apply, follow the
+backend's log until the migrations are done, check the admin key) or export/import (the
+new version on a new data volume, the old one kept, `npx convex import --replace-all`,
+environment variables restored). Every failure prints how to roll back. Everything it
+runs is logged to `upgrade.log` beside the backup; the admin key never is. Ctrl-C stops
+it and what it runs, and says where it stopped.
 """
 
 from __future__ import annotations
@@ -97,8 +98,8 @@ class Commands:
             out, err = process.communicate(timeout=timeout)
         except subprocess.TimeoutExpired:
             self._stop(process)
-            raise CommandTimeout(f"`{name}` did not finish within {timeout:g}s; stopped it.")\
-                from None
+            message = f"`{name}` did not finish within {timeout:g}s; stopped it."
+            raise CommandTimeout(message) from None
         except BaseException:
             self._stop(process)
             with self._lock:
@@ -110,7 +111,8 @@ class Commands:
         return subprocess.CompletedProcess(list(command), process.returncode, out, err)
 
     def stop_all(self) -> list[str]:
-        """Stop every running command (and its process group); returns their names."""
+        """Stop every running command (and its session); the names of all stopped since
+        the last call."""
         with self._lock:
             running = list(self._running.values())
             stopped, self._cut_short = self._cut_short, []
@@ -166,9 +168,11 @@ def _pulumi_command(commands: Commands, timeout: float):
     from semver import VersionInfo
 
     class BoundedPulumiCommand(PulumiCommand):
-        def __init__(self):  # noqa: D107 - the parent's asks `pulumi version` without a timeout
+        def __init__(self):
+            # Not the parent's: it asks `pulumi version` without a timeout.
             self.command = "pulumi"
-            done = commands.run(["pulumi", "version"], 60, env=_pulumi_env(),
+            done = commands.run(["pulumi", "version"], 60,
+                                env=dict(os.environ, PULUMI_SKIP_UPDATE_CHECK="true"),
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE)
             try:
                 self.version = VersionInfo.parse(done.stdout.strip().lstrip("v"))
@@ -195,10 +199,6 @@ def _pulumi_command(commands: Commands, timeout: float):
     return BoundedPulumiCommand()
 
 
-def _pulumi_env() -> dict:
-    return dict(os.environ, PULUMI_SKIP_UPDATE_CHECK="true")
-
-
 class Log:
     """Progress to the terminal (with elapsed time) and to upgrade.log beside the backup
     (mode 600, in a private directory)."""
@@ -206,13 +206,16 @@ class Log:
     def __init__(self, path: Path, out=sys.stdout):
         self.path, self.out, self.start = path, out, time.monotonic()
         make_private_dir(path.parent)
-        os.close(os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600))
+        os.close(self._open())
         _tighten(path, 0o600)
+
+    def _open(self) -> int:
+        return os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
 
     def __call__(self, message: str) -> None:
         line = f"[{time.monotonic() - self.start:6.1f}s] {message}"
         print(line, file=self.out, flush=True)
-        with self.path.open("a") as log:
+        with open(self._open(), "a") as log:
             log.write(f"{datetime.datetime.now(datetime.timezone.utc).isoformat()} {line}\n")
 
 
@@ -244,16 +247,6 @@ def make_private_dir(path: Path) -> None:
     if not path.is_dir():
         raise UpgradeError(f"{path} is not a directory.")
     _tighten(path, 0o700)
-
-
-def write_private(path: Path, text: str) -> None:
-    """Write TEXT to PATH with mode 600 (never readable by others, even for a moment)."""
-    partial = path.with_name(f".partial-{path.name}")
-    partial.unlink(missing_ok=True)
-    fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w") as handle:
-        handle.write(text)
-    os.replace(partial, path)
 
 
 def default_backup_dir(stack: str) -> Path:
@@ -402,7 +395,8 @@ class Upgrader:
             raise UpgradeError(f"the backup failed: {reason}. Nothing was changed.") from None
         finally:
             client.close()
-        write_private(self.backup_dir / ENV_FILE, json.dumps(variables, indent=2) + "\n")
+        backup.write_private(self.backup_dir / ENV_FILE, json.dumps(variables, indent=2) + "\n",
+                             backup.PARTIAL + ENV_FILE)
         self.log(f"saved {len(variables)} environment variable(s) to {ENV_FILE}"
                  + (": " + ", ".join(v["name"] for v in variables) if variables else ""))
         return snapshot
