@@ -509,3 +509,22 @@ def test_every_step_of_a_run_is_in_the_log_file(tmp_path):
     assert "$ pulumi config set convex-selfhost:version" in lines and "pulumi up done" in lines
     assert "db metadata version up to date at 128" in UPGRADE_LOG and KEY not in lines
     assert json.loads((tmp_path / "backup" / "snapshot.env.json").read_text())
+
+
+def test_export_import_stops_on_an_unusable_environment_file(tmp_path):
+    stack = FakeStack()
+    stack.export_stack = lambda: {"resources": []}
+    up, _ = upgrader(tmp_path, stack)
+    npx = up.npx
+
+    def spoil_then_import(*args):
+        (up.backup_dir / "snapshot.env.json").write_text("not JSON")
+        npx(*args)
+
+    up.npx = spoil_then_import
+    with pytest.raises(UpgradeError) as failed:
+        up.execute("export-import")
+    assert str(failed.value).split("\n")[0] == (
+        "the saved environment variables are unusable: "
+        f"{up.backup_dir / 'snapshot.env.json'} is not readable JSON (JSONDecodeError).")
+    assert up.requests == []  # nothing half-set
