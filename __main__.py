@@ -6,9 +6,9 @@ users and CI need. Secrets among the outputs stay Pulumi secrets.
 
 import pulumi
 
-from components import engine, port_check
-from components.deployment import ConvexDeployment, DeploymentArgs
-from components.images import ConvexImages, ImageSet
+from components.docker import engine, port_check
+from components.docker.deployment import ConvexDeployment, DeploymentArgs
+from components.docker.images import ConvexImages, ImageSet
 from components.settings import ConfigError, load_settings
 
 OUTPUTS = {

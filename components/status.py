@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Optional, Sequence
 
 from components.backup import NoRedirect, redact
-from components.docker_common import LABEL_PREFIX
+from components.docker.docker_common import LABEL_PREFIX
 from components.releases import DEFAULT_VERSION
 
 PULUMI_TIMEOUT = 120

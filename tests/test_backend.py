@@ -3,7 +3,7 @@
 from harness import evaluate
 from test_settings import load
 
-from components.mapping import backend_env as build_backend_env
+from components.docker.mapping import backend_env as build_backend_env
 
 SECRET = "ab" * 32
 

@@ -4,7 +4,7 @@ import subprocess
 
 from harness import evaluate
 
-from components import engine
+from components.docker import engine
 
 
 def test_api_versions_parse():

@@ -20,7 +20,7 @@ import pytest
 from harness import REPO, SECRET_SIG, SIG_KEY, assert_matches_golden, evaluate
 from test_settings import CA_PEM
 
-from components import scheduled_backup
+from components.docker import scheduled_backup
 
 GOLDEN = REPO / "tests" / "golden"
 SECRET = "5f" * 32

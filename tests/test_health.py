@@ -7,8 +7,8 @@ import dill
 import pytest
 from harness import REPO, SECRET_SIG, SIG_KEY, evaluate
 
-from components import health
-from components.health import HealthGateError, _HealthGateProvider, wait_until_healthy
+from components.docker import health
+from components.docker.health import HealthGateError, _HealthGateProvider, wait_until_healthy
 
 
 def states(*sequence):

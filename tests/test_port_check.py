@@ -7,8 +7,8 @@ import subprocess
 import pytest
 from harness import evaluate
 
-from components import port_check
-from components.port_check import PlannedPort, parse_ps, problems
+from components.docker import port_check
+from components.docker.port_check import PlannedPort, parse_ps, problems
 
 PS = ("convex-dev-backend\t127.0.0.1:3210->3210/tcp, 127.0.0.1:3211->3211/tcp\n"
       "web\t0.0.0.0:6791->80/tcp, :::6791->80/tcp\n"

@@ -10,7 +10,7 @@ upstream of the pulumi-docker provider this project was checked against),
 import pytest
 from harness import evaluate
 
-from components.readback import cpus_read_back, go_duration, nano_cpus, stable_cpus
+from components.docker.readback import cpus_read_back, go_duration, nano_cpus, stable_cpus
 
 CONTAINER = "docker:index/container:Container"
 

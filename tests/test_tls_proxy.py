@@ -3,7 +3,7 @@
 from harness import evaluate
 
 from components.settings import KEYS_BY_NAME
-from components.tls_proxy import Route, build_caddyfile
+from components.docker.tls_proxy import Route, build_caddyfile
 
 PROD_CADDYFILE = """\
 {

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import re
 
-from components import readback, releases, rules
+from components import releases, rules
+from components.docker import readback
 from components.settings.keys import KEYS_BY_NAME
 from components.settings.model import BackendTuning, ContainerSettings
 from components.settings.reader import Reader

@@ -8,9 +8,9 @@ import pulumi_docker as docker
 import pulumi_random as random
 
 from components.admin_key import issue_admin_key
-from components.backend import BackendArgs, ConvexBackend
-from components.dashboard import ConvexDashboard, DashboardArgs
-from components.docker_common import ContainerLimits
+from components.docker.backend import BackendArgs, ConvexBackend
+from components.docker.dashboard import ConvexDashboard, DashboardArgs
+from components.docker.docker_common import ContainerLimits
 
 TAG = "652b828b5129e6cdbcaa3c20efa8d116d09ff3bf"
 network = docker.Network("shop-net", name="shop-net")

@@ -3,8 +3,8 @@
 import pulumi
 import pulumi_docker as docker
 
-from components.deployment import ConvexDeployment, DeploymentArgs
-from components.images import ConvexImages, ImageSet
+from components.docker.deployment import ConvexDeployment, DeploymentArgs
+from components.docker.images import ConvexImages, ImageSet
 from components.settings import load_settings
 
 settings = load_settings()

@@ -2,7 +2,7 @@
 
 import pulumi_docker as docker
 
-from components.health import HealthGate
+from components.docker.health import HealthGate
 
 container = docker.Container("web", name="web", image="nginx@sha256:" + "0" * 64)
 HealthGate("web-healthy", container, 90)

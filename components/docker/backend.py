@@ -8,9 +8,9 @@ from typing import Optional, Sequence
 import pulumi
 import pulumi_docker as docker
 
-from components import docker_common
-from components.docker_common import ContainerLimits
-from components.health import HealthGate
+from components.docker import docker_common
+from components.docker.docker_common import ContainerLimits
+from components.docker.health import HealthGate
 
 API_PORT = 3210
 SITE_PROXY_PORT = 3211

@@ -13,9 +13,9 @@ import pulumi
 import pulumi_docker as docker
 import pulumi_random as random
 
-from components import docker_common
-from components.docker_common import ContainerLimits
-from components.health import HealthGate
+from components.docker import docker_common
+from components.docker.docker_common import ContainerLimits
+from components.docker.health import HealthGate
 
 USER = "convex"
 PORT = 5432

@@ -10,16 +10,16 @@ from typing import Optional, Sequence
 
 import pulumi
 
-from components.backend import API_PORT, CA_CERT_PATH, SITE_PROXY_PORT, BackendArgs
-from components.backend import NETWORK_ALIAS as BACKEND_ALIAS
-from components.dashboard import DASHBOARD_PORT, DashboardArgs
-from components.dashboard import NETWORK_ALIAS as DASHBOARD_ALIAS
-from components.docker_common import ContainerLimits
-from components.engine import EngineFeatures
-from components.postgres import PostgresArgs
-from components.scheduled_backup import BackupArgs
+from components.docker.backend import API_PORT, CA_CERT_PATH, SITE_PROXY_PORT, BackendArgs
+from components.docker.backend import NETWORK_ALIAS as BACKEND_ALIAS
+from components.docker.dashboard import DASHBOARD_PORT, DashboardArgs
+from components.docker.dashboard import NETWORK_ALIAS as DASHBOARD_ALIAS
+from components.docker.docker_common import ContainerLimits
+from components.docker.engine import EngineFeatures
+from components.docker.postgres import PostgresArgs
+from components.docker.scheduled_backup import BackupArgs
 from components.settings import DeploymentSettings, S3Settings, StackSettings
-from components.tls_proxy import Route, TlsProxyArgs
+from components.docker.tls_proxy import Route, TlsProxyArgs
 
 
 def limits(settings: StackSettings, engine: EngineFeatures) -> ContainerLimits:

@@ -15,11 +15,11 @@ from typing import Optional, Sequence
 import pulumi
 import pulumi_docker as docker
 
-from components import docker_common
-from components.docker_common import ContainerLimits
-from components.health import HealthGate
+from components.docker import docker_common
+from components.docker.docker_common import ContainerLimits
+from components.docker.health import HealthGate
 
-SCRIPT = Path(__file__).with_name("backup.py")
+SCRIPT = Path(__file__).resolve().parents[1] / "backup.py"
 SCRIPT_PATH = "/app/convex_backup.py"
 BACKUP_PATH = "/backups"
 START_TIMEOUT_SECONDS = 60

@@ -19,7 +19,7 @@ from typing import Mapping, Optional, Sequence
 import pulumi
 import pulumi_docker as docker
 
-from components.readback import go_duration, stable_cpus
+from components.docker.readback import go_duration, stable_cpus
 
 LABEL_PREFIX = "convex-selfhost"
 # Fields whose read-back value depends on the host, not the program: daemon.json log

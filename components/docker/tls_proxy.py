@@ -14,9 +14,9 @@ from typing import Optional, Sequence
 import pulumi
 import pulumi_docker as docker
 
-from components import docker_common
-from components.docker_common import ContainerLimits
-from components.health import HealthGate
+from components.docker import docker_common
+from components.docker.docker_common import ContainerLimits
+from components.docker.health import HealthGate
 
 CADDYFILE_PATH = "/etc/caddy/Caddyfile"
 # Caddy's admin API answers on loopback inside the container once the config is loaded.

@@ -14,16 +14,16 @@ import pulumi
 import pulumi_docker as docker
 import pulumi_random as random
 
-from components import docker_common, mapping
+from components.docker import docker_common, mapping
 from components.admin_key import issue_admin_key
-from components.backend import ConvexBackend
-from components.dashboard import ConvexDashboard
-from components.engine import EngineFeatures
-from components.images import ConvexImages
-from components.postgres import ConvexPostgres
-from components.scheduled_backup import ScheduledBackup
+from components.docker.backend import ConvexBackend
+from components.docker.dashboard import ConvexDashboard
+from components.docker.engine import EngineFeatures
+from components.docker.images import ConvexImages
+from components.docker.postgres import ConvexPostgres
+from components.docker.scheduled_backup import ScheduledBackup
 from components.settings import DeploymentSettings, StackSettings
-from components.tls_proxy import TlsProxy
+from components.docker.tls_proxy import TlsProxy
 
 
 @dataclass(frozen=True)
