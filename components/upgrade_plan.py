@@ -1,7 +1,8 @@
-"""What an upgrade crosses, and how to tell from the backend's log that it finished.
+"""What an upgrade crosses, which previewed changes it accepts, and how to tell from the
+backend's log that it finished.
 
-Pure functions over the release table (components/releases.py) and log lines, so the
-orchestration in components/upgrade.py can be tested without a deployment.
+Pure functions over the release table (components/releases.py), preview events and log
+lines, so the orchestration in components/upgrade.py can be tested without a deployment.
 """
 
 from __future__ import annotations
@@ -25,6 +26,10 @@ UP_TO_DATE = re.compile(r"db metadata version up to date at (\d+)")
 AHEAD = re.compile(r"persisted db metadata version is ahead at (\d+)")
 FAILED = re.compile(r"Migration worker failed|panicked|Transition too old")
 MODES = ("in-place", "export-import")
+NAMESPACE = "convex-selfhost"
+CHANGEABLE_TYPES = {"docker:index/remoteImage:RemoteImage", "docker:index/container:Container"}
+GATE_TYPE = "pulumi-python:dynamic:Resource"
+PROVIDER_TYPE_PREFIX = "pulumi:providers:"
 
 
 class PlanError(ValueError):
@@ -156,3 +161,45 @@ def follow_migrations(lines: Iterable[str], target: Optional[int], timeout: floa
             break
     return MigrationResult(False, None, f"no 'db metadata version up to date' line within "
                                         f"{timeout:.0f}s", seen)
+
+
+def judge_preview(events: Iterable) -> tuple[list[str], list[str]]:
+    """(refused, accepted with a reason) among the changes of a preview's engine events:
+    images, containers and health-gate updates are what a version change replaces; all
+    else is refused, except a provider update that only passes the project's
+    configuration."""
+    refused, notes = [], []
+    for event in events:
+        pre = getattr(event, "resource_pre_event", None)
+        if pre is None or pre.metadata.op.value in ("same", "read"):
+            continue
+        kind, op = pre.metadata.type, pre.metadata.op.value
+        name = pre.metadata.urn.rsplit("::", 1)[-1]
+        if kind in CHANGEABLE_TYPES or (kind == GATE_TYPE and op == "update"):
+            continue
+        changed = _changed_inputs(pre.metadata)
+        if kind.startswith(PROVIDER_TYPE_PREFIX) and op == "update":
+            if changed and all(key.startswith(f"{NAMESPACE}:") for key in changed):
+                # The dynamic provider of the health gates receives the project's
+                # configuration as its inputs, so a new `version` updates it. That changes
+                # no resource by itself: whatever it would change on one is that
+                # resource's own step, judged here too.
+                notes.append(f"update {name} ({kind}) only passes the project's configuration "
+                             f"to the provider ({', '.join(changed)}); nothing it manages "
+                             "changes by it")
+            else:
+                refused.append(f"{op} {name} ({kind}: "
+                               f"{', '.join(changed) if changed else 'changes unknown'})")
+            continue
+        refused.append(f"{op} {name} ({kind})")
+    return refused, notes
+
+
+def _changed_inputs(metadata) -> list[str]:
+    """The names (never the values) of the inputs a step changes, as the engine reports
+    them: its old and new inputs, else its list of diffs."""
+    olds = getattr(getattr(metadata, "old", None), "inputs", None)
+    news = getattr(getattr(metadata, "new", None), "inputs", None)
+    if isinstance(olds, dict) and isinstance(news, dict):
+        return sorted(key for key in olds.keys() | news.keys() if olds.get(key) != news.get(key))
+    return sorted(getattr(metadata, "diffs", None) or [])

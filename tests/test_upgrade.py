@@ -18,7 +18,7 @@ import pytest
 from harness import assert_matches_golden
 from test_backup_client import Flushes
 
-from components import backup, releases, upgrade, upgrade_plan
+from components import backup, releases, upgrade, upgrade_local, upgrade_plan
 from components.upgrade import REPO, Log, UpgradeError, Upgrader, check_backup_dir
 from components.upgrade_plan import PlanError, follow_migrations, plan
 
@@ -574,7 +574,7 @@ def run_env(tmp_path, monkeypatch):
     app.mkdir()
     (app / "package.json").write_text("{}")
     monkeypatch.setattr(upgrade.shutil, "which", lambda tool: f"/usr/bin/{tool}")
-    monkeypatch.setattr(upgrade, "_pulumi_command", lambda commands, timeout: None)
+    monkeypatch.setattr(upgrade, "bounded_pulumi_command", lambda commands, timeout: None)
     selected, executed = [], []
     monkeypatch.setattr(auto, "select_stack", lambda name, work_dir, opts: selected.append(
         (name, work_dir)) or FakeStack())
@@ -703,7 +703,7 @@ def test_first_line_of_a_pulumi_error(text, line):
     class CommandError(Exception):
         pass
 
-    assert upgrade._first_line(CommandError(text)) == line
+    assert upgrade_local.first_error_line(CommandError(text)) == line
 
 
 def test_admin_key_check_never_follows_a_redirect(tmp_path):
@@ -810,7 +810,7 @@ def test_following_migrations_stops_only_after_the_deadline_has_passed():
 
 def test_the_log_prints_elapsed_seconds_and_appends_utc_lines(tmp_path, monkeypatch):
     ticks = iter([100.0, 112.34, 200.0])
-    monkeypatch.setattr(upgrade.time, "monotonic", lambda: next(ticks))
+    monkeypatch.setattr(upgrade_local.time, "monotonic", lambda: next(ticks))
     out = Flushes()
     log = Log(tmp_path / "new" / "upgrade.log", out=out)
     log("first")

@@ -30,7 +30,7 @@ from test_upgrade import (
     upgrader,
 )
 
-from components import backup, releases, upgrade
+from components import backup, releases, upgrade, upgrade_local
 from components.upgrade import REPO, Log, UpgradeError, Upgrader, check_backup_dir
 from components.upgrade_plan import follow_migrations
 
@@ -142,7 +142,7 @@ def test_a_stalled_docker_logs_cannot_hold_the_migration_watch_past_its_timeout(
     bin_dir = fake_bin(tmp_path, docker=HANGING)
     monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
     monkeypatch.setenv("PIDS", str(tmp_path / "pids"))
-    monkeypatch.setattr(upgrade, "DOCKER_LOGS_TIMEOUT", 1.0)
+    monkeypatch.setattr(upgrade_local, "DOCKER_LOGS_TIMEOUT", 1.0)
     notes = []
     started = time.monotonic()
     result = follow_migrations(
@@ -158,11 +158,11 @@ def test_a_stalled_docker_logs_cannot_hold_the_migration_watch_past_its_timeout(
 def test_a_command_past_its_timeout_is_stopped_with_its_children(tmp_path, monkeypatch):
     monkeypatch.setenv("PIDS", str(tmp_path / "pids"))
     script = fake_bin(tmp_path, hang=HANGING) / "hang"
-    commands = upgrade.Commands(grace=2)
-    with pytest.raises(upgrade.CommandTimeout) as stopped:
+    commands = upgrade_local.Commands(grace=2)
+    with pytest.raises(upgrade_local.CommandTimeout) as stopped:
         commands.run([str(script), "arg"], 1)
     assert str(stopped.value) == f"`{script} arg` did not finish within 1s; stopped it."
-    with pytest.raises(upgrade.CommandTimeout, match="^`hang` did not finish"):
+    with pytest.raises(upgrade_local.CommandTimeout, match="^`hang` did not finish"):
         commands.run([str(script)], 0.5, name="hang")
     assert wait_until_gone(wait_for_pids(tmp_path / "pids", 4)) == []
     assert commands.stop_all() == []  # nothing left running
@@ -193,7 +193,7 @@ stack.outputs = lambda: {{"backendUrl": SimpleNamespace(value=convex.url),
                           "adminKey": SimpleNamespace(value=t.KEY),
                           "instanceName": SimpleNamespace(value="convex-dev")}}
 auto.select_stack = lambda name, work_dir, opts=None: stack
-upgrade._pulumi_command = lambda commands, timeout: None
+upgrade.bounded_pulumi_command = lambda commands, timeout: None
 sys.exit(upgrade.main(["run", "--stack", "dev", "--to", t.NEW, "--app-dir", {app!r},
                        "--backup-dir", {backup!r}]))
 """
