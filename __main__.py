@@ -1,49 +1,22 @@
 """convex-selfhost: a self-hosted Convex deployment per stack.
 
-Read the stack's settings (all errors at once), declare the deployments, export what
-users and CI need. Secrets among the outputs stay Pulumi secrets.
+Read the stack's settings (all errors at once), describe each deployment independently of
+where it runs (components/core), let the target build its resources (components/docker),
+and export what users and CI need. Secrets among the outputs stay Pulumi secrets.
 """
 
 import pulumi
 
-from components.docker import engine, port_check
-from components.docker.deployment import ConvexDeployment, DeploymentArgs
-from components.docker.images import ConvexImages, ImageSet
-from components.settings import ConfigError, load_settings
-
-OUTPUTS = {
-    "backendUrl": "backend_url",
-    "siteUrl": "site_url",
-    "dashboardUrl": "dashboard_url",
-    "instanceName": "instance_name",
-    "instanceSecret": "instance_secret",
-    "adminKey": "admin_key",
-    "readOnlyAdminKey": "read_only_admin_key",
-    "envLocal": "env_local",
-}
+from components.core.keys import OUTPUTS
+from components.core.spec import describe_all
+from components.docker import stack as docker_target
+from components.settings import load_settings
 
 settings = load_settings()
 for warning in settings.warnings:
     pulumi.log.warn(warning)
 
-# Before anything is created: a host port that another container or process holds.
-port_problems = port_check.check(settings, settings.docker_host)
-if port_problems:
-    raise ConfigError(settings.stack, port_problems)
-
-images = ConvexImages("images", ImageSet(
-    backend=settings.backend_image,
-    dashboard=settings.dashboard_image if settings.dashboard else None,
-    postgres=(settings.database.postgres_image
-              if settings.database.kind == "provisioned-postgres" else None),
-    caddy=settings.tls.image if settings.tls else None,
-    python=settings.backups.image if settings.backups else None,
-))
-features = engine.detect(settings.docker_host)
-deployments = {
-    d.key: ConvexDeployment(d.key, DeploymentArgs(settings, d, images, features))
-    for d in settings.deployments
-}
+deployments = docker_target.deploy(settings, describe_all(settings))
 
 for output_name, attribute in OUTPUTS.items():
     if settings.multi:

@@ -3,14 +3,16 @@
 from harness import evaluate
 from test_settings import load
 
-from components.docker.mapping import backend_env as build_backend_env
+from components.core.backend import backend_env as build_backend_env
+from components.core.spec import describe
 
 SECRET = "ab" * 32
 
 
 def env_of(overrides=None, secrets=None, stack="dev", database_url=None):
     settings = load(stack, overrides, secrets)
-    entries = build_backend_env(settings, settings.deployments[0], SECRET, database_url)
+    entries = build_backend_env(describe(settings, settings.deployments[0]), SECRET,
+                                database_url)
     names = [entry.split("=", 1)[0] for entry in entries]
     assert len(names) == len(set(names)), "an env var is set twice"
     return dict(entry.split("=", 1) for entry in entries)

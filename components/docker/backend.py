@@ -8,6 +8,7 @@ from typing import Optional, Sequence
 import pulumi
 import pulumi_docker as docker
 
+from components.core.backend import CA_CERT_PATH  # where the database CA is uploaded
 from components.docker import docker_common
 from components.docker.docker_common import ContainerLimits
 from components.docker.health import HealthGate
@@ -16,8 +17,6 @@ API_PORT = 3210
 SITE_PROXY_PORT = 3211
 DATA_PATH = "/convex/data"
 NETWORK_ALIAS = "backend"
-# Where a database CA certificate is uploaded (PG_CA_FILE / MYSQL_CA_FILE point here).
-CA_CERT_PATH = "/convex/database-ca.pem"
 
 
 @dataclass(frozen=True)

@@ -3,6 +3,7 @@
 import pulumi
 import pulumi_docker as docker
 
+from components.core.spec import describe_all
 from components.docker.deployment import ConvexDeployment, DeploymentArgs
 from components.docker.images import ConvexImages, ImageSet
 from components.settings import load_settings
@@ -11,7 +12,7 @@ settings = load_settings()
 remote = docker.Provider("remote-host", host="ssh://deploy@convex.example.com")
 images = ConvexImages("images", ImageSet(settings.backend_image, settings.dashboard_image),
                       opts=pulumi.ResourceOptions(providers=[remote]))
-for deployment in settings.deployments:
-    created = ConvexDeployment(deployment.key, DeploymentArgs(settings, deployment, images),
+for spec in describe_all(settings):
+    created = ConvexDeployment(spec.key, DeploymentArgs(spec, images),
                                opts=pulumi.ResourceOptions(providers=[remote]))
     pulumi.export("backendUrl", created.backend_url)
