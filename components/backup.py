@@ -1,4 +1,4 @@
-"""Back up a self-hosted Convex deployment through the backend's snapshot export API.
+"""Back up (and restore) a self-hosted Convex deployment through its snapshot export (import) API.
 
 Standard library only, self-contained (it also runs alone as `python convex_backup.py ...`).
 
@@ -15,6 +15,41 @@ What a run leaves in --dest (a 0700 directory; every file 0600):
   .scheduler.json               written when `schedule` starts: its cron, --timeout, start time
   .partial-snapshot-<UTC time>.*  a run in progress (or crashed: the next run removes it)
 Only files named exactly like these are ever deleted.
+
+`restore --file snapshot-<UTC time>.zip` replaces ALL data of a deployment with a snapshot,
+over the HTTP API `npx convex import --replace-all --yes <zip>` uses against a self-hosted
+backend (no Node, no app directory). Upstream: npm-packages/convex/src/cli/lib/convexImport.ts
+(the CLI), crates/local_backend/src/router.rs `import_routes` and snapshot_import.rs (the
+routes), crates/application/src/snapshot_import/ (the worker), crates/model/src/
+snapshot_imports/types.rs (the states). Every request carries `Authorization: Convex <admin
+key>`; a refusal is a non-2xx answer with {"code": ..., "message": ...} (401 BadAdminKey, 403
+BadDeployKey or InvalidImport for a non-admin, 400 with the reason); system queries go to POST
+/api/query {"path", "args", "format": "json"} and answer {"status": "success", "value": ...}
+or {"status": "error", "errorMessage": ...}.
+  1. query _system/cli/queryImport:list {}: the 20 newest imports; one whose state is
+     in_progress is named (the CLI asks "Start another import?" unless --yes).
+  2. POST /api/import/start_upload, empty body -> {"uploadToken": "<opaque string>"}.
+  3. POST /api/import/upload_part?uploadToken=<URL-encoded>&partNumber=<1, 2, ...>,
+     Content-Type: application/octet-stream, one part's raw bytes -> a JSON part token. Parts
+     go one after another, in order, 5 MiB each but the last (the S3 multipart minimum; at most
+     9,999 parts, so larger parts past ~48 GiB). The local-disk storage of a default
+     self-hosted backend appends each body to one file and answers "".
+  4. POST /api/import/finish_upload {"import": {"mode": "replaceAll", "format": "zip"},
+     "uploadToken": ..., "partTokens": [...]} -> {"importId": "<id>"}.
+  5. The import's state ({"state": ...} in the _snapshot_imports document) goes uploaded ->
+     waiting_for_confirmation {message_to_confirm: a table of the tables, documents added and
+     deleted; require_manual_confirmation} or failed {error_message}. The CLI watches the
+     query _system/cli/queryImport {"importId"} over its WebSocket; this client polls the same
+     query through /api/query (how `npx convex` runs its other system queries).
+  6. POST /api/perform_import {"importId": ...} -> 200, empty body; then in_progress
+     {progress_message, checkpoint_messages} -> completed {num_rows_written, an int64: a string
+     in "json" format} or failed. Once performed, the import runs on in the backend:
+     interrupting the client does not cancel it.
+replaceAll deletes every table the snapshot lacks (a table the active schema names is emptied
+instead) and replaces the others, file storage included. Unlike the CLI, this client sends no
+Convex-Client header and retries nothing (the CLI retries a POST after a network error, and a
+part sent twice would be appended twice). Then `restore` sets the environment variables
+saved beside the zip (--no-env: not).
 """
 
 import argparse
@@ -30,7 +65,6 @@ import re
 import shutil
 import signal
 import socket
-import subprocess
 import sys
 import threading
 import time
@@ -55,6 +89,7 @@ ENV_NAME = re.compile(r"snapshot-([0-9]{8}T[0-9]{6}Z)\.env\.json")
 PARTIAL_NAME = re.compile(re.escape(PARTIAL) + r"snapshot-[0-9]{8}T[0-9]{6}Z\.(zip|env\.json)")
 ENV_QUERY = "_system/cli/queryEnvironmentVariables"  # what `npx convex env list` runs
 TIMED_OUT = "timed out"  # BackupError.code of a request that ran into its deadline
+QUERY_FAILED = "query failed"  # BackupError.code of a query the backend ran and answered badly
 # Every body read has a bound: a backend (or whatever answers in its place) cannot fill the
 # memory with an answer or the disk with a download that never ends.
 CHUNK = 1 << 20
@@ -63,6 +98,10 @@ ERROR_LIMIT = 4096
 MAX_BYTES = 20 << 30  # --max-bytes: the largest snapshot a run downloads
 MIN_FREE = 1 << 30  # --min-free: left free in --dest, which shares its disk with the data
 FREE_CHECK = 16 << 20  # free space is checked again after this many bytes
+IMPORT_PART = 5 << 20  # upstream's part size: S3 needs 5 MiB parts but the last
+IMPORT_MAX_PARTS = 9999  # the backend refuses an upload of 10,000 parts or more
+IMPORT_LIST = "_system/cli/queryImport:list"
+IMPORT_QUERY = "_system/cli/queryImport"
 
 
 class BackupError(Exception):
@@ -236,7 +275,10 @@ class Client:
         self._until, self._limit, self._run_bound = math.inf, math.inf, False
 
     def open(self, what: str, method: str, path: str, body: dict | None = None, *,
-             stream: bool = False):
+             stream: bool = False, data: bytes | None = None,
+             content_type: str = "application/json"):
+        """Send one request; DATA (raw bytes) instead of BODY (JSON). A STREAM request (a
+        download or an upload) has no whole-request limit of its own, only the run's."""
         self.close()
         now = time.monotonic()
         left = math.inf if self.deadline is None else self.deadline - now
@@ -246,8 +288,9 @@ class Client:
         if self._limit <= 0:
             raise self._timed_out(what)
         self._watchdog = Watchdog(self._limit) if self._limit < math.inf else None
-        headers = {"Authorization": f"Convex {self._key}", "Content-Type": "application/json"}
-        data = None if method == "GET" else json.dumps(body).encode() if body else b""
+        headers = {"Authorization": f"Convex {self._key}", "Content-Type": content_type}
+        if data is None:
+            data = None if method == "GET" else json.dumps(body).encode() if body else b""
         request = urllib.request.Request(self.url + path, data, headers, method=method)
         request.watchdog = self._watchdog
         try:
@@ -303,17 +346,31 @@ class Client:
             self._watchdog.cancel()
             self._watchdog = None
 
-    def query(self, what: str, function: str):
-        """The value of a system query, as `npx convex` runs them."""
-        body = {"path": function, "args": {}, "format": "json"}
+    def call(self, what: str, path: str, body: dict | None = None, *,
+             data: bytes | None = None, content_type: str = "application/json",
+             stream: bool = False):
+        """POST and return the JSON answer (None for an empty one), at most JSON_LIMIT bytes."""
         try:
-            with self.open(what, "POST", "/api/query", body) as resp:
-                answer = _json_dict(self.read(resp, what))
+            with self.open(what, "POST", path, body, stream=stream, data=data,
+                           content_type=content_type) as resp:
+                raw = self.read(resp, what)
         except (OSError, http.client.HTTPException) as err:
             raise BackupError(f"{what}: answer cut off ({err.__class__.__name__})") from None
+        if not raw.strip():
+            return None
+        try:
+            return json.loads(raw)
+        except ValueError:
+            raise BackupError(f"{what}: the answer is not JSON") from None
+
+    def query(self, what: str, function: str, args: dict | None = None):
+        """The value of a system query, as `npx convex` runs them."""
+        answer = self.call(what, "/api/query",
+                           {"path": function, "args": args or {}, "format": "json"})
+        answer = answer if isinstance(answer, dict) else {}
         if answer.get("status") != "success":
             message = answer.get("errorMessage", "no valid answer")
-            raise BackupError(f"{what}: query failed ({message})")
+            raise BackupError(f"{what}: query failed ({message})", QUERY_FAILED)
         return answer.get("value")
 
     def latest_export(self) -> dict | None:
@@ -589,11 +646,15 @@ def build_parser() -> argparse.ArgumentParser:
         if name == "schedule":
             cmd.add_argument("--cron", required=True, help="5-field cron expression, UTC")
     sub.add_parser("health", help="is the last run ok?").add_argument("--dest", required=True)
-    restore = sub.add_parser("restore", help="npx convex import --replace-all ZIP")
-    restore.add_argument("--url", required=True)
-    restore.add_argument("--file", required=True)
-    restore.add_argument("--app-dir", default=".")
+    restore = sub.add_parser("restore", help="replace ALL data with a snapshot zip, as `npx "
+                             "convex import --replace-all` does")
+    restore.add_argument("--url", required=True, help="backend URL, e.g. http://127.0.0.1:3210")
+    restore.add_argument("--file", required=True, help="a snapshot zip")
+    restore.add_argument("--app-dir", help=argparse.SUPPRESS)  # ignored: npx is not used
     restore.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    restore.add_argument("--timeout", type=float, default=3600.0,
+                         help="seconds for the whole import: upload, parse and write")
+    restore.add_argument("--poll-interval", type=float, default=1.0, help="seconds")
     restore.add_argument("--no-env", action="store_true",
                          help="do not set the environment variables saved beside the zip")
     return parser
@@ -610,11 +671,13 @@ def check_args(args) -> str:
     if url.username or url.password or url.query or url.fragment:
         raise UsageError("--url must not hold credentials, a query or a fragment")
     args.url = args.url.rstrip("/")
-    if args.command == "restore":
-        return key
-    for name in ("keep", "timeout", "poll_interval", "max_bytes"):
+    names = ("timeout", "poll_interval") if args.command == "restore" else (
+        "keep", "timeout", "poll_interval", "max_bytes")
+    for name in names:
         if not 0 < getattr(args, name) < float("inf"):
             raise UsageError(f"--{name.replace('_', '-')} must be greater than 0")
+    if args.command == "restore":
+        return key
     if args.command == "schedule":
         try:
             args.cron = parse_cron(args.cron)
@@ -722,38 +785,169 @@ def read_env_file(path: str) -> list[dict]:
     return variables
 
 
+class ImportFailed(BackupError):
+    """The backend took the snapshot but its import failed or was not confirmed."""
+
+
+def _import_state(doc, import_id: str) -> dict:
+    state = doc.get("state") if isinstance(doc, dict) else None
+    if doc is None:
+        raise BackupError(f"import status: the backend has no import {import_id}")
+    if not isinstance(state, dict) or not isinstance(state.get("state"), str):
+        raise BackupError("import status: no import state in the answer")
+    return state
+
+
+class Restore:
+    """`npx convex import --replace-all` over HTTP (see the module docstring), one step per
+    method; `say` prints a line, `confirm(summary)` answers whether to go on."""
+
+    def __init__(self, client: Client, path: str, poll: float, say, confirm):
+        self.client, self.path, self.poll = client, path, poll
+        self.say, self.confirm = say, confirm
+
+    def run(self) -> int | None:
+        """Import the snapshot; the number of documents written, None when not confirmed."""
+        self.check_running_imports()
+        import_id = self.upload()
+        state = self.wait(import_id)
+        if state["state"] == "waiting_for_confirmation":
+            summary = state.get("message_to_confirm")
+            if not self.confirm(summary if isinstance(summary, str) else ""):
+                return None
+            self.client.call("perform import", "/api/perform_import", {"importId": import_id})
+            state = self.wait(import_id)
+        if state["state"] == "failed":
+            message = state.get("error_message")
+            raise ImportFailed(f"import {import_id} failed: "
+                               f"{message if isinstance(message, str) else 'no reason given'}")
+        if state["state"] != "completed":  # waiting for a second confirmation: not upstream's
+            raise ImportFailed(f"import {import_id} is {state['state']}, not completed")
+        return decode_int64(state.get("num_rows_written"))
+
+    def check_running_imports(self) -> None:
+        try:
+            imports = self.client.query("list imports", IMPORT_LIST)
+        except BackupError as err:
+            if err.code != QUERY_FAILED:  # refused or unreachable: so would the upload be
+                raise
+            self.say(f"convex-backup restore: cannot list running imports ({err})")
+            return
+        running = [doc.get("_id") for doc in imports if isinstance(doc, dict)
+                   and isinstance(doc.get("state"), dict)
+                   and doc["state"].get("state") == "in_progress"] if isinstance(
+                       imports, list) else []
+        if running:
+            self.say(f"convex-backup restore: another import is in progress "
+                     f"(import={running[0]}); it runs on beside this one")
+
+    def upload(self) -> str:
+        size = os.path.getsize(self.path)
+        part_size = max(IMPORT_PART, -(-size // IMPORT_MAX_PARTS))
+        answer = self.client.call("start upload", "/api/import/start_upload")
+        token = answer.get("uploadToken") if isinstance(answer, dict) else None
+        if not isinstance(token, str) or not token:
+            raise BackupError("start upload: no upload token in the answer")
+        parts: list = []
+        with open(self.path, "rb") as snapshot:  # a zip never starts with the BOM the CLI strips
+            while chunk := snapshot.read(part_size):
+                number = len(parts) + 1
+                query = (f"uploadToken={urllib.parse.quote(token, safe='')}"
+                         f"&partNumber={number}")
+                parts.append(self.client.call(
+                    f"upload part {number}", "/api/import/upload_part?" + query, data=chunk,
+                    content_type="application/octet-stream", stream=True))
+        answer = self.client.call("finish upload", "/api/import/finish_upload", {
+            "import": {"mode": "replaceAll", "format": "zip"}, "uploadToken": token,
+            "partTokens": parts})
+        import_id = answer.get("importId") if isinstance(answer, dict) else None
+        if not isinstance(import_id, str) or not import_id:
+            raise BackupError("finish upload: no import id in the answer")
+        self.say(f"convex-backup restore uploaded bytes={size} parts={len(parts)} "
+                 f"import={import_id}")
+        return import_id
+
+    def wait(self, import_id: str) -> dict:
+        """Poll until the import waits for confirmation, completed or failed."""
+        shown = 0
+        while True:
+            try:
+                state = _import_state(self.client.query(
+                    "import status", IMPORT_QUERY, {"importId": import_id}), import_id)
+            except BackupError as err:
+                if err.code == TIMED_OUT:
+                    raise ImportFailed(f"{err}; import {import_id} may still run on the "
+                                       "backend (interrupting does not cancel it)",
+                                       TIMED_OUT) from None
+                raise
+            name = state["state"]
+            if name in ("waiting_for_confirmation", "completed", "failed"):
+                return state
+            if name not in ("uploaded", "in_progress"):
+                raise ImportFailed(f"import {import_id} is in an unknown state {name!r}")
+            messages = state.get("checkpoint_messages")
+            for message in messages[shown:] if isinstance(messages, list) else ():
+                self.say(f"convex-backup restore: {message}")
+            shown = len(messages) if isinstance(messages, list) else shown
+            deadline = self.client.deadline
+            if deadline is not None and time.monotonic() + self.poll > deadline:
+                raise ImportFailed(
+                    f"import {import_id} not done within --timeout "
+                    f"{self.client.run_timeout:g}s (state {name}); it may still run on the "
+                    "backend (interrupting does not cancel it)", TIMED_OUT)
+            time.sleep(self.poll)
+
+
 def cmd_restore(args, key: str) -> int:
     path = os.path.abspath(args.file)
     if not valid_zip(path):
         raise UsageError(f"--file {args.file} is not a readable, valid zip")
     env_file = env_name(path)
     variables = None if args.no_env or not os.path.lexists(env_file) else read_env_file(env_file)
-    if not os.path.isdir(args.app_dir):
-        raise UsageError(f"--app-dir {args.app_dir} is not a directory")
-    if (npx := shutil.which("npx")) is None:
-        raise UsageError("npx not found on PATH: install Node.js (npx runs `convex import`)")
     if not args.yes and not sys.stdin.isatty():
         raise UsageError("restore replaces ALL data: pass --yes (no TTY to confirm on)")
     also = "" if variables is None else f" and set {len(variables)} environment variable(s)"
-    prompt = f"Replace ALL data in {args.url} with {path}{also}? Type 'yes': "
-    if not args.yes and input(prompt).strip().lower() != "yes":
-        print("convex-backup restore aborted", file=sys.stderr)
+
+    def say(line: str) -> None:
+        print(redact(line, key), flush=True)
+
+    def confirm(summary: str) -> bool:
+        if summary:
+            say(summary)
+        if args.yes:
+            return True
+        prompt = (f"ALL data in {args.url} (every table and file) will be replaced by "
+                  f"{path}{also}. Type 'yes' to go on: ")
+        return input(prompt).strip().lower() == "yes"
+
+    client = Client(args.url, key, run_timeout=args.timeout)
+    say(f"convex-backup restore started file={path} url={args.url}")
+    try:
+        written = Restore(client, path, args.poll_interval, say, confirm).run()
+    except (BackupError, OSError) as err:
+        reason = redact(str(err) if isinstance(err, BackupError) else
+                        f"cannot read the zip ({err.__class__.__name__})", key)
+        say(f"convex-backup restore failed file={path} reason={json.dumps(reason)}")
         return 1
-    env = dict(os.environ, CONVEX_SELF_HOSTED_URL=args.url, **{KEY_ENV: key})
-    env.pop("CONVEX_DEPLOYMENT", None)  # the CLI refuses both a cloud and a self-hosted target
-    argv = [npx, "convex", "import", "--replace-all", "--yes", path]
-    code = subprocess.run(argv, cwd=args.app_dir, env=env, check=False).returncode
-    print(f"convex-backup restore {'ok' if code == 0 else 'failed'} file={path} exit={code}",
-          flush=True)
-    if code != 0 or variables is None:
-        return 0 if code == 0 else 1
+    except KeyboardInterrupt:
+        print("convex-backup restore interrupted: an import already confirmed goes on in the "
+              "backend", file=sys.stderr)
+        return 130
+    finally:
+        client.close()
+    if written is None:
+        print("convex-backup restore aborted: nothing was changed", file=sys.stderr)
+        return 1
+    say(f"convex-backup restore ok file={path} documents={written}")
+    if variables is None:
+        return 0
     try:
         Client(args.url, key).set_environment_variables(variables)
     except BackupError as err:
         reason = redact(str(err), key)
-        print(f"convex-backup restore env failed file={env_file} reason={json.dumps(reason)}")
+        say(f"convex-backup restore env failed file={env_file} reason={json.dumps(reason)}")
         return 1
-    print(f"convex-backup restore env ok file={env_file} variables={len(variables)}")
+    say(f"convex-backup restore env ok file={env_file} variables={len(variables)}")
     return 0
 
 

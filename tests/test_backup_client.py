@@ -445,7 +445,9 @@ def test_help_names_every_command_and_option(capsys):
     text = " ".join(capsys.readouterr().out.split())
     assert backup.__doc__.splitlines()[0] in text
     for fragment in ("once back up once", "schedule back up on --cron",
-                     "health is the last run ok?", "restore npx convex import --replace-all ZIP"):
+                     "health is the last run ok?",
+                     "restore replace ALL data with a snapshot zip, as `npx convex import "
+                     "--replace-all` does"):
         assert fragment in text
 
 
@@ -567,10 +569,13 @@ HELP = {
                 "--dest (1G) --cron CRON 5-field cron expression, UTC",
     "health": "usage: convex-backup health [-h] --dest DEST options: -h, --help show this help "
               "message and exit --dest DEST",
-    "restore": "usage: convex-backup restore [-h] --url URL --file FILE [--app-dir APP_DIR] "
-               "[--yes] [--no-env] options: -h, --help show this help message and exit --url "
-               "URL --file FILE --app-dir APP_DIR --yes do not ask for confirmation --no-env do "
-               "not set the environment variables saved beside the zip",
+    "restore": "usage: convex-backup restore [-h] --url URL --file FILE [--yes] [--timeout "
+               "TIMEOUT] [--poll-interval POLL_INTERVAL] [--no-env] options: -h, --help show "
+               "this help message and exit --url URL backend URL, e.g. http://127.0.0.1:3210 "
+               "--file FILE a snapshot zip --yes do not ask for confirmation --timeout TIMEOUT "
+               "seconds for the whole import: upload, parse and write --poll-interval "
+               "POLL_INTERVAL seconds --no-env do not set the environment variables saved "
+               "beside the zip",
 }
 
 
