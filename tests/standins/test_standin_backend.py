@@ -11,6 +11,7 @@ import base64
 import hashlib
 import hmac
 import importlib.util
+import io
 import json
 import os
 import secrets
@@ -18,7 +19,9 @@ import sys
 import threading
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -237,3 +240,291 @@ def test_http_version_and_check_admin_key(api, secret_hex):
     assert status == 200 and json.loads(body)["success"] is True
     status, body = get(f"{api}/api/check_admin_key", f"Convex {tampered(key)}")
     assert status == 401 and json.loads(body)["code"] == "BadAdminKey"
+
+
+# ----------------------------------------------------------------- what backups and restores use
+
+
+class Backend:
+    """An in-process stand-in on loopback over a data directory; restart() keeps the directory."""
+
+    def __init__(self, data_dir, secret_hex: str):
+        self.data_dir, self.secret_hex = str(data_dir), secret_hex
+        self.key = member_key(secret_hex)
+        self.httpd = None
+        self.start()
+
+    def start(self) -> None:
+        config = server.config_from_env({
+            "INSTANCE_NAME": INSTANCE, "INSTANCE_SECRET": self.secret_hex,
+            "STANDIN_DATA_DIR": self.data_dir, "STANDIN_IMPORT_DELAY": "0.01"})
+        server.prepare_data_dir(config)
+        self.httpd = server.make_server(config, "api", 0, host="127.0.0.1")
+        threading.Thread(target=self.httpd.serve_forever, args=(0.05,), daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+
+    def stop(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+    def post(self, path: str, body=None, *, data: bytes | None = None, key: str | None = "",
+             content_type: str = "application/json") -> tuple[int, object]:
+        request = urllib.request.Request(
+            self.url + path, data if data is not None else
+            json.dumps(body).encode() if body is not None else b"", method="POST")
+        request.add_header("Content-Type", content_type)
+        if key is not None:
+            request.add_header("Authorization", f"Convex {key or self.key}")
+        try:
+            with urllib.request.urlopen(request, timeout=10) as response:
+                status, raw = response.status, response.read()
+        except urllib.error.HTTPError as e:
+            status, raw = e.code, e.read()
+        return status, (json.loads(raw) if raw else None)
+
+    def query(self, path: str, args=None):
+        status, answer = self.post("/api/query", {"path": path, "args": args or {},
+                                                  "format": "json"})
+        assert status == 200 and answer["status"] == "success", answer
+        return answer["value"]
+
+    def upload(self, data: bytes, mode: str = "replaceAll", part: int = 1 << 20) -> str:
+        status, started = self.post("/api/import/start_upload")
+        assert status == 200, started
+        token, parts = started["uploadToken"], []
+        for number, offset in enumerate(range(0, len(data), part), 1):
+            query = urllib.parse.urlencode({"uploadToken": token, "partNumber": number})
+            status, part_token = self.post(f"/api/import/upload_part?{query}",
+                                           data=data[offset:offset + part],
+                                           content_type="application/octet-stream")
+            assert status == 200, part_token
+            parts.append(part_token)
+        status, finished = self.post("/api/import/finish_upload", {
+            "import": {"mode": mode, "format": "zip"}, "uploadToken": token,
+            "partTokens": parts})
+        assert status == 200, finished
+        return finished["importId"]
+
+    def wait(self, import_id: str, *states: str) -> dict:
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            state = self.query("_system/cli/queryImport", {"importId": import_id})["state"]
+            if state["state"] in states:
+                return state
+            time.sleep(0.01)
+        raise AssertionError(f"import {import_id} never reached {states}: {state}")
+
+    def restore(self, data: bytes, mode: str = "replaceAll") -> dict:
+        import_id = self.upload(data, mode)
+        state = self.wait(import_id, "waiting_for_confirmation", "failed")
+        if state["state"] == "failed":
+            return state
+        assert self.post("/api/perform_import", {"importId": import_id}) == (200, None)
+        return self.wait(import_id, "completed", "failed")
+
+    def export(self) -> dict[str, bytes]:
+        assert self.post("/api/export/request/zip?includeStorage=true") == (200, None)
+        latest = self.query("_system/cli/exports:getLatest")
+        request = urllib.request.Request(f"{self.url}/api/export/zip/{latest['_id']}")
+        request.add_header("Authorization", f"Convex {self.key}")
+        with urllib.request.urlopen(request, timeout=10) as response:
+            with zipfile.ZipFile(io.BytesIO(response.read())) as archive:
+                return {name: archive.read(name) for name in archive.namelist()}
+
+
+@pytest.fixture
+def backend(tmp_path, secret_hex):
+    started = []
+
+    def start(name: str = "data") -> Backend:
+        started.append(Backend(tmp_path / name, secret_hex))
+        return started[-1]
+
+    yield start
+    for each in started:
+        each.stop()
+
+
+def snapshot(tables: dict[str, list[dict]], extra: dict[str, bytes] | None = None) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("README.md", "a snapshot\n")
+        archive.writestr("_tables/documents.jsonl", "".join(
+            json.dumps({"name": name, "id": 10001 + i}) + "\n" for i, name in enumerate(tables)))
+        for name, docs in tables.items():
+            archive.writestr(f"{name}/documents.jsonl",
+                             "".join(json.dumps(doc) + "\n" for doc in docs))
+        for name, data in (extra or {}).items():
+            archive.writestr(name, data)
+    return buffer.getvalue()
+
+
+MESSAGES = [{"_id": "m1", "body": "hi"}, {"_id": "m2", "body": "yo\nthere"}]
+USERS = [{"_id": "u1", "name": "Ada"}]
+
+
+def test_environment_variables_are_set_listed_unset_and_kept_in_the_volume(backend):
+    api = backend()
+    assert api.query("_system/cli/queryEnvironmentVariables") == []
+    changes = [{"name": "ZED", "value": "last"}, {"name": "GREETING", "value": "hello\nworld"}]
+    assert api.post("/api/update_environment_variables", {"changes": changes}) == (200, None)
+    docs = api.query("_system/cli/queryEnvironmentVariables")
+    assert [(d["name"], d["value"]) for d in docs] == [("GREETING", "hello\nworld"),
+                                                       ("ZED", "last")]
+    assert all(set(d) == {"_id", "_creationTime", "name", "value"} for d in docs)
+    api.restart()  # a new container on the same volume
+    assert api.query("_system/cli/queryEnvironmentVariables") == docs
+    assert api.post("/api/update_environment_variables", {"changes": [
+        {"name": "ZED"}, {"name": "GREETING", "value": "hi"}]}) == (200, None)
+    assert [(d["name"], d["value"]) for d in api.query(
+        "_system/cli/queryEnvironmentVariables")] == [("GREETING", "hi")]
+    assert stat_mode(os.path.join(api.data_dir, server.ENV_FILE)) == 0o600
+
+
+def stat_mode(path: str) -> int:
+    return os.stat(path).st_mode & 0o777
+
+
+@pytest.mark.parametrize("changes, status, code", [
+    ([{"name": "1_BAD", "value": "x"}], 400, "EnvironmentVariableNameInvalid"),
+    ([{"name": "bad-name", "value": "x"}], 400, "EnvironmentVariableNameInvalid"),
+    ([{"name": "A" * 41, "value": "x"}], 400, "EnvironmentVariableNameTooLong"),
+    ([{"name": "BIG", "value": "x" * 8193}], 400, "EnvironmentVariableValueTooLarge"),
+    ([{"name": f"V{i}", "value": "x"} for i in range(101)], 400, "EnvVarLimitMet"),
+    ("nope", 400, "BadJsonBody"),
+])
+def test_environment_variables_are_checked_as_upstream_does(backend, changes, status, code):
+    api = backend()
+    answer = api.post("/api/update_environment_variables", {"changes": changes})
+    assert (answer[0], answer[1]["code"]) == (status, code)
+    assert api.query("_system/cli/queryEnvironmentVariables") == []  # all or nothing
+
+
+def test_writes_need_an_admin_key_with_write_access(backend, secret_hex):
+    api = backend()
+    read_only = member_key(secret_hex, read_only=True)
+    for path in ("/api/update_environment_variables", "/api/import/start_upload",
+                 "/api/perform_import"):
+        status, answer = api.post(path, {"changes": []}, key=read_only)
+        assert (status, answer["code"]) == (403, "ReadOnlyAdminKey")
+        status, answer = api.post(path, {"changes": []}, key=None)
+        assert (status, answer["code"]) == (403, "BadDeployKey")
+    assert api.post("/api/query", {"path": "_system/cli/queryEnvironmentVariables",
+                                   "args": {}}, key=read_only)[0] == 200
+
+
+def test_an_import_goes_through_upstreams_states_and_the_export_shows_it(backend):
+    api = backend()
+    data = snapshot({"messages": MESSAGES, "users": USERS, "empty": []})
+    import_id = api.upload(data, part=100)  # many parts, appended in order
+    assert api.query("_system/cli/queryImport:list")[0]["_id"] == import_id
+    state = api.wait(import_id, "waiting_for_confirmation")
+    assert state == {"state": "waiting_for_confirmation", "require_manual_confirmation": False,
+                     "message_to_confirm": (
+                         "Import change summary:\n"
+                         "table    | create | delete |\n"
+                         "----------------------------\n"
+                         "empty    | 0      | 0 of 0 |\n"
+                         "messages | 2      | 0 of 0 |\n"
+                         "users    | 1      | 0 of 0 |\n"
+                         "Once the import has started, it will run in the background.\n"
+                         "Interrupting `npx convex import` will not cancel it.")}
+    assert api.post("/api/perform_import", {"importId": import_id}) == (200, None)
+    done = api.wait(import_id, "completed")
+    assert done["num_rows_written"] == "3" and done["timestamp"].isdigit()
+    doc = api.query("_system/cli/queryImport", {"importId": import_id})
+    assert (doc["mode"], doc["format"], doc["requestor"]) == (
+        "ReplaceAll", {"format": "zip"}, {"type": "snapshotImport"})
+    exported = api.export()
+    assert [json.loads(line) for line in exported["messages/documents.jsonl"].splitlines()] \
+        == MESSAGES
+    assert exported["empty/documents.jsonl"] == b""
+    assert sorted(json.loads(line)["name"] for line in
+                  exported["_tables/documents.jsonl"].splitlines()) == ["empty", "messages",
+                                                                       "users"]
+    record = json.loads(Path(api.data_dir, server.IMPORTS_FILE).read_text())
+    assert [(r["importId"], r["tables"], r["numRowsWritten"]) for r in record] == [
+        (import_id, {"empty": 0, "messages": 2, "users": 1}, 3)]
+    api.restart()  # the tables are in the volume
+    assert api.export()["users/documents.jsonl"] == exported["users/documents.jsonl"]
+
+
+@pytest.mark.parametrize("mode, tables, require_confirmation", [
+    ("replaceAll", {"messages": 1}, True),             # users deleted
+    ("replace", {"messages": 1, "users": 1}, True),    # users untouched
+    ("append", {"messages": 3, "users": 1}, False),
+])
+def test_import_modes(backend, mode, tables, require_confirmation):
+    api = backend()
+    assert api.restore(snapshot({"messages": MESSAGES, "users": USERS}))["state"] == "completed"
+    import_id = api.upload(snapshot({"messages": [{"_id": "m9"}]}), mode)
+    state = api.wait(import_id, "waiting_for_confirmation")
+    assert state["require_manual_confirmation"] is require_confirmation
+    api.post("/api/perform_import", {"importId": import_id})
+    assert api.wait(import_id, "completed")["num_rows_written"] == "1"
+    exported = api.export()
+    assert {name.split("/")[0]: len(data.splitlines()) for name, data in exported.items()
+            if name.endswith("/documents.jsonl") and not name.startswith("_")} == tables
+
+
+def test_require_empty_refuses_an_existing_table(backend):
+    api = backend()
+    api.restore(snapshot({"messages": MESSAGES}))
+    state = api.restore(snapshot({"messages": MESSAGES}), "requireEmpty")
+    assert state == {"state": "failed", "error_message": (
+        "Hit an error while importing:\nTable messages already exists. Please choose a new "
+        "table name or use replace/append modes.")}
+
+
+@pytest.mark.parametrize("data, message", [
+    (b"not a zip at all", "invalid zip file"),
+    (snapshot({}, {"bad/documents.jsonl": b"{\"_id\": 1}\nnope\n"}), "Row 2 wasn't valid JSON"),
+    (snapshot({}, {"bad/documents.jsonl": b"[1]\n"}), "Row 1 wasn't an object"),
+    (snapshot({}, {"9bad/documents.jsonl": b""}), "table name '9bad' invalid"),
+])
+def test_an_unusable_upload_fails_the_import_and_changes_nothing(backend, data, message):
+    api = backend()
+    api.restore(snapshot({"messages": MESSAGES}))
+    state = api.restore(data)
+    assert state["state"] == "failed"
+    assert state["error_message"].startswith(f"Hit an error while importing:\n{message}")
+    assert api.export()["messages/documents.jsonl"].count(b"\n") == 2
+
+
+def test_refused_import_requests(backend):
+    api = backend()
+    _, started = api.post("/api/import/start_upload")
+    token = started["uploadToken"]
+
+    def finish(spec, upload_token=token):
+        status, answer = api.post("/api/import/finish_upload", {
+            "import": spec, "uploadToken": upload_token, "partTokens": []})
+        return status, answer["code"]
+
+    assert finish({"format": "zip", "tableName": "t"}) == (400, "InvalidName")
+    assert finish({"format": "csv", "tableName": "t"}) == (400, "StandinUnsupported")
+    assert finish({"format": "zip", "mode": "everything"}) == (400, "BadJsonBody")
+    assert finish({"format": "zip"}, json.dumps({"objectKey": "../../etc/passwd"})) == (
+        500, "InternalServerError")
+    status, answer = api.post("/api/import/upload_part?partNumber=1", data=b"x",
+                              content_type="application/octet-stream")
+    assert (status, answer["code"]) == (400, "BadQueryArgs")
+    assert api.post("/api/perform_import", {"importId": "nope"})[1]["code"] == "InvalidImport"
+    import_id = api.upload(snapshot({"messages": MESSAGES}))
+    api.wait(import_id, "waiting_for_confirmation")
+    assert api.post("/api/cancel_import", {"importId": import_id}) == (200, None)
+    assert api.wait(import_id, "failed")["error_message"].endswith("Import canceled")
+    assert api.post("/api/perform_import", {"importId": import_id})[0] == 500
+    assert api.query("_system/cli/queryImport", {"importId": "nope"}) is None
+
+
+def test_a_body_far_larger_than_a_part_is_refused(backend, monkeypatch):
+    api = backend()
+    monkeypatch.setattr(server, "MAX_BODY", 1000)
+    status, answer = api.post("/api/import/start_upload", data=b"x" * 5000,
+                              content_type="application/octet-stream")
+    assert (status, answer["code"]) == (413, "PayloadTooLarge")

@@ -23,13 +23,29 @@ tests touch.
                                         nonce, AdminKey protobuf, aad=b"\\x01"))
 
   Legacy (pre-2024, secretbox) admin keys are not supported.
+* The snapshot export API (``POST /api/export/request/zip``, ``GET /api/export/zip/<id>``,
+  the query ``_system/cli/exports:getLatest``): an export completes at once; its zip holds
+  ``README.md``, ``_tables/documents.jsonl``, ``_storage/documents.jsonl`` and
+  ``<table>/documents.jsonl`` for every table imported (below).
+* Environment variables, kept in the data directory (``standin-environment.json``): the
+  query ``_system/cli/queryEnvironmentVariables`` (documents ``{_id, _creationTime, name,
+  value}`` sorted by name) and ``POST /api/update_environment_variables`` ``{"changes":
+  [{"name", "value"?}]}`` (no value: unset), with upstream's name, value and count limits.
+* The snapshot import API ``npx convex import`` uses (see components/backup.py): start_upload,
+  upload_part (parts appended in arrival order, like the local-disk storage), finish_upload
+  (zip only), the queries ``_system/cli/queryImport`` and ``:list``, perform_import and
+  cancel_import, through the states uploaded -> waiting_for_confirmation -> in_progress ->
+  completed / failed, each step after ``STANDIN_IMPORT_DELAY`` seconds (default 0.2). The
+  documents of ``<table>/documents.jsonl`` entries are kept in the data directory
+  (``standin-tables/<table>.jsonl``), a summary of each import in ``standin-imports.json``.
+  Imports themselves, like exports, live in memory.
 * Logs every request line to stdout; SIGINT and SIGTERM stop it cleanly (exit 0).
 
 Environment knobs for tests: ``STANDIN_DATA_DIR`` (default /convex/data),
 ``STANDIN_API_PORT`` / ``STANDIN_SITE_PORT`` (defaults 3210 / 3211),
 ``STANDIN_LEGACY_CHECK_ADMIN_KEY=1`` (answer like older backends, e.g. tag 4d3b0a5d…:
 read-only keys get 403 ReadOnlyAdminKey and success bodies are just
-``{"success": true}``).
+``{"success": true}``), ``STANDIN_IMPORT_DELAY`` (seconds per import step).
 """
 
 from __future__ import annotations
@@ -40,6 +56,7 @@ import datetime
 import hashlib
 import hmac
 import io
+import itertools
 import json
 import os
 import re
@@ -47,6 +64,7 @@ import signal
 import sys
 import threading
 import time
+import uuid
 import zipfile
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -287,6 +305,7 @@ class Config:
     site_port: int
     never_healthy: bool
     legacy_check: bool
+    import_delay: float = 0.2
 
 
 def config_from_env(env: "os._Environ[str] | dict[str, str]") -> Config:
@@ -315,6 +334,7 @@ def config_from_env(env: "os._Environ[str] | dict[str, str]") -> Config:
         site_port=int(env.get("STANDIN_SITE_PORT", "3211")),
         never_healthy=env.get("STANDIN_NEVER_HEALTHY", "") == "1",
         legacy_check=env.get("STANDIN_LEGACY_CHECK_ADMIN_KEY", "") == "1",
+        import_delay=float(env.get("STANDIN_IMPORT_DELAY", "0.2")),
     )
 
 
@@ -408,40 +428,177 @@ class Handler(BaseHTTPRequestHandler):
 
     do_HEAD = do_GET
 
-    def _admin(self) -> bool:
-        """The export API needs a valid admin key (stand-in of the real check)."""
+    def _admin(self, write: bool = False) -> bool:
+        """An admin key is needed (stand-in of the real check); WRITE: not a read-only one."""
         status, body = check_admin_key_request(self.headers.get("Authorization"), None,
                                                self.config.instance_name, self.config.secret,
                                                False)
+        if status == 200 and write and body.get("isReadOnly"):
+            status, body = 403, {"code": "ReadOnlyAdminKey",
+                                 "message": "You do not have permission to perform this "
+                                            "operation."}
         if status != 200:
             self._json(status, body)
         return status == 200
 
     def do_POST(self) -> None:  # noqa: N802
         length = int(self.headers.get("Content-Length") or 0)
+        if length > MAX_BODY:
+            self._drain_and_refuse(length)
+            return
         body = self.rfile.read(length) if length else b""
         url = urlsplit(self.path)
-        if url.path in ("/api/export/request/zip", "/api/query") and not self._admin():
-            return
-        if url.path == "/api/export/request/zip":
-            # Like the real backend's snapshot export (a minimal zip), completed at once.
-            export_id = f"export{len(EXPORTS) + 1}"
-            EXPORTS[export_id] = {"_id": export_id, "_creationTime": time.time() * 1000,
-                                  "state": "completed",
-                                  "include_storage": "includeStorage=true" in url.query}
-            self._send(200, b"", "text/plain")
-        elif url.path == "/api/query":
-            path = json.loads(body or b"{}").get("path")
-            if path != "_system/cli/exports:getLatest":
-                self._json(400, {"status": "error", "errorMessage": "stand-in: unknown query"})
-            else:
-                latest = list(EXPORTS.values())[-1] if EXPORTS else None
-                self._json(200, {"status": "success", "value": latest, "logLines": []})
-        else:
+        route = POST_ROUTES.get(url.path)
+        if self.role == "site" or route is None:
             self._json(404, {"code": "NotFound", "message": "stand-in has no such route"})
+            return
+        handler, write = route
+        if not self._admin(write):
+            return
+        try:
+            status, answer = handler(self.config, url, body)
+        except ApiError as e:
+            status, answer = e.status, e.body()
+        if answer is None:
+            self._send(status, b"", "text/plain")
+        else:
+            self._json(status, answer)
+
+    def _drain_and_refuse(self, length: int) -> None:
+        while length > 0 and (chunk := self.rfile.read(min(length, 1 << 20))):
+            length -= len(chunk)
+        self._json(413, {"code": "PayloadTooLarge", "message": "stand-in: body too large"})
 
     do_PUT = do_PATCH = do_DELETE = do_POST
 
+
+MAX_BODY = 64 << 20  # an upload part is 5 MiB; anything far larger is refused
+
+
+class ApiError(AdminKeyError):
+    """Any refused request: HTTP status, code and message (the backend's JSON error shape)."""
+
+
+def bad_json(message: str) -> ApiError:
+    return ApiError(400, "BadJsonBody", message)
+
+
+def internal_error() -> ApiError:  # what upstream answers for a failure that is not the caller's
+    return ApiError(500, "InternalServerError",
+                    "Your request couldn't be completed. Try again later.")
+
+
+def json_body(body: bytes) -> dict:
+    try:
+        value = json.loads(body or b"{}")
+    except ValueError as e:
+        raise bad_json(f"Failed to deserialize the JSON body: {e}") from None
+    if not isinstance(value, dict):
+        raise bad_json("Failed to deserialize the JSON body: expected an object")
+    return value
+
+
+def now_ms() -> float:
+    return time.time() * 1000
+
+
+# ----------------------------------------------------------------- data kept in the volume
+
+ENV_FILE = "standin-environment.json"
+TABLES_DIR = "standin-tables"
+IMPORTS_FILE = "standin-imports.json"
+UPLOADS_DIR = "standin-uploads"
+DATA_LOCK = threading.RLock()  # one writer at a time for every file below
+ENV_NAME = re.compile(r"[a-zA-Z_]+[a-zA-Z0-9_]*")
+TABLE_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,63}")
+ENV_VAR_LIMIT, MAX_NAME_LENGTH, MAX_VALUE_LENGTH = 100, 40, 8 << 10  # upstream's limits
+
+
+def write_json_file(path: str, value) -> None:
+    tmp = path + ".tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        json.dump(value, f, indent=1)
+    os.replace(tmp, path)
+
+
+def read_json_file(path: str, default):
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except FileNotFoundError:
+        return default
+
+
+def environment_variables(config: Config) -> list[dict]:
+    """Stored as upstream's _environment_variables documents, sorted by name."""
+    with DATA_LOCK:
+        docs = read_json_file(os.path.join(config.data_dir, ENV_FILE), [])
+    return sorted(docs, key=lambda doc: doc["name"])
+
+
+def update_environment_variables(config: Config, url, body: bytes):
+    """POST /api/update_environment_variables: all changes are checked, then applied."""
+    changes = json_body(body).get("changes")
+    if not isinstance(changes, list) or not all(
+            isinstance(c, dict) and isinstance(c.get("name"), str)
+            and isinstance(c.get("value"), (str, type(None))) for c in changes):
+        raise bad_json("Failed to deserialize the JSON body: expected changes: "
+                       "[{name: string, value?: string}]")
+    for change in changes:
+        name, value = change["name"], change.get("value")
+        if not ENV_NAME.fullmatch(name):
+            raise ApiError(400, "EnvironmentVariableNameInvalid",
+                           f"The environment variable name {name} is invalid. Environment "
+                           "variable names must begin with a letter and may only include "
+                           "characters a-z, A-Z, 0-9, and underscores.")
+        if len(name) > MAX_NAME_LENGTH:
+            raise ApiError(400, "EnvironmentVariableNameTooLong",
+                           f"The environment variable name {name} is too long. Environment "
+                           f"variable names must be less than {MAX_NAME_LENGTH}.")
+        if value is not None and len(value.encode()) > MAX_VALUE_LENGTH:
+            raise ApiError(400, "EnvironmentVariableValueTooLarge",
+                           f"The environment variable value is {len(value.encode())} bytes, "
+                           f"which is too large. (max size: {MAX_VALUE_LENGTH}")
+    with DATA_LOCK:
+        docs = {doc["name"]: doc for doc in environment_variables(config)}
+        for change in changes:
+            name, value = change["name"], change.get("value")
+            if value is None:
+                docs.pop(name, None)
+            elif name in docs:
+                docs[name] = dict(docs[name], value=value)
+            else:
+                docs[name] = {"_id": uuid.uuid4().hex, "_creationTime": now_ms(),
+                              "name": name, "value": value}
+        if len(docs) > ENV_VAR_LIMIT:
+            raise ApiError(400, "EnvVarLimitMet",
+                           f"The environment variable limit ({ENV_VAR_LIMIT}) has been met.")
+        write_json_file(os.path.join(config.data_dir, ENV_FILE),
+                        sorted(docs.values(), key=lambda doc: doc["name"]))
+    log(f"environment variables updated ({len(changes)} change(s))")
+    return 200, None
+
+
+def tables_dir(config: Config) -> str:
+    return os.path.join(config.data_dir, TABLES_DIR)
+
+
+def stored_tables(config: Config) -> dict[str, list[str]]:
+    """{table: its documents as JSON lines}, from the data directory."""
+    directory = tables_dir(config)
+    tables: dict[str, list[str]] = {}
+    with DATA_LOCK:
+        if os.path.isdir(directory):
+            for name in sorted(os.listdir(directory)):
+                table = name.removesuffix(".jsonl")
+                if name.endswith(".jsonl") and TABLE_NAME.fullmatch(table):
+                    with open(os.path.join(directory, name), encoding="utf-8") as f:
+                        tables[table] = [line for line in f.read().splitlines() if line]
+    return tables
+
+
+# ----------------------------------------------------------------- snapshot export
 
 # Snapshot exports requested since start (the real backend keeps them in `_exports`).
 EXPORTS: dict[str, dict] = {}
@@ -449,10 +606,290 @@ EXPORTS: dict[str, dict] = {}
 
 def export_zip(config: Config) -> bytes:
     buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w") as archive:
+    tables = stored_tables(config)
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
         archive.writestr("README.md", f"Snapshot export of {config.instance_name} (stand-in)\n")
-        archive.writestr("_tables/documents.jsonl", "")
+        archive.writestr("_tables/documents.jsonl", "".join(
+            json.dumps({"name": table, "id": 10001 + number}) + "\n"
+            for number, table in enumerate(tables)))
+        archive.writestr("_storage/documents.jsonl", "")
+        for table, lines in tables.items():
+            archive.writestr(f"{table}/documents.jsonl", "".join(line + "\n" for line in lines))
     return buffer.getvalue()
+
+
+def request_export(config: Config, url, body: bytes):
+    # Like the real backend's snapshot export, completed at once.
+    export_id = f"export{len(EXPORTS) + 1}"
+    EXPORTS[export_id] = {"_id": export_id, "_creationTime": now_ms(), "state": "completed",
+                          "include_storage": "includeStorage=true" in url.query}
+    return 200, None
+
+
+# ----------------------------------------------------------------- snapshot import
+
+IMPORTS: dict[str, dict] = {}  # _snapshot_imports documents, oldest first
+PARSED: dict[str, dict[str, list[str]]] = {}  # what each import will write
+IMPORT_IDS = itertools.count(1)
+IMPORTS_LOCK = threading.Lock()
+MODES = {"append": "Append", "replace": "Replace", "replaceAll": "ReplaceAll",
+         "requireEmpty": "RequireEmpty"}
+FORMATS = ("csv", "jsonLines", "jsonArray", "zip")
+DOCUMENTS_ENTRY = re.compile(r"([^/]+)/documents\.jsonl")
+
+
+def upload_path(config: Config, token: str) -> str:
+    """The file an upload token stands for (its object key only: no path from the client)."""
+    try:
+        key = json.loads(token)["objectKey"]
+        uuid.UUID(hex=key)
+    except (ValueError, TypeError, KeyError, AttributeError):
+        raise internal_error() from None
+    path = os.path.join(config.data_dir, UPLOADS_DIR, key + ".blob")
+    if not os.path.exists(path):
+        raise internal_error()
+    return path
+
+
+def start_upload(config: Config, url, body: bytes):
+    key = uuid.uuid4().hex
+    os.makedirs(os.path.join(config.data_dir, UPLOADS_DIR), exist_ok=True)
+    open(os.path.join(config.data_dir, UPLOADS_DIR, key + ".blob"), "wb").close()
+    return 200, {"uploadToken": json.dumps({"objectKey": key}, separators=(",", ":"))}
+
+
+def upload_part(config: Config, url, body: bytes):
+    query = parse_qs(url.query)
+    token, number = (query.get("uploadToken") or [None])[0], (query.get("partNumber") or [""])[0]
+    if token is None or not number.isdigit() or not 0 <= int(number) < 1 << 16:
+        raise ApiError(400, "BadQueryArgs", "Failed to deserialize query string: missing or "
+                                            "invalid `uploadToken` or `partNumber`")
+    with DATA_LOCK, open(upload_path(config, token), "ab") as blob:
+        blob.write(body)  # in arrival order, as the local-disk storage does
+    return 200, ""
+
+
+def finish_upload(config: Config, url, body: bytes):
+    request = json_body(body)
+    spec, token, parts = request.get("import"), request.get("uploadToken"), request.get(
+        "partTokens")
+    if not isinstance(spec, dict) or not isinstance(token, str) or not isinstance(parts, list):
+        raise bad_json("Failed to deserialize the JSON body: missing field `import`, "
+                       "`uploadToken` or `partTokens`")
+    if spec.get("format") not in FORMATS or spec.get("mode", "requireEmpty") not in MODES:
+        raise bad_json(f"Failed to deserialize the JSON body: unknown variant in format "
+                       f"{spec.get('format')!r} or mode {spec.get('mode')!r}")
+    if spec["format"] != "zip":
+        raise ApiError(400, "StandinUnsupported", "stand-in: only zip imports are emulated")
+    if spec.get("tableName") is not None:
+        raise ApiError(400, "InvalidName", "ZIP import cannot have table name")
+    path = upload_path(config, token)
+    with IMPORTS_LOCK:
+        import_id = f"import{next(IMPORT_IDS)}"
+        IMPORTS[import_id] = {
+            "_id": import_id, "_creationTime": now_ms(), "state": {"state": "uploaded"},
+            "format": {"format": "zip"}, "mode": MODES[spec.get("mode", "requireEmpty")],
+            "component_path": None, "fq_object_key": os.path.basename(path),
+            "member_id": None, "checkpoints": None, "requestor": {"type": "snapshotImport"}}
+    later(config, parse_import, config, import_id, path)
+    return 200, {"importId": import_id}
+
+
+def later(config: Config, function, *args) -> None:
+    timer = threading.Timer(config.import_delay, function, args)
+    timer.daemon = True
+    timer.start()
+
+
+def set_state(import_id: str, state: dict) -> None:
+    with IMPORTS_LOCK:
+        IMPORTS[import_id]["state"] = state
+    log(f"import {import_id}: {state['state']}")
+
+
+def import_failed(import_id: str, message: str) -> None:
+    set_state(import_id, {"state": "failed",
+                          "error_message": f"Hit an error while importing:\n{message}"})
+
+
+def read_import_zip(path: str) -> dict[str, list[str]]:
+    """{table: documents} of a snapshot zip's root-level <table>/documents.jsonl entries
+    (_storage counted as files; other system tables skipped, as upstream does), plus the
+    empty tables _tables names. ValueError: the message the import fails with."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            if archive.testzip() is not None:
+                raise zipfile.BadZipFile
+            entries = {info.filename: archive.read(info) for info in archive.infolist()}
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError):
+        raise ValueError("invalid zip file") from None
+    tables: dict[str, list[str]] = {}
+    for name, data in entries.items():
+        match = DOCUMENTS_ENTRY.fullmatch(name)
+        if match is None or (match[1].startswith("_") and match[1] not in ("_tables",
+                                                                            "_storage")):
+            continue
+        table = match[1]
+        if not table.startswith("_") and not TABLE_NAME.fullmatch(table):
+            raise ValueError(f"table name '{table}' invalid")
+        lines = []
+        for number, line in enumerate(data.decode("utf-8", "replace").splitlines(), 1):
+            try:
+                value = json.loads(line)
+            except ValueError as e:
+                raise ValueError(f"Row {number} wasn't valid JSON: {e}") from None
+            if not isinstance(value, dict):
+                raise ValueError(f"Row {number} wasn't an object")
+            lines.append(json.dumps(value, separators=(",", ":")))
+        tables[table] = lines
+    for line in tables.pop("_tables", []):
+        name = json.loads(line).get("name")
+        if isinstance(name, str) and not name.startswith("_"):
+            if not TABLE_NAME.fullmatch(name):
+                raise ValueError(f"{name!r} isn't a valid table name")
+            tables.setdefault(name, [])
+    return tables
+
+
+def render_changes(changes: list[tuple[str, int, int, int, str]]) -> list[str]:
+    """Upstream's table (crates/application/src/snapshot_import/table_change.rs)."""
+    rows = [("table", "create", "delete")] + [
+        (table, f"{added:,}", f"{deleted:,} of {existing:,}{unit}")
+        for table, added, deleted, existing, unit in changes]
+    widths = [max(len(row[i]) for row in rows) for i in range(3)]
+    lines = []
+    for number, row in enumerate(rows):
+        cells = (cell.ljust(width) for cell, width in zip(row, widths, strict=True))
+        lines.append(" | ".join(cells) + " |")
+        if number == 0:
+            lines.append("-" * (sum(widths) + 8))
+    return lines
+
+
+def parse_import(config: Config, import_id: str, path: str) -> None:
+    """uploaded -> waiting_for_confirmation (or failed), as the import worker does."""
+    mode = IMPORTS[import_id]["mode"]
+    try:
+        tables = read_import_zip(path)
+    except ValueError as e:
+        import_failed(import_id, str(e))
+        return
+    existing = {table: len(lines) for table, lines in stored_tables(config).items()}
+    names = sorted(set(tables) | (set(existing) if mode == "ReplaceAll" else set()))
+    changes = []
+    for table in names:
+        added, have = len(tables.get(table, [])), existing.get(table, 0)
+        if mode == "RequireEmpty" and have:
+            import_failed(import_id, f"Table {table} already exists. Please choose a new table "
+                                     "name or use replace/append modes.")
+            return
+        deleted = have if mode in ("Replace", "ReplaceAll") else 0
+        changes.append((table, added, deleted, have, " files" if table == "_storage" else ""))
+    PARSED[import_id] = {table: lines for table, lines in tables.items() if table != "_storage"}
+    lines = render_changes(changes)
+    message = "\n".join((["Import change summary:"] + lines if lines else []) + [
+        "Once the import has started, it will run in the background.\nInterrupting `npx convex "
+        "import` will not cancel it."])
+    set_state(import_id, {"state": "waiting_for_confirmation", "message_to_confirm": message,
+                          "require_manual_confirmation": any(c[2] for c in changes)})
+
+
+def perform_import(config: Config, url, body: bytes):
+    import_id = json_body(body).get("importId")
+    with IMPORTS_LOCK:
+        doc = IMPORTS.get(import_id) if isinstance(import_id, str) else None
+        if doc is None:
+            raise ApiError(400, "InvalidImport", f"invalid import id {import_id}")
+        if doc["state"]["state"] != "waiting_for_confirmation":
+            raise internal_error()  # upstream: an invalid state transition
+        doc["state"] = {"state": "in_progress", "progress_message": "Importing",
+                        "checkpoint_messages": []}
+    later(config, write_import, config, import_id)
+    return 200, None
+
+
+def cancel_import(config: Config, url, body: bytes):
+    import_id = json_body(body).get("importId")
+    with IMPORTS_LOCK:
+        doc = IMPORTS.get(import_id) if isinstance(import_id, str) else None
+        if doc is None:
+            raise ApiError(400, "InvalidImport", f"invalid import id {import_id}")
+        if doc["state"]["state"] not in ("uploaded", "waiting_for_confirmation",
+                                         "in_progress"):
+            raise internal_error()
+    import_failed(import_id, "Import canceled")
+    return 200, None
+
+
+def write_import(config: Config, import_id: str) -> None:
+    """in_progress -> completed: the tables are written to the data directory."""
+    tables, mode = PARSED.pop(import_id, {}), IMPORTS[import_id]["mode"]
+    if IMPORTS[import_id]["state"]["state"] != "in_progress":
+        return  # canceled meanwhile
+    directory = tables_dir(config)
+    messages = []
+    with DATA_LOCK:
+        os.makedirs(directory, exist_ok=True)
+        if mode == "ReplaceAll":
+            for name in os.listdir(directory):
+                if name.endswith(".jsonl") and name.removesuffix(".jsonl") not in tables:
+                    os.unlink(os.path.join(directory, name))
+        for table, lines in tables.items():
+            path = os.path.join(directory, table + ".jsonl")
+            old = stored_tables(config).get(table, []) if mode == "Append" else []
+            with open(path + ".tmp", "w", encoding="utf-8") as f:
+                f.write("".join(line + "\n" for line in old + lines))
+            os.replace(path + ".tmp", path)
+            messages.append(f'Imported "{table}" ({len(lines):,} documents)')
+        written = sum(len(lines) for lines in tables.values())
+        summary = read_json_file(os.path.join(config.data_dir, IMPORTS_FILE), [])
+        summary.append({"importId": import_id, "mode": mode,
+                        "finished": datetime.datetime.now(datetime.timezone.utc).isoformat(),
+                        "tables": {table: len(lines) for table, lines in tables.items()},
+                        "numRowsWritten": written})
+        write_json_file(os.path.join(config.data_dir, IMPORTS_FILE), summary)
+    set_state(import_id, {"state": "in_progress", "progress_message": "Importing",
+                          "checkpoint_messages": messages})
+    later(config, set_state, import_id, {
+        "state": "completed", "timestamp": str(time.time_ns()),
+        "num_rows_written": str(written)})  # int64s are strings in the "json" format
+
+
+# ----------------------------------------------------------------- queries
+
+
+def run_query(config: Config, url, body: bytes):
+    """POST /api/query {"path", "args", "format"}: the system queries the CLI runs."""
+    request = json_body(body)
+    path, args = request.get("path"), request.get("args")
+    args = args[0] if isinstance(args, list) and args else args
+    args = args if isinstance(args, dict) else {}
+    if path == "_system/cli/exports:getLatest":
+        value = list(EXPORTS.values())[-1] if EXPORTS else None
+    elif path == "_system/cli/queryEnvironmentVariables":
+        value = environment_variables(config)
+    elif path == "_system/cli/queryImport:list":
+        with IMPORTS_LOCK:
+            value = json.loads(json.dumps(list(IMPORTS.values())[::-1][:20]))
+    elif path in ("_system/cli/queryImport", "_system/cli/queryImport:default"):
+        with IMPORTS_LOCK:
+            value = json.loads(json.dumps(IMPORTS.get(args.get("importId"))))
+    else:
+        return 400, {"status": "error", "errorMessage": "stand-in: unknown query"}
+    return 200, {"status": "success", "value": value, "logLines": []}
+
+
+# path -> (handler, needs a key with write access); every POST route needs an admin key.
+POST_ROUTES = {
+    "/api/export/request/zip": (request_export, False),
+    "/api/query": (run_query, False),
+    "/api/update_environment_variables": (update_environment_variables, True),
+    "/api/import/start_upload": (start_upload, True),
+    "/api/import/upload_part": (upload_part, True),
+    "/api/import/finish_upload": (finish_upload, True),
+    "/api/perform_import": (perform_import, True),
+    "/api/cancel_import": (cancel_import, True),
+}
 
 
 def make_server(config: Config, role: str, port: int, host: str = "0.0.0.0") -> ThreadingHTTPServer:
