@@ -830,6 +830,10 @@ HOSTILE = {
     "tlsProxy": "hunter2", "apiDomain": "hunter2 api", "siteDomain": "hunter2 site",
     "dashboardDomain": "hunter2 dash", "tlsEmail": "hunter2", "tlsBindAddress": "hunter2",
     "httpPort": 987670, "httpsPort": 987671, "caddyImage": "caddy:hunter2",
+    "target": "hunter2", "hostAddress": "hunter2 host", "sshPort": 987672,
+    "sshUser": "Hunter2!", "sshPrivateKey": "hunter2key", "sshHostKey": "hunter2 key",
+    "backendBinary": "/hunter2/none", "backendBinaryUrl": "http://hunter2",
+    "backendBinarySha256": "hunter2",
 }
 # Values that are valid on their own but meet another setting in a message (a clash, a
 # public bind, a pool, a release that does not read a setting, an unread knob).
@@ -856,6 +860,10 @@ HOSTILE_COMBINATIONS = [
     ("staging", {"databaseUrl": "mysql://u:hunter2@db:3306?require_ssl=false&hunter2=x"}),
     ("dev", {"version": "hunter2-tag"}),
     ("staging", {"provisionPostgres": True, "postgresImage": "postgres:hunter2"}),
+    ("staging", {"target": "host", "hostAddress": "-hunter2", "sshUser": "hunter2",
+                 "sshPrivateKey": "hunter2key", "backendBinary": "/hunter2/missing",
+                 "backendBinarySha256": "ab" * 32, "bindAddress": "::1"}),
+    ("staging", {"hostAddress": "hunter2.example.com", "backendBinaryUrl": "https://hunter2"}),
 ]
 
 

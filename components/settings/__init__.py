@@ -22,6 +22,7 @@ from components.releases import DEFAULT_VERSION
 from components.settings.backups import read_backups
 from components.settings.database import read_database
 from components.settings.deployments import default_instance_name, read_deployments
+from components.settings.host import read_host, read_target
 from components.settings.keys import KEYS, KEYS_BY_NAME, NAMESPACE, Key
 from components.settings.model import (
     BACKEND_IMAGE,
@@ -30,6 +31,7 @@ from components.settings.model import (
     ContainerSettings,
     DatabaseSettings,
     DeploymentSettings,
+    HostSettings,
     S3Settings,
     StackSettings,
     TlsSettings,
@@ -55,6 +57,7 @@ __all__ = [
     "ContainerSettings",
     "DatabaseSettings",
     "DeploymentSettings",
+    "HostSettings",
     "Key",
     "S3Settings",
     "SecretValue",
@@ -89,6 +92,7 @@ def settings_from_config(
     _check_key_names(reader, raw)
 
     version = _read_version(reader, stack, warnings)
+    target = read_target(reader)
     bind = check_ip(reader, "bindAddress")
     dashboard = reader.boolean("dashboard")
     database = read_database(reader, version)
@@ -123,6 +127,8 @@ def settings_from_config(
         docker_host=str(raw.get("docker:host") or "").strip(),
         backups=read_backups(reader),
         warnings=tuple(warnings),
+        target=target,
+        host=read_host(reader, target, bind),
     )
     if reader.problems:
         raise ConfigError(stack, reader.problems)

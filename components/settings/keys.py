@@ -24,6 +24,8 @@ class Key:
 
 
 KEYS: tuple[Key, ...] = (
+    # where it runs
+    Key("target", "string", "docker"),
     # identity and version
     Key("instanceName", "string", ""),
     Key("instanceSecret", "string", "", secret=True),
@@ -105,5 +107,14 @@ KEYS: tuple[Key, ...] = (
     Key("httpPort", "integer", 80),
     Key("httpsPort", "integer", 443),
     Key("caddyImage", "string", "caddy:2.10.2-alpine"),
+    # the host target (target: host)
+    Key("hostAddress", "string", ""),
+    Key("sshPort", "integer", 22),
+    Key("sshUser", "string", "root"),
+    Key("sshPrivateKey", "string", "", secret=True),
+    Key("sshHostKey", "string", ""),
+    Key("backendBinary", "string", ""),
+    Key("backendBinaryUrl", "string", ""),
+    Key("backendBinarySha256", "string", ""),
 )
 KEYS_BY_NAME = {key.name: key for key in KEYS}

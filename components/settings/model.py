@@ -61,6 +61,20 @@ class TlsSettings:
 
 
 @dataclass(frozen=True)
+class HostSettings:
+    """target: host: where the binary runs and how it gets there."""
+
+    address: str
+    port: int
+    user: str
+    private_key: Optional[SecretValue]
+    host_key: str  # "ssh-ed25519 AAAA...", pinned
+    binary_path: str  # a local file, or
+    binary_url: str  # an https URL the host downloads
+    binary_sha256: str
+
+
+@dataclass(frozen=True)
 class DeploymentSettings:
     """One Convex deployment (backend + dashboard) of the stack."""
 
@@ -138,6 +152,8 @@ class StackSettings:
     docker_host: str = ""  # the docker provider's `docker:host`, "" for the local engine
     backups: Optional[BackupSettings] = None
     warnings: tuple[str, ...] = field(default=())
+    target: str = "docker"  # "docker" | "host"
+    host: Optional[HostSettings] = None  # target: host
 
     @property
     def backend_image(self) -> str:
