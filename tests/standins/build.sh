@@ -7,7 +7,7 @@
 #   BACKEND_TAG  backend/dashboard tags to build (default: the two pinned versions below)
 #   FORCE=1      rebuild stand-ins that already exist (real images are never overwritten)
 #   DEBIAN_MIRROR=URL  mirror for debootstrap (default: read from this machine's apt)
-#   SKIP_CADDY=1 / SKIP_POSTGRES=1  leave those stand-ins out
+#   SKIP_CADDY=1 / SKIP_POSTGRES=1 / SKIP_HOST=1  leave those stand-ins out
 #
 # Needs: docker (a running engine), debootstrap (for the base image only), and python3
 # with pip on the host (to download the cryptography wheels from PyPI for the backend).
@@ -252,6 +252,24 @@ build_caddy() {
 	docker_build "$HERE/caddy" --label "$RECIPE_LABEL=$recipe" -t "$image"
 }
 
+# The systemd + sshd test host for the host target (tests/standins/host/README.md). Unlike
+# the others it runs apt-get inside docker build (systemd and openssh-server).
+HOST_IMAGE="convex-standin-host:bookworm"
+HOST_FILES="Dockerfile sshd-standin.conf standin-ssh-setup.sh standin-ssh-setup.service"
+build_host() {
+	local recipe f files=()
+	for f in $HOST_FILES; do files+=("$HERE/host/$f"); done
+	recipe="$(recipe_of "${files[@]}")"
+	needs_build "$HOST_IMAGE" "$recipe" || return 0
+	download_wheels
+	say "build $HOST_IMAGE ($WHY; apt-get installs systemd and openssh-server)"
+	local ctx="$WORK/host"
+	mkdir -p "$ctx"
+	cp "${files[@]}" "$ctx/"
+	cp -r "$WHEELS" "$ctx/wheels"
+	docker_build "$ctx" --label "$RECIPE_LABEL=$recipe" -t "$HOST_IMAGE"
+}
+
 build_python() {
 	local image="python:3.12.7-slim-bookworm" recipe
 	recipe="$(recipe_of "$HERE/python/Dockerfile")"
@@ -274,6 +292,7 @@ done
 [ "${SKIP_POSTGRES:-0}" = 1 ] || build_postgres
 [ "${SKIP_CADDY:-0}" = 1 ] || build_caddy
 [ "${SKIP_PYTHON:-0}" = 1 ] || build_python
+[ "${SKIP_HOST:-0}" = 1 ] || build_host
 
 say "stand-in images:"
 docker images --filter "label=$DESC_LABEL=$DESCRIPTION" --filter dangling=false \
