@@ -790,9 +790,10 @@ class ImportFailed(BackupError):
 
 
 def _import_state(doc, import_id: str) -> dict:
-    state = doc.get("state") if isinstance(doc, dict) else None
+    """The state of an import document ({"state": {"state": ..., ...}, ...})."""
     if doc is None:
         raise BackupError(f"import status: the backend has no import {import_id}")
+    state = doc.get("state") if isinstance(doc, dict) else None
     if not isinstance(state, dict) or not isinstance(state.get("state"), str):
         raise BackupError("import status: no import state in the answer")
     return state
@@ -835,8 +836,8 @@ class Restore:
             return
         running = [doc.get("_id") for doc in imports if isinstance(doc, dict)
                    and isinstance(doc.get("state"), dict)
-                   and doc["state"].get("state") == "in_progress"] if isinstance(
-                       imports, list) else []
+                   and doc["state"].get("state") == "in_progress"
+                   ] if isinstance(imports, list) else []
         if running:
             self.say(f"convex-backup restore: another import is in progress "
                      f"(import={running[0]}); it runs on beside this one")
@@ -916,8 +917,8 @@ def cmd_restore(args, key: str) -> int:
             say(summary)
         if args.yes:
             return True
-        prompt = (f"ALL data in {args.url} (every table and file) will be replaced by "
-                  f"{path}{also}. Type 'yes' to go on: ")
+        prompt = (f"Replace ALL data in {args.url} (every table and file) with {path}{also}? "
+                  "Type 'yes' to go on: ")
         return input(prompt).strip().lower() == "yes"
 
     client = Client(args.url, key, run_timeout=args.timeout)

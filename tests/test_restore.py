@@ -300,8 +300,8 @@ def test_on_a_tty_the_summary_comes_first_then_one_question(fake, snapshot, rest
     result = restore(fake.url, snapshot, tty_answers=[answer_given])
     assert result.returncode == code
     assert result.prompts == [
-        f"ALL data in {fake.url} (every table and file) will be replaced by {snapshot} and set "
-        "2 environment variable(s). Type 'yes' to go on: "]
+        f"Replace ALL data in {fake.url} (every table and file) with {snapshot} and set 2 "
+        "environment variable(s)? Type 'yes' to go on: "]
     assert SUMMARY in result.stdout
     assert fake.performed == (code == 0)
     assert ("/api/update_environment_variables" in fake.paths()) == (code == 0)

@@ -179,7 +179,7 @@ sys.exit(backup.main(sys.argv[1:]))
                           text=True, timeout=120, cwd=tmp_path,
                           env={"PATH": "/usr/bin:/bin", backup.KEY_ENV: target.key})
     assert done.returncode == 1, done.stdout + done.stderr
-    assert f"ALL data in {target.url} (every table and file) will be replaced by {snapshot}" \
+    assert f"Replace ALL data in {target.url} (every table and file) with {snapshot}? " \
         in done.stdout
     assert done.stderr == "convex-backup restore aborted: nothing was changed\n"
     assert target.tables() == {}
