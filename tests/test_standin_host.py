@@ -481,7 +481,7 @@ def test_never_healthy_standin_on_the_host(host, host_binaries):
 
 @pytest.mark.integration
 @pytest.mark.skipif(host_skip is not None, reason=host_skip or "")
-def test_hidepid_hides_the_secret_on_the_command_line(host, host_binaries):
+def test_hidepid_hides_the_command_line_in_proc_but_not_from_systemd(host, host_binaries):
     path, _ = host_binaries[NEW]
     host.put(path, "/opt/convex/pid/convex-local-backend")
     start_unit(host, "convex-pid", "/opt/convex/pid/convex-local-backend",
@@ -496,6 +496,13 @@ def test_hidepid_hides_the_secret_on_the_command_line(host, host_binaries):
         hidden = host.ssh(as_nobody, check=False)
         assert hidden.returncode != 0 and SECRET not in hidden.stdout
         assert SECRET in host.ssh(f"cat /proc/{pid}/cmdline").stdout  # root still sees it
+        # But PID 1 answers anyone's GetUnitProcesses (what `systemctl status` shows) with
+        # the command lines it reads as root: hidepid does not hide the secret from that.
+        via_systemd = host.ssh(
+            "runuser -u nobody -- busctl call org.freedesktop.systemd1 "
+            "/org/freedesktop/systemd1 org.freedesktop.systemd1.Manager GetUnitProcesses "
+            "s convex-pid.service").stdout
+        assert SECRET in via_systemd
     finally:
         host.ssh("mount -o remount,hidepid=off /proc", check=False)
         host.ssh("systemctl stop convex-pid", check=False)
