@@ -2,8 +2,8 @@
 
 from harness import evaluate
 
-from components.settings import KEYS_BY_NAME
 from components.docker.tls_proxy import Route, build_caddyfile
+from components.settings import KEYS_BY_NAME
 
 PROD_CADDYFILE = """\
 {

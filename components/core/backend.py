@@ -132,3 +132,49 @@ def backend_environment(spec: DeploymentSpec, instance_secret: pulumi.Output[str
     return environment
 
 
+
+
+# What upstream's run_backend.sh turns into the binary's flags (and so never passes on as
+# environment); everything else the binary reads from its environment itself.
+FLAG_ENV = frozenset({"INSTANCE_NAME", "INSTANCE_SECRET", "CONVEX_CLOUD_ORIGIN",
+                      "CONVEX_SITE_ORIGIN", "DISABLE_BEACON", "REDACT_LOGS_TO_CLIENT",
+                      "DO_NOT_REQUIRE_SSL", "POSTGRES_URL", "MYSQL_URL", "DATABASE_URL"})
+_DB_DRIVERS = {"POSTGRES_URL": "postgres-v5", "MYSQL_URL": "mysql-v5"}
+
+
+def binary_invocation(spec: DeploymentSpec, *, storage_dir: str, sqlite_path: str,
+                      ca_cert_path: str, beacon_tag: str = "self-hosted-binary",
+                      ) -> tuple[list[str], list[tuple[str, str]]]:
+    """The binary's arguments and environment, as run_backend.sh builds them from the
+    image's environment. Secrets appear in the arguments only as `${NAME}` references to
+    environment entries (the instance secret, the database URL), whose values are
+    `${NAME}` placeholders too: the target substitutes them where it keeps secrets (the
+    binary takes the instance secret only as --instance-secret)."""
+    entries = [entry.split("=", 1) for entry in backend_env(
+        spec, "${INSTANCE_SECRET}", "${DATABASE}" if spec.database.kind != "sqlite" else None,
+        ca_cert_path)]
+    values = dict(entries)
+    arguments = [*spec.tuning.backend_args,
+                 "--instance-name", spec.instance_name,
+                 "--instance-secret", "${INSTANCE_SECRET}",
+                 "--interface", spec.bind_address,
+                 "--port", str(spec.backend_port),
+                 "--site-proxy-port", str(spec.site_port),
+                 "--convex-origin", spec.cloud_origin,
+                 "--convex-site", spec.site_origin,
+                 "--beacon-tag", beacon_tag]
+    for name, flag in (("DISABLE_BEACON", "--disable-beacon"),
+                       ("REDACT_LOGS_TO_CLIENT", "--redact-logs-to-client"),
+                       ("DO_NOT_REQUIRE_SSL", "--do-not-require-ssl")):
+        if name in values:
+            arguments.append(flag)
+    database_var = next((name for name in _DB_DRIVERS if name in values), None)
+    if database_var:
+        arguments += ["--db", _DB_DRIVERS[database_var]]
+    arguments += ["--s3-storage"] if spec.s3 is not None else ["--local-storage", storage_dir]
+    arguments.append(f"${{{database_var}}}" if database_var else sqlite_path)
+    environment = [(name, value) for name, value in entries if name not in FLAG_ENV]
+    environment.append(("INSTANCE_SECRET", "${INSTANCE_SECRET}"))
+    if database_var:
+        environment.append((database_var, "${DATABASE}"))
+    return arguments, environment

@@ -46,10 +46,9 @@ def read_host(reader: Reader, target: str, bind: Optional[str]) -> Optional[Host
     if not _USER.fullmatch(user):
         reader.problem("sshUser", f"{reader.shown('sshUser')} is not a Linux user name "
                                   "(lowercase letters, digits, '_' and '-').")
-    private_key = reader.secret("sshPrivateKey")
+    private_key = reader.secret("sshPrivateKey")  # None: the SSH agent (SSH_AUTH_SOCK)
     if private_key is None:
-        reader.problem("sshPrivateKey", "is required with `target: host`: `pulumi config set "
-                                        "--secret sshPrivateKey -- \"$(cat ~/.ssh/id_ed25519)\"`.")
+        pass
     elif "PRIVATE KEY-----" not in private_key.reveal():
         reader.problem("sshPrivateKey", "is not a private key in PEM/OpenSSH form (a "
                                         "-----BEGIN ... PRIVATE KEY----- block).")

@@ -1,0 +1,235 @@
+"""ConvexHostBackend: the binary, its systemd unit and a health gate, on one host over SSH.
+
+Three pulumi-command resources, in order:
+- `stage`: the binary reaches the host: uploaded (CopyToRemote) from a file you downloaded,
+  or downloaded by the host from a URL; its SHA-256 is checked on the host either way.
+- `install`: installs the staged binary beside the running one and renames it into place
+  (a running binary cannot be overwritten), writes the environment file (mode 600, from
+  stdin: secrets never reach a command line or the log) and the unit, and restarts the
+  unit. Any change of binary, unit or environment runs it again (update, no replacement);
+  `pulumi destroy` stops and removes the unit, keeping the data directory.
+- `healthy`: waits, bounded, until the backend answers /version on the host; until then
+  `pulumi up` fails, and the next one waits again.
+Command outputs are secret in the state (`additional_secret_outputs`): pulumi-command
+stores stdout and stderr in plain text otherwise.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import shlex
+from dataclasses import dataclass
+from typing import Optional
+
+import pulumi
+from pulumi_command import remote
+
+from components.core.spec import DeploymentSpec
+from components.host import unit
+
+SECRET_OUTPUTS = ["stdout", "stderr"]
+
+
+@dataclass(frozen=True)
+class HostConnection:
+    address: str
+    port: int
+    user: str
+    private_key: Optional[str]  # secret; None: the SSH agent (SSH_AUTH_SOCK)
+    host_key: str  # pinned: the connection fails unless the host presents this key
+
+    def args(self) -> remote.ConnectionArgs:
+        return remote.ConnectionArgs(
+            host=self.address, port=self.port, user=self.user,
+            private_key=pulumi.Output.secret(self.private_key) if self.private_key else None,
+            host_key=self.host_key,
+            dial_error_limit=5, per_dial_timeout=15)
+
+    def as_root(self, script: str) -> str:
+        """The command line that runs SCRIPT with bash as root (sudo -n unless root)."""
+        line = f"bash -c {shlex.quote(script)}"
+        return line if self.user == "root" else f"sudo -n {line}"
+
+
+@dataclass(frozen=True)
+class BinarySource:
+    sha256: str
+    path: str = ""  # a local file, or
+    url: str = ""  # https, downloaded by the host
+
+
+@dataclass(frozen=True)
+class HostBackendArgs:
+    spec: DeploymentSpec
+    connection: HostConnection
+    binary: BinarySource
+    environment: pulumi.Input[str]  # the EnvironmentFile's content (secret)
+    ca_certificate: str = ""  # PEM, external databases only
+
+
+def staged_path(spec: DeploymentSpec, sha256: str) -> str:
+    return f"{unit.STAGE_DIR}/{spec.instance_name}-{sha256[:16]}"
+
+
+def stage_script(spec: DeploymentSpec, binary: BinarySource) -> str:
+    """Bring the binary to the stage directory, checked against its SHA-256: downloaded by
+    the host (URL), or uploaded beforehand (file). Upstream's releases are zip files
+    holding `convex-local-backend`; a zip is unpacked after the check."""
+    staged = shlex.quote(staged_path(spec, binary.sha256))
+    download = f"{staged}.download"
+    lines = ["set -euo pipefail", "umask 077"]
+    if binary.url:
+        lines += [
+            "command -v curl >/dev/null || { echo 'curl is not installed on the host' >&2; "
+            "exit 1; }",
+            f"curl -fsSL --proto =https --max-time 600 -o {download} {shlex.quote(binary.url)}",
+        ]
+    lines += [
+        f"echo {shlex.quote(binary.sha256)} {download} | sha256sum -c --quiet --strict || "
+        f"{{ echo 'the binary does not match backendBinarySha256' >&2; rm -f {download}; "
+        "exit 1; }",
+        f'if [ "$(head -c 2 {download})" = PK ]; then',
+        f"  python3 -c 'import sys, zipfile; sys.stdout.buffer.write(zipfile.ZipFile(sys.argv[1])"
+        f".read(\"convex-local-backend\"))' {download} > {staged}",
+        f"  rm -f {download}",
+        "else",
+        f"  mv -f {download} {staged}",
+        "fi",
+    ]
+    return "\n".join(lines)
+
+
+def install_script(spec: DeploymentSpec, sha256: str, ca_certificate: str) -> str:
+    staged = shlex.quote(staged_path(spec, sha256))
+    binary = shlex.quote(unit.binary_path(spec))
+    env = shlex.quote(unit.env_path(spec))
+    service = shlex.quote(unit.unit_name(spec))
+    unit_b64 = base64.b64encode(unit.unit_file(spec).encode()).decode()
+    lines = [
+        "set -euo pipefail",
+        "umask 077",
+        f"test -s {staged} || {{ echo 'the staged binary is missing; run pulumi up again' "
+        ">&2; exit 1; }",
+        f"install -d -m 0755 {shlex.quote(unit.INSTALL_ROOT)} "
+        f"{shlex.quote(unit.INSTALL_ROOT + '/' + spec.instance_name)}",
+        # A running binary cannot be overwritten: install beside it, rename over it.
+        f"install -m 0755 {staged} {binary}.new",
+        f"mv -f {binary}.new {binary}",
+        f"install -d -m 0700 {shlex.quote(unit.CONFIG_DIR)}",
+        f"cat > {env}.new",  # the environment file, from stdin (it holds secrets)
+        f"chmod 600 {env}.new",
+        f"mv -f {env}.new {env}",
+    ]
+    if ca_certificate:
+        ca_b64 = base64.b64encode(ca_certificate.encode()).decode()
+        lines.append(f"echo {ca_b64} | base64 -d > {shlex.quote(unit.ca_path(spec))}")
+        lines.append(f"chmod 644 {shlex.quote(unit.ca_path(spec))}")
+    lines += [
+        f"echo {unit_b64} | base64 -d > /etc/systemd/system/{service}.new",
+        f"mv -f /etc/systemd/system/{service}.new /etc/systemd/system/{service}",
+        "systemctl daemon-reload",
+        f"systemctl enable --quiet {service}",
+        f"systemctl restart {service}",
+        # The instance secret is on the binary's command line (upstream takes it no other
+        # way): only /proc mounted with hidepid hides it from the host's other users.
+        "grep -qE '^proc /proc proc .*hidepid=(2|invisible)' /proc/mounts || echo "
+        "'warning: /proc is not mounted with hidepid=invisible, so other users of this host "
+        "can read the instance secret from the backend command line (see the README, host "
+        "target)' >&2",
+    ]
+    return "\n".join(lines)
+
+
+def remove_script(spec: DeploymentSpec) -> str:
+    service = shlex.quote(unit.unit_name(spec))
+    return "\n".join([
+        "set -uo pipefail",
+        f"systemctl disable --now --quiet {service} || true",
+        f"rm -f /etc/systemd/system/{service} {shlex.quote(unit.env_path(spec))} "
+        f"{shlex.quote(unit.ca_path(spec))}",
+        f"rm -rf {shlex.quote(unit.INSTALL_ROOT + '/' + spec.instance_name)}",
+        "systemctl daemon-reload",
+        # The data directory (StateDirectory) stays: removing it is a deliberate step.
+    ])
+
+
+def health_script(spec: DeploymentSpec, timeout_seconds: int) -> str:
+    url = shlex.quote(f"http://{spec.bind_address}:{spec.backend_port}/version")
+    service = shlex.quote(unit.unit_name(spec))
+    return "\n".join([
+        "set -uo pipefail",
+        "command -v curl >/dev/null || { echo 'curl is not installed on the host' >&2; "
+        "exit 1; }",
+        f"deadline=$((SECONDS + {int(timeout_seconds)}))",
+        f"until curl -fsS --max-time 5 -o /dev/null {url} 2>/dev/null; do",
+        "  if [ $SECONDS -ge $deadline ]; then",
+        f"    echo \"the backend did not answer {url} within {int(timeout_seconds)}s; "
+        f"last log lines (journalctl -u {service}):\" >&2",
+        f"    journalctl -u {service} -n 15 --no-pager -o cat >&2 || true",
+        "    exit 1",
+        "  fi",
+        "  sleep 1",
+        "done",
+    ])
+
+
+class ConvexHostBackend(pulumi.ComponentResource):
+    """The backend binary under systemd on one host, healthy before `up` ends."""
+
+    stage: pulumi.Resource
+    install: remote.Command
+    healthy: remote.Command
+
+    def __init__(self, name: str, args: HostBackendArgs,
+                 opts: Optional[pulumi.ResourceOptions] = None):
+        super().__init__("convex:selfhost:HostBackend", name, None, opts)
+        spec, connection = args.spec, args.connection.args()
+        secret_outputs = pulumi.ResourceOptions(parent=self,
+                                                additional_secret_outputs=SECRET_OUTPUTS)
+        self.stage = self._stage(name, args, connection, secret_outputs)
+        install = install_script(spec, args.binary.sha256, args.ca_certificate)
+        self.install = remote.Command(
+            f"{name}-install", connection=connection,
+            create=args.connection.as_root(install), update=args.connection.as_root(install),
+            delete=args.connection.as_root(remove_script(spec)),
+            stdin=pulumi.Output.secret(args.environment), logging="stderr",
+            opts=pulumi.ResourceOptions.merge(secret_outputs, pulumi.ResourceOptions(
+                depends_on=[self.stage])))
+        # Waits again whenever the install ran again (another binary, unit or environment).
+        fingerprint = pulumi.Output.secret(pulumi.Output.all(
+            install, args.environment).apply(
+                lambda parts: hashlib.sha256("\0".join(parts).encode()).hexdigest()))
+        self.healthy = remote.Command(
+            f"{name}-healthy", connection=connection,
+            create=health_script(spec, spec.resources.backend_start_timeout_seconds),
+            triggers=[fingerprint], logging="none",
+            opts=pulumi.ResourceOptions.merge(secret_outputs, pulumi.ResourceOptions(
+                depends_on=[self.install])))
+        self.register_outputs({"unit": unit.unit_name(spec)})
+
+    def _stage(self, name, args, connection, opts) -> pulumi.Resource:
+        spec, binary = args.spec, args.binary
+        if binary.url:
+            script = stage_script(spec, binary)
+            return remote.Command(f"{name}-stage", connection=connection,
+                                  create=args.connection.as_root(script),
+                                  triggers=[binary.sha256, binary.url], opts=opts)
+        # The upload runs as the SSH user: the stage directory is theirs.
+        owner = shlex.quote(args.connection.user)
+        prepare = remote.Command(
+            f"{name}-stage-dir", connection=connection,
+            create=args.connection.as_root(f"umask 077 && mkdir -p {unit.STAGE_DIR} && "
+                                           f"chown {owner} {unit.STAGE_DIR}"),
+            opts=opts)
+        upload = remote.CopyToRemote(
+            f"{name}-upload", connection=connection,
+            source=pulumi.FileAsset(binary.path),
+            remote_path=staged_path(spec, binary.sha256) + ".download",
+            triggers=[binary.sha256],
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[prepare]))
+        return remote.Command(
+            f"{name}-stage", connection=connection,
+            create=args.connection.as_root(stage_script(spec, binary)),
+            triggers=[binary.sha256], opts=pulumi.ResourceOptions.merge(
+                opts, pulumi.ResourceOptions(depends_on=[upload])))

@@ -1,0 +1,143 @@
+"""The host target under the mock engine: what reaches the host, in which order, and what
+stays secret. The real run against a systemd test host is tests/test_host_integration.py."""
+
+import base64
+import hashlib
+import re
+import shlex
+
+import pytest
+from harness import SAMPLE_SECRET, evaluate, is_secret_value
+
+from components.host import unit
+
+PRIVATE_KEY = ("-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaA==\n"
+               "-----END OPENSSH PRIVATE KEY-----")
+DATABASE_URL = "postgres://convex:db-pa55word@db.internal:5432"
+
+
+def commands(run):
+    return {r.name.rsplit("-", 1)[-1]: r for r in run.resources
+            if r.type == "command:remote:Command"}
+
+
+def script(command_line: str) -> str:
+    """The bash script inside `bash -c '...'` (or `sudo -n bash -c '...'`)."""
+    return shlex.split(command_line)[-1]
+
+
+def unit_text(install_script: str) -> str:
+    b64 = re.search(r"echo (\S+) \| base64 -d > /etc/systemd/system/", install_script).group(1)
+    return base64.b64decode(b64).decode()
+
+
+def test_the_example_stack_stages_installs_and_waits_in_order():
+    run = evaluate("host")
+    steps = commands(run)
+    assert set(steps) == {"stage", "install", "healthy"}
+    assert steps["stage"].urn in steps["install"].dependencies
+    assert steps["install"].urn in steps["healthy"].dependencies
+    for step in steps.values():
+        assert {"stdout", "stderr"} <= set(step.additional_secret_outputs)
+        assert is_secret_value(step.raw["connection"])
+        connection = step.inputs["connection"]
+        assert connection["hostKey"].startswith("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5")
+        assert (connection["host"], connection["port"], connection["user"]) == (
+            "convex-host.example.com", 22, "root")
+    stage = script(steps["stage"].inputs["create"])
+    assert "curl -fsSL --proto =https --max-time 600" in stage
+    assert "sha256sum -c --quiet --strict" in stage
+    # Outputs: the same names as the Docker target, secrets secret, no dashboard.
+    assert set(run.outputs) == {"backendUrl", "siteUrl", "dashboardUrl", "instanceName",
+                                "instanceSecret", "adminKey", "readOnlyAdminKey", "envLocal"}
+    assert run.secret_outputs == {"instanceSecret", "adminKey", "readOnlyAdminKey", "envLocal"}
+    assert run.outputs["dashboardUrl"] is None
+    assert run.outputs["adminKey"].startswith("convex-host|")
+
+
+def test_the_unit_runs_the_binary_hardened_with_the_secret_only_from_its_environment_file():
+    run = evaluate("host", {"memoryLimitMb": 2048, "cpus": "1.5", "rustLog": "debug"},
+                   {"instanceSecret": SAMPLE_SECRET})
+    install = commands(run)["install"]
+    text = unit_text(script(install.inputs["create"]))
+    exec_start = next(line for line in text.splitlines() if line.startswith("ExecStart="))
+    assert exec_start.startswith("ExecStart=/opt/convex-selfhost/convex-host/convex-local-backend ")
+    assert '"--instance-secret" ${INSTANCE_SECRET}' in exec_start
+    assert SAMPLE_SECRET not in text and SAMPLE_SECRET not in install.inputs["create"]
+    for line in ("DynamicUser=yes", "NoNewPrivileges=yes", "ProtectSystem=strict",
+                 "PrivateTmp=yes", "MemoryMax=2048M", "CPUQuota=150%", "Restart=always",
+                 "EnvironmentFile=/etc/convex-selfhost/convex-host.env",
+                 "StateDirectory=convex-selfhost/convex-host", "KillSignal=SIGINT"):
+        assert line in text.splitlines(), line
+    # The environment file travels on stdin, secret, and holds the secret and the knobs.
+    assert is_secret_value(install.raw["stdin"])
+    env = install.inputs["stdin"]
+    assert f'INSTANCE_SECRET="{SAMPLE_SECRET}"' in env and 'RUST_LOG="debug"' in env
+    assert "cat > /etc/convex-selfhost/convex-host.env.new" in install.inputs["create"]
+    assert install.inputs["update"] == install.inputs["create"]
+    delete = script(install.inputs["delete"])
+    assert "systemctl disable --now --quiet convex-host.service" in delete
+    assert "/var/lib" not in delete  # the data directory stays
+
+
+def test_an_external_database_is_a_flag_and_a_secret_environment_entry():
+    run = evaluate("host", {}, {"databaseUrl": DATABASE_URL})
+    install = commands(run)["install"]
+    text = unit_text(script(install.inputs["create"]))
+    assert '"--db" "postgres-v5" "--local-storage" "storage" ${POSTGRES_URL}' in text
+    assert f'POSTGRES_URL="{DATABASE_URL}"' in install.inputs["stdin"]
+    assert DATABASE_URL not in install.inputs["create"]
+
+
+@pytest.mark.parametrize("value,quoted", [
+    ("a%20b$x", '"a%%20b$$x"'), ('say "hi"', '"say \\"hi\\""'), ("back\\slash", '"back\\\\slash"'),
+    ("${INSTANCE_SECRET}", "${INSTANCE_SECRET}"), ("${A B}", '"$${A B}"'), ("-x y", '"-x y"')])
+def test_values_cannot_break_out_of_a_unit_argument(value, quoted):
+    # The settings refuse such values in origins and names; the unit quotes them anyway.
+    assert unit._argument(value) == quoted
+
+
+def test_environment_file_values_are_quoted_for_systemd():
+    assert unit.env_file([("A", 'x"y\\z'), ("B", "$HOME")]) == (
+        "# Written by convex-selfhost; secrets: mode 600, root only.\n"
+        'A="x\\"y\\\\z"\nB="$HOME"\n')
+
+
+def test_a_local_binary_is_uploaded_by_a_non_root_user_and_checked_on_the_host(tmp_path):
+    binary = tmp_path / "convex-local-backend"
+    binary.write_bytes(b"stand-in")
+    sha = hashlib.sha256(b"stand-in").hexdigest()
+    run = evaluate("host", {"backendBinaryUrl": "", "backendBinary": str(binary),
+                            "backendBinarySha256": sha, "sshUser": "deploy"},
+                   {"sshPrivateKey": PRIVATE_KEY})
+    uploads = [r for r in run.resources if r.type == "command:remote:CopyToRemote"]
+    assert len(uploads) == 1
+    upload = uploads[0]
+    assert upload.inputs["remotePath"] == (
+        f"/var/lib/convex-selfhost/stage/convex-host-{sha[:16]}.download")
+    steps = commands(run)
+    assert upload.urn in steps["stage"].dependencies
+    assert steps["stage"].inputs["create"].startswith("sudo -n bash -c ")
+    assert "chown deploy /var/lib/convex-selfhost/stage" in steps["dir"].inputs["create"]
+    assert is_secret_value(steps["install"].raw["connection"])
+    assert steps["install"].inputs["connection"]["privateKey"].startswith("-----BEGIN")
+
+
+@pytest.mark.parametrize("overrides", [{"deployments": ["a", "b"], "instanceName": "shop"}])
+def test_each_deployment_gets_its_own_unit_and_ports(overrides):
+    run = evaluate("host", overrides)
+    installs = [r for r in run.resources if r.name.endswith("-install")]
+    units = sorted(re.search(r"systemctl restart (\S+)", r.inputs["create"]).group(1)
+                   for r in installs)
+    assert units == ["convex-shop-a.service", "convex-shop-b.service"]
+    assert run.outputs["backendUrl"] == {"a": "http://127.0.0.1:3210",
+                                         "b": "http://127.0.0.1:3220"}
+
+
+def test_unit_names():
+    class Spec:
+        instance_name = "convex-prod"
+
+    assert unit.unit_name(Spec) == "convex-prod.service"
+    Spec.instance_name = "shop"
+    assert unit.unit_name(Spec) == "convex-shop.service"
