@@ -6,7 +6,7 @@
 #   ./status.sh [stack]        (default: dev)
 #
 # State backend and passphrase come from ./env.sh (sourced); the checks are
-# components/status.py, run with the virtualenv ./up.sh created.
+# ops/status.py, run with the virtualenv ./up.sh created.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")"
 # shellcheck source=env.sh
@@ -16,4 +16,4 @@ if [ ! -x venv/bin/python ]; then
        "venv/bin/pip install -r requirements.txt)" >&2
   exit 2
 fi
-exec venv/bin/python -m components.status "$@"
+exec venv/bin/python -m ops.status "$@"

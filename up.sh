@@ -12,7 +12,7 @@
 #    start_interval is ignored there, so first starts are only probed more slowly.
 # 4. Installs requirements.txt into ./venv (the virtualenv Pulumi.yaml names).
 #    CONVEX_SELFHOST_SKIP_INSTALL=1 skips this step (offline re-runs; the tests).
-# 5. Recovers from an interrupted run (components/recover.py): clears the lock of a
+# 5. Recovers from an interrupted run (ops/recover.py): clears the lock of a
 #    `pulumi` process that no longer runs, adopts what Docker created meanwhile.
 # 6. `pulumi up --refresh` (unless you pass --refresh=false): it reads
 #    every container back from Docker first, so one removed or stopped outside Pulumi is
@@ -162,7 +162,7 @@ fi
 # A run that was killed leaves its lock and "pending creates" behind, and the next one
 # would fail on them; clear the lock of a dead process and adopt what Docker made.
 if [ -x venv/bin/python ]; then
-  venv/bin/python -m components.recover "$stack" ||
+  venv/bin/python -m ops.recover "$stack" ||
     die "stack '$stack' could not be recovered from an interrupted run (see above)"
 fi
 

@@ -22,7 +22,7 @@ The instance secret is the only thing that makes keys unforgeable: anyone
 holding it can mint keys for the instance, and rotating it revokes them all.
 
 The protobuf codec is `components.key_proto`; the command line (`python -m
-components.admin_key generate|verify ...`) is `components.admin_key_cli`.
+components.admin_key generate|verify ...`) is `ops.admin_key_cli`.
 """
 
 from __future__ import annotations
@@ -311,6 +311,6 @@ def check_admin_key(key: str, instance_name: str, instance_secret: str) -> Admin
 
 
 if __name__ == "__main__":
-    from components.admin_key_cli import main
+    from ops.admin_key_cli import main
 
     sys.exit(main())

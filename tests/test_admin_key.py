@@ -17,7 +17,6 @@ import nacl.secret
 import pytest
 from cryptography.hazmat.primitives.ciphers.aead import AESGCMSIV
 
-from components import admin_key_cli
 from components.admin_key import (
     DEFAULT_ISSUED_S,
     INSTANCE_NAME_PATTERN,
@@ -32,6 +31,7 @@ from components.admin_key import (
     kbkdf_hmac_sha256,
     parse_instance_secret,
 )
+from ops import admin_key_cli
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 NAME = "convex-dev"

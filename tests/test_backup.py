@@ -1,4 +1,4 @@
-"""components/backup.py against a fake Convex export API on loopback (fake_convex_export.py)."""
+"""ops/backup.py against a fake Convex export API on loopback (fake_convex_export.py)."""
 
 import base64
 import datetime as dt
@@ -21,10 +21,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from test_backup_client import Flushes
 
-from components import backup
+from ops import backup
 
 REPO = Path(__file__).resolve().parents[1]
-MODULE = REPO / "components" / "backup.py"
+MODULE = REPO / "ops" / "backup.py"
 KEY = "convex-self-hosted|" + "5ec2e7" * 10
 UTC = dt.timezone.utc
 OK_LINE = re.compile(

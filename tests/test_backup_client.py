@@ -1,4 +1,4 @@
-"""components/backup.py in detail: the HTTP client, the export wait, download, retention,
+"""ops/backup.py in detail: the HTTP client, the export wait, download, retention,
 the run record and the command line (test_backup.py runs it end to end)."""
 
 import datetime as dt
@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from components import backup
-from components.backup import BackupError, Client
+from ops import backup
+from ops.backup import BackupError, Client
 
 KEY = "convex-self-hosted|" + "5ec2e7" * 10
 UTC = dt.timezone.utc

@@ -1,4 +1,4 @@
-"""components/backup.py against hostile backends and a hostile --dest (audit "Hardening II"):
+"""ops/backup.py against hostile backends and a hostile --dest (audit "Hardening II"):
 each test reproduces one finding on loopback or with planted files."""
 
 import base64
@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from test_backup import FakeConvex
 
-from components import backup
+from ops import backup
 
 KEY = "convex-self-hosted|" + "5ec2e7" * 10
 

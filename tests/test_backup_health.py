@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from test_backup import MODULE, fake_clock, script_env
 
-from components import backup
+from ops import backup
 
 KEY = "convex-self-hosted|" + "5ec2e7" * 10
 UTC = dt.timezone.utc

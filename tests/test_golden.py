@@ -73,7 +73,7 @@ def _normal(value):
     if isinstance(value, list):
         return [_normal(item) for item in value]
     if isinstance(value, str) and value == scheduled_backup.SCRIPT.read_text():
-        return "<contents of components/backup.py>"
+        return "<contents of ops/backup.py>"
     return value
 
 

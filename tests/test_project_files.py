@@ -202,13 +202,16 @@ def test_no_private_sdk_names_anywhere():
 
 
 def test_modules_and_functions_stay_small():
-    """No module over 400 lines and no function over 60 in components/ and policy/."""
-    files = [*REPO.glob("components/**/*.py"), *REPO.glob("policy/*.py")]
+    """No module over 400 lines and no function over 60 in components/, ops/ and policy/.
+    ops/backup.py is the exception: it is uploaded whole into the backup container and run
+    there alone (standard library only), so it cannot be split into modules."""
+    files = [*REPO.glob("components/**/*.py"), *REPO.glob("ops/*.py"), *REPO.glob("policy/*.py")]
+    limits = {"ops/backup.py": 1000}
     too_long = {}
     for path in files:
         source = path.read_text()
         name = str(path.relative_to(REPO))
-        if source.count("\n") > 400:
+        if source.count("\n") > limits.get(name, 400):
             too_long[name] = source.count("\n")
         for node in ast.walk(ast.parse(source)):
             if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):

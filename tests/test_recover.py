@@ -1,4 +1,4 @@
-"""components/recover.py: what an interrupted `pulumi up` left behind is cleared or adopted."""
+"""ops/recover.py: what an interrupted `pulumi up` left behind is cleared or adopted."""
 
 import json
 import os
@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from components import recover
-from components.recover import RecoverError
+from ops import recover
+from ops.recover import RecoverError
 
 NET = ("urn:pulumi:dev::convex-selfhost::convex:selfhost:Deployment"
        "$docker:index/network:Network::convex-dev-network")

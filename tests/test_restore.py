@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from components import backup
+from ops import backup
 
 KEY = "convex-self-hosted|" + "5ec2e7" * 10
 TOKEN = '{"objectKey":"6f1c 2b","filepath":"/convex/data/storage/imports/6f1c.blob"}'

@@ -1,4 +1,4 @@
-"""Backup -> restore -> backup through components/backup.py, run as a script, against two
+"""Backup -> restore -> backup through ops/backup.py, run as a script, against two
 in-process backend stand-ins (tests/standins/backend/server.py) on loopback."""
 
 import importlib.util
@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from components import backup
 from components.admin_key import issue_admin_key
+from ops import backup
 
 try:
     from cryptography.hazmat.primitives.ciphers.aead import AESGCMSIV
@@ -26,7 +26,7 @@ except Exception:  # noqa: BLE001 - any failure means "cannot run these tests"
     pytestmark = pytest.mark.skip(reason="cryptography with AES-GCM-SIV (>= 42) is not available")
 
 REPO = Path(__file__).resolve().parents[1]
-SCRIPT = REPO / "components" / "backup.py"
+SCRIPT = REPO / "ops" / "backup.py"
 SERVER = REPO / "tests" / "standins" / "backend" / "server.py"
 
 

@@ -5,7 +5,7 @@ from pathlib import Path
 from harness import evaluate, is_secret_value
 from test_settings import problems
 
-from components import backup
+from ops import backup
 
 
 def test_backup_container_runs_the_uploaded_client_on_the_schedule():

@@ -496,12 +496,12 @@ def test_up_installs_requirements_into_venv_unless_skipped(sandbox):
         < calls.index("pulumi up --yes --stack dev --refresh")
     # then recovery from an interrupted run, with the project's virtualenv, before the update
     assert calls.index("venv/bin/python -m pip install --quiet -r requirements.txt") \
-        < calls.index("venv/bin/python -m components.recover dev") \
+        < calls.index("venv/bin/python -m ops.recover dev") \
         < calls.index("pulumi up --yes --stack dev --refresh")
     sandbox.calls_file.unlink()
     sandbox.run(str(sandbox.repo / "up.sh"))  # CONVEX_SELFHOST_SKIP_INSTALL=1
     assert [c for c in sandbox.calls() if c.startswith(("python3", "venv/"))] == [
-        "venv/bin/python -m components.recover dev"]  # installs nothing
+        "venv/bin/python -m ops.recover dev"]  # installs nothing
 
 
 def test_up_script_refuses_clearly_without_pulumi(tmp_path):

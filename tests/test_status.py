@@ -1,4 +1,4 @@
-"""components/status.py: what ./status.sh reports per deployment, from stand-in commands."""
+"""ops/status.py: what ./status.sh reports per deployment, from stand-in commands."""
 
 import io
 import json
@@ -6,8 +6,8 @@ import subprocess
 
 import pytest
 
-from components import status
 from components.releases import DEFAULT_VERSION
+from ops import status
 
 KEY = "convex-dev|01" + "ab" * 40
 IMAGE_ID = "sha256:" + "1" * 64

@@ -18,9 +18,10 @@ import pytest
 from harness import assert_matches_golden
 from test_backup_client import Flushes
 
-from components import backup, releases, upgrade, upgrade_local, upgrade_plan
-from components.upgrade import REPO, Log, UpgradeError, Upgrader, check_backup_dir
-from components.upgrade_plan import PlanError, follow_migrations, plan
+from components import releases
+from ops import backup, upgrade, upgrade_local, upgrade_plan
+from ops.upgrade import REPO, Log, UpgradeError, Upgrader, check_backup_dir
+from ops.upgrade_plan import PlanError, follow_migrations, plan
 
 OLD = "4d3b0a5de955a258e70e3813bbff486051d88820"
 NEW = "652b828b5129e6cdbcaa3c20efa8d116d09ff3bf"
@@ -358,7 +359,7 @@ def test_a_preview_that_touches_data_is_refused_and_reset(tmp_path):
         f"{OLD} --stack dev && pulumi up --stack dev; if the data is damaged, restore the "
         "backup (and its environment variables): CONVEX_SELF_HOSTED_ADMIN_KEY=\"$(pulumi stack "
         "output adminKey --show-secrets --stack dev)\" python3 "
-        f"{REPO / 'components' / 'backup.py'} restore --url http://127.0.0.1:1 --file "
+        f"{REPO / 'ops' / 'backup.py'} restore --url http://127.0.0.1:1 --file "
         f"{tmp_path / 'backup' / 'snapshot.zip'} --app-dir {tmp_path / 'app'}")
     assert ("up",) not in stack.calls and stack.config["convex-selfhost:version"] == OLD
     log = (tmp_path / "backup" / "upgrade.log").read_text()
@@ -372,7 +373,7 @@ def test_a_failed_migration_says_how_to_roll_back(tmp_path):
     with pytest.raises(UpgradeError) as failed:
         up.execute("in-place")
     assert "migrations did not complete" in str(failed.value)
-    assert "components/backup.py restore" in str(failed.value)
+    assert "ops/backup.py restore" in str(failed.value)
 
 
 @pytest.mark.parametrize("key,value", [("convex-selfhost:provisionPostgres", "true"),
@@ -516,7 +517,7 @@ def test_admin_key_check_against_a_backend(tmp_path):
 
 def test_cli_plan_and_refusals():
     def cli(*args):
-        return subprocess.run([sys.executable, "-m", "components.upgrade", *args],
+        return subprocess.run([sys.executable, "-m", "ops.upgrade", *args],
                               capture_output=True, text=True, cwd=Path(REPO))
 
     done = cli("plan", "--from", OLD, "--to", NEW)
@@ -927,7 +928,7 @@ def test_backups_inside_the_repository_are_refused_word_for_word():
 
 
 UPGRADE_HELP = {
-    "plan": "usage: python -m components.upgrade plan [-h] --from OLD --to NEW [--mode "
+    "plan": "usage: python -m ops.upgrade plan [-h] --from OLD --to NEW [--mode "
             "{in-place,export-import}] [--allow-downgrade] options: -h, --help show this help "
             "message and exit --from OLD --to NEW --mode {in-place,export-import} "
             "--allow-downgrade",
@@ -942,7 +943,7 @@ def test_the_command_line_help_and_required_options(capsys):
     with pytest.raises(SystemExit):
         upgrade.main(["--help"])
     out = capsys.readouterr().out
-    assert out.startswith("usage: python -m components.upgrade [-h] {plan,run} ...\n")
+    assert out.startswith("usage: python -m ops.upgrade [-h] {plan,run} ...\n")
     assert upgrade.__doc__.strip().splitlines()[2] in out.splitlines()  # kept as written
     assert "plan print what an upgrade crosses" in " ".join(out.split())
     assert "run back up, then upgrade a stack" in " ".join(out.split())

@@ -30,9 +30,10 @@ from test_upgrade import (
     upgrader,
 )
 
-from components import backup, releases, upgrade, upgrade_local
-from components.upgrade import REPO, Log, UpgradeError, Upgrader, check_backup_dir
-from components.upgrade_plan import follow_migrations
+from components import releases
+from ops import backup, upgrade, upgrade_local
+from ops.upgrade import REPO, Log, UpgradeError, Upgrader, check_backup_dir
+from ops.upgrade_plan import follow_migrations
 
 PROXY_VARIABLES = ("http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY", "all_proxy",
                    "ALL_PROXY")
@@ -185,7 +186,7 @@ sys.path[:0] = [{repo!r}, {tests!r}]
 from pulumi import automation as auto
 
 import test_upgrade as t
-from components import upgrade
+from ops import upgrade
 
 convex = t.FakeConvex()
 stack = t.FakeStack()
@@ -290,7 +291,7 @@ def test_a_failed_export_import_rolls_back_version_and_data_volume(tmp_path, vol
                      ["pulumi", "config", "set", "convex-selfhost:version", OLD, "--stack", "dev"],
                      volume, ["pulumi", "up", "--stack", "dev"]]
     key = "CONVEX_SELF_HOSTED_ADMIN_KEY=$(pulumi stack output adminKey --show-secrets --stack dev)"
-    assert restore == [key, "python3", str(REPO / "components" / "backup.py"), "restore",
+    assert restore == [key, "python3", str(REPO / "ops" / "backup.py"), "restore",
                        "--url", "http://127.0.0.1:1", "--file", str(backup_dir / "snapshot.zip"),
                        "--app-dir", str(tmp_path / "my app; rm -rf ~")]
     # Following it in a shell runs exactly those commands and nothing else.

@@ -1,4 +1,4 @@
-"""`python -m components.upgrade run` on a real Pulumi engine and a real Docker engine
+"""`python -m ops.upgrade run` on a real Pulumi engine and a real Docker engine
 (opt-in, minutes), both modes, from the older stand-in release to the newer one:
 
     CONVEX_SELFHOST_INTEGRATION=1 ./test.sh -m integration tests/test_upgrade_real.py -s
@@ -49,7 +49,7 @@ REPO = Path(__file__).resolve().parents[1]
 RUN_TIMEOUT = 900
 
 DRIVER = r'''
-"""python -m components.upgrade, with the shim the test's docstring describes."""
+"""python -m ops.upgrade, with the shim the test's docstring describes."""
 import http.client
 import json
 import os
@@ -58,7 +58,7 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 sys.path.insert(0, os.getcwd())
-from components import upgrade  # noqa: E402
+from ops import upgrade  # noqa: E402
 
 SHIM = json.loads(os.environ["UPGRADE_SHIM"])
 
@@ -174,7 +174,7 @@ class Runner:
                    "--timeout", str(timeout), *args]
         done = subprocess.run(command, cwd=self.ws.project, env=environment, text=True,
                               capture_output=True, timeout=RUN_TIMEOUT)
-        print(f"\n$ python -m components.upgrade run {' '.join(args)} -> exit "
+        print(f"\n$ python -m ops.upgrade run {' '.join(args)} -> exit "
               f"{done.returncode}\n" + "\n".join(
                   f"    {line}" for line in (done.stdout + done.stderr).splitlines()
                   if not line.startswith("  ") and "known release" not in line))

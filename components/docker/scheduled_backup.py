@@ -1,6 +1,6 @@
 """ScheduledBackup: a container that exports the deployment on a cron schedule.
 
-It runs components/backup.py (standard library only, uploaded into a pinned Python
+It runs ops/backup.py (standard library only, uploaded into a pinned Python
 image, so nothing is downloaded when it starts) against the backend on the deployment's
 private network, and keeps the newest `keep` snapshots (file storage included) in a
 retained `<instance>-backups` volume. A failed run makes the container unhealthy.
@@ -19,7 +19,7 @@ from components.docker import docker_common
 from components.docker.docker_common import ContainerLimits
 from components.docker.health import HealthGate
 
-SCRIPT = Path(__file__).resolve().parents[1] / "backup.py"
+SCRIPT = Path(__file__).resolve().parents[2] / "ops" / "backup.py"
 SCRIPT_PATH = "/app/convex_backup.py"
 BACKUP_PATH = "/backups"
 START_TIMEOUT_SECONDS = 60

@@ -132,11 +132,12 @@ def install_script(spec: DeploymentSpec, sha256: str, ca_certificate: str) -> st
         f"systemctl enable --quiet {service}",
         f"systemctl restart {service}",
         # The instance secret is on the binary's command line (upstream takes it no other
-        # way): only /proc mounted with hidepid hides it from the host's other users.
+        # way). /proc mounted hidepid=invisible hides it from other users' `ps`, but not
+        # from `systemctl status`: only administrators may log into such a host.
         "grep -qE '^proc /proc proc .*hidepid=(2|invisible)' /proc/mounts || echo "
-        "'warning: /proc is not mounted with hidepid=invisible, so other users of this host "
-        "can read the instance secret from the backend command line (see the README, host "
-        "target)' >&2",
+        "'warning: /proc is not mounted hidepid=invisible: every user of this host can read "
+        "the instance secret from the backend command line (ps). Even with it, systemctl "
+        "status shows it: let only administrators log into this host.' >&2",
     ]
     return "\n".join(lines)
 

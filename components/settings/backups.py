@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Optional
 
-from components.backup import CronError, parse_cron
 from components.settings.model import BackupSettings
 from components.settings.reader import Reader
+from ops.backup import CronError, parse_cron
 
 MAX_KEEP = 1000
 

@@ -113,7 +113,7 @@ def _refuse_docker_only(reader: Reader) -> None:
                                    "siteOrigin.")
     if reader.string("backupSchedule"):
         reader.problem("backupSchedule", "scheduled backups are not available on the host "
-                                         "target yet; run `components/backup.py once` from a "
+                                         "target yet; run `ops/backup.py once` from a "
                                          "timer or cron job (see the README's Backups).")
     if reader.string("dataVolumeName"):
         reader.problem("dataVolumeName", "names a Docker volume; the host target keeps data in "

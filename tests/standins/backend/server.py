@@ -31,7 +31,7 @@ tests touch.
   query ``_system/cli/queryEnvironmentVariables`` (documents ``{_id, _creationTime, name,
   value}`` sorted by name) and ``POST /api/update_environment_variables`` ``{"changes":
   [{"name", "value"?}]}`` (no value: unset), with upstream's name, value and count limits.
-* The snapshot import API ``npx convex import`` uses (see components/backup.py): start_upload,
+* The snapshot import API ``npx convex import`` uses (see ops/backup.py): start_upload,
   upload_part (parts appended in arrival order, like the local-disk storage), finish_upload
   (zip only), the queries ``_system/cli/queryImport`` and ``:list``, perform_import and
   cancel_import, through the states uploaded -> waiting_for_confirmation -> in_progress ->

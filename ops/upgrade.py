@@ -1,7 +1,7 @@
-"""Upgrade a stack's Convex version without losing data: `python -m components.upgrade`.
+"""Upgrade a stack's Convex version without losing data: `python -m ops.upgrade`.
 
-    python -m components.upgrade plan --from OLD --to NEW [--allow-downgrade]
-    python -m components.upgrade run --stack STACK --to NEW [--mode in-place|export-import]
+    python -m ops.upgrade plan --from OLD --to NEW [--allow-downgrade]
+    python -m ops.upgrade run --stack STACK --to NEW [--mode in-place|export-import]
         [--app-dir DIR] [--backup-dir DIR] [--allow-downgrade] [--timeout SECONDS]
 
 `run` follows upstream's self-hosting upgrade guide (self-hosted/advanced/upgrading.md):
@@ -31,8 +31,8 @@ import urllib.request
 from pathlib import Path
 from typing import Callable, Optional, Sequence
 
-from components import backup
-from components.upgrade_local import (
+from ops import backup
+from ops.upgrade_local import (
     COMMANDS,
     REPO,
     SNAPSHOT_FILE,
@@ -50,7 +50,7 @@ from components.upgrade_local import (
     shell_line,
     stop_commands,
 )
-from components.upgrade_plan import (
+from ops.upgrade_plan import (
     MODES,
     NAMESPACE,
     PlanError,
@@ -76,7 +76,7 @@ class Upgrader:
     """One upgrade run. `stack` is a Pulumi Automation API stack (or a stand-in with
     get_all_config/set_config/remove_config/preview/up/outputs); `run(command, timeout,
     **kwargs)` executes a command and returns its CompletedProcess; `log_lines` yields the
-    backend's log lines; `client` talks to the backend's export API (components/backup.py)."""
+    backend's log lines; `client` talks to the backend's export API (ops/backup.py)."""
 
     def __init__(self, stack, new: str, app_dir: Path, backup_dir: Path, log: Log,
                  run: Optional[Callable[..., subprocess.CompletedProcess]] = None,
@@ -139,7 +139,7 @@ class Upgrader:
         # The key comes from the stack's output at that moment, never from this text.
         key = ('CONVEX_SELF_HOSTED_ADMIN_KEY="$(' + shell_line(
             "pulumi", "stack", "output", "adminKey", "--show-secrets", "--stack", stack) + ')"')
-        restore = shell_line("python3", REPO / "components" / "backup.py", "restore", "--url",
+        restore = shell_line("python3", REPO / "ops" / "backup.py", "restore", "--url",
                              self.url, "--file", self.backup_dir / SNAPSHOT_FILE, "--app-dir",
                              self.app_dir)
         return (f"To roll back: {' && '.join(steps)}; if the data is damaged, restore the "
@@ -263,7 +263,7 @@ class Upgrader:
             if mode == "in-place":
                 self.in_place()
             else:
-                from components.upgrade_import import export_import
+                from ops.upgrade_import import export_import
 
                 export_import(self, snapshot)
             self.check_admin_key()
@@ -300,7 +300,7 @@ def _default_version() -> str:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m components.upgrade", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m ops.upgrade", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True)
     p = commands.add_parser("plan", help="print what an upgrade crosses")
@@ -356,7 +356,7 @@ def _run(args, argv: Sequence[str]) -> int:
     backup_dir = check_backup_dir(Path(args.backup_dir) if args.backup_dir
                                   else default_backup_dir(args.stack))
     log = Log(backup_dir / "upgrade.log")
-    log(f"$ {shell_line('python', '-m', 'components.upgrade', *argv)}")
+    log(f"$ {shell_line('python', '-m', 'ops.upgrade', *argv)}")
     try:
         upgrader = _upgrader(args, app_dir, backup_dir, log)
     except (PlanError, UpgradeError) as error:

@@ -3,7 +3,7 @@
 Every command an upgrade runs is bounded by a timeout and runs in a session of its own, so
 a timeout, Ctrl-C or SIGTERM stops it with everything it started. The backup directory and
 upgrade.log are private (700/600, whatever the umask) and never where git could commit
-them. components/upgrade.py orchestrates; nothing here knows about Convex.
+them. ops/upgrade.py orchestrates; nothing here knows about Convex.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 backend's log that it finished.
 
 Pure functions over the release table (components/releases.py), preview events and log
-lines, so the orchestration in components/upgrade.py can be tested without a deployment.
+lines, so the orchestration in ops/upgrade.py can be tested without a deployment.
 """
 
 from __future__ import annotations

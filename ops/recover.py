@@ -13,7 +13,7 @@ An interrupted run leaves two things behind:
   a resource that lives only in the state: random values, health gates) is cleared, and
   the next `pulumi up` creates it.
 
-    python -m components.recover <stack>     exit 0: nothing to do or recovered; 1: not
+    python -m ops.recover <stack>     exit 0: nothing to do or recovered; 1: not
 
 Every command is bounded in time; nothing secret is printed.
 """
@@ -258,7 +258,7 @@ def recover(stack: str, backend_url: str, run: Runner = run_command,
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m components.recover",
+        prog="python -m ops.recover",
         description="Clear what an interrupted `pulumi up` left behind (stale lock, pending "
                     "creates), adopting Docker objects it made.")
     parser.add_argument("stack")

@@ -29,9 +29,9 @@ import urllib.request
 from dataclasses import dataclass, field
 from typing import Callable, Optional, Sequence
 
-from components.backup import NoRedirect, redact
 from components.docker.docker_common import LABEL_PREFIX
 from components.releases import DEFAULT_VERSION
+from ops.backup import NoRedirect, redact
 
 PULUMI_TIMEOUT = 120
 DOCKER_TIMEOUT = 30

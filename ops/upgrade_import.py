@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # pragma: no cover
-    from components.upgrade import Upgrader
+    from ops.upgrade import Upgrader
 
 NAMESPACE = "convex-selfhost"
 VOLUME_TYPE = "docker:index/volume:Volume"
@@ -23,8 +23,8 @@ UNPROTECT_TIMEOUT = 300
 
 
 def export_import(upgrader: Upgrader, snapshot: Path) -> None:
-    from components import backup
-    from components.upgrade import ENV_FILE, UpgradeError
+    from ops import backup
+    from ops.upgrade import ENV_FILE, UpgradeError
 
     log = upgrader.log
     if upgrader.config("provisionPostgres") == "true" or upgrader.config("databaseUrl"):
@@ -51,7 +51,7 @@ def export_import(upgrader: Upgrader, snapshot: Path) -> None:
 def _unprotect_data_volume(upgrader: Upgrader) -> None:
     """The data volume resource is replaced (a new name); a protected one cannot be.
     Its Docker volume is retained on delete either way."""
-    from components.upgrade import REPO, UpgradeError, shell_line
+    from ops.upgrade import REPO, UpgradeError, shell_line
 
     state = upgrader.stack.export_stack()
     deployment = state.deployment if hasattr(state, "deployment") else state
