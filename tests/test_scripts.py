@@ -722,7 +722,9 @@ def test_readme_commands_rely_on_env_sh():
     # No hand-made backend or passphrase exports that could disagree with env.sh.
     assert not re.search(r"export PULUMI_BACKEND_URL=file://", README)
     assert not re.search(r"PULUMI_CONFIG_PASSPHRASE_FILE=\$PWD", README)
-    for section in ("## Team setup", "### Logs", "### Tear down a dev stack", "### Backups"):
+    for section in ("## Team setup", "### Logs", "### Tear down", "### Backups", "### Status",
+                    "### Restore drill", "### Recover from an interrupted run",
+                    "## Troubleshooting"):
         assert section in README
     assert "docker logs -f convex-dev-backend" in README
     assert "ssh -L 6791:127.0.0.1:6791 -L 3210:127.0.0.1:3210 user@host" in README
