@@ -31,6 +31,11 @@ def unit_text(install_script: str) -> str:
     return base64.b64decode(b64).decode()
 
 
+def env_text(install_script: str) -> str:
+    b64 = re.search(r"echo (\S+) \| base64 -d > /etc/convex-selfhost/", install_script).group(1)
+    return base64.b64decode(b64).decode()
+
+
 def test_the_example_stack_stages_installs_and_waits_in_order():
     run = evaluate("host")
     steps = commands(run)
@@ -59,22 +64,21 @@ def test_the_unit_runs_the_binary_hardened_with_the_secret_only_from_its_environ
     run = evaluate("host", {"memoryLimitMb": 2048, "cpus": "1.5", "rustLog": "debug"},
                    {"instanceSecret": SAMPLE_SECRET})
     install = commands(run)["install"]
-    text = unit_text(script(install.inputs["create"]))
+    assert install.inputs["create"] == install.inputs["update"] == "bash -s"
+    text = unit_text(install.inputs["stdin"])
     exec_start = next(line for line in text.splitlines() if line.startswith("ExecStart="))
     assert exec_start.startswith("ExecStart=/opt/convex-selfhost/convex-host/convex-local-backend ")
     assert '"--instance-secret" ${INSTANCE_SECRET}' in exec_start
-    assert SAMPLE_SECRET not in text and SAMPLE_SECRET not in install.inputs["create"]
+    assert SAMPLE_SECRET not in text
     for line in ("DynamicUser=yes", "NoNewPrivileges=yes", "ProtectSystem=strict",
                  "PrivateTmp=yes", "MemoryMax=2048M", "CPUQuota=150%", "Restart=always",
                  "EnvironmentFile=/etc/convex-selfhost/convex-host.env",
                  "StateDirectory=convex-selfhost/convex-host", "KillSignal=SIGINT"):
         assert line in text.splitlines(), line
-    # The environment file travels on stdin, secret, and holds the secret and the knobs.
+    # The script, with the environment file, travels on stdin: a secret.
     assert is_secret_value(install.raw["stdin"])
-    env = install.inputs["stdin"]
+    env = env_text(install.inputs["stdin"])
     assert f'INSTANCE_SECRET="{SAMPLE_SECRET}"' in env and 'RUST_LOG="debug"' in env
-    assert "cat > /etc/convex-selfhost/convex-host.env.new" in install.inputs["create"]
-    assert install.inputs["update"] == install.inputs["create"]
     delete = script(install.inputs["delete"])
     assert "systemctl disable --now --quiet convex-host.service" in delete
     assert "/var/lib" not in delete  # the data directory stays
@@ -83,10 +87,10 @@ def test_the_unit_runs_the_binary_hardened_with_the_secret_only_from_its_environ
 def test_an_external_database_is_a_flag_and_a_secret_environment_entry():
     run = evaluate("host", {}, {"databaseUrl": DATABASE_URL})
     install = commands(run)["install"]
-    text = unit_text(script(install.inputs["create"]))
+    text = unit_text(install.inputs["stdin"])
     assert '"--db" "postgres-v5" "--local-storage" "storage" ${POSTGRES_URL}' in text
-    assert f'POSTGRES_URL="{DATABASE_URL}"' in install.inputs["stdin"]
-    assert DATABASE_URL not in install.inputs["create"]
+    assert f'POSTGRES_URL="{DATABASE_URL}"' in env_text(install.inputs["stdin"])
+    assert DATABASE_URL not in text
 
 
 @pytest.mark.parametrize("value,quoted", [
@@ -114,11 +118,11 @@ def test_a_local_binary_is_uploaded_by_a_non_root_user_and_checked_on_the_host(t
     assert len(uploads) == 1
     upload = uploads[0]
     assert upload.inputs["remotePath"] == (
-        f"/var/lib/convex-selfhost/stage/convex-host-{sha[:16]}.download")
+        f"/var/lib/convex-selfhost-stage/convex-host-{sha[:16]}.download")
     steps = commands(run)
     assert upload.urn in steps["stage"].dependencies
     assert steps["stage"].inputs["create"].startswith("sudo -n bash -c ")
-    assert "chown deploy /var/lib/convex-selfhost/stage" in steps["dir"].inputs["create"]
+    assert "chown deploy /var/lib/convex-selfhost-stage" in steps["dir"].inputs["create"]
     assert is_secret_value(steps["install"].raw["connection"])
     assert steps["install"].inputs["connection"]["privateKey"].startswith("-----BEGIN")
 
@@ -127,7 +131,7 @@ def test_a_local_binary_is_uploaded_by_a_non_root_user_and_checked_on_the_host(t
 def test_each_deployment_gets_its_own_unit_and_ports(overrides):
     run = evaluate("host", overrides)
     installs = [r for r in run.resources if r.name.endswith("-install")]
-    units = sorted(re.search(r"systemctl restart (\S+)", r.inputs["create"]).group(1)
+    units = sorted(re.search(r"systemctl restart (\S+)", r.inputs["stdin"]).group(1)
                    for r in installs)
     assert units == ["convex-shop-a.service", "convex-shop-b.service"]
     assert run.outputs["backendUrl"] == {"a": "http://127.0.0.1:3210",

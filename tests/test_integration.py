@@ -47,7 +47,7 @@ COMMAND_TIMEOUT = 900
 IMAGE_TYPE = "docker:index/remoteImage:RemoteImage"
 CONTAINER_TYPE = "docker:index/container:Container"
 GATE_TYPE = "pulumi-python:dynamic:Resource"
-PROJECT_FILES = ("Pulumi.yaml", "__main__.py", "components", "stacks", "requirements.txt")
+PROJECT_FILES = ("Pulumi.yaml", "__main__.py", "components", "ops", "stacks", "requirements.txt")
 
 
 def integration_skip_reason() -> Optional[str]:

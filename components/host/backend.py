@@ -4,10 +4,11 @@ Three pulumi-command resources, in order:
 - `stage`: the binary reaches the host: uploaded (CopyToRemote) from a file you downloaded,
   or downloaded by the host from a URL; its SHA-256 is checked on the host either way.
 - `install`: installs the staged binary beside the running one and renames it into place
-  (a running binary cannot be overwritten), writes the environment file (mode 600, from
-  stdin: secrets never reach a command line or the log) and the unit, and restarts the
-  unit. Any change of binary, unit or environment runs it again (update, no replacement);
-  `pulumi destroy` stops and removes the unit, keeping the data directory.
+  (a running binary cannot be overwritten), writes the environment file (mode 600) and the
+  unit, and restarts the unit. Its script is the command's stdin, a secret: the secrets in
+  it never reach a command line, the log or the state in plain text. Any change of binary,
+  unit or environment runs it again (update, no replacement); `pulumi destroy` stops and
+  removes the unit, keeping the data directory.
 - `healthy`: waits, bounded, until the backend answers /version on the host; until then
   `pulumi up` fails, and the next one waits again.
 Command outputs are secret in the state (`additional_secret_outputs`): pulumi-command
@@ -50,6 +51,11 @@ class HostConnection:
         """The command line that runs SCRIPT with bash as root (sudo -n unless root)."""
         line = f"bash -c {shlex.quote(script)}"
         return line if self.user == "root" else f"sudo -n {line}"
+
+    def root_shell(self) -> str:
+        """bash as root reading its script from stdin: errors then quote this short command
+        line, not the script, and a script holding secrets travels as a secret stdin."""
+        return "bash -s" if self.user == "root" else "sudo -n bash -s"
 
 
 @dataclass(frozen=True)
@@ -100,7 +106,8 @@ def stage_script(spec: DeploymentSpec, binary: BinarySource) -> str:
     return "\n".join(lines)
 
 
-def install_script(spec: DeploymentSpec, sha256: str, ca_certificate: str) -> str:
+def install_script(spec: DeploymentSpec, sha256: str, ca_certificate: str,
+                   environment: str) -> str:
     staged = shlex.quote(staged_path(spec, sha256))
     binary = shlex.quote(unit.binary_path(spec))
     env = shlex.quote(unit.env_path(spec))
@@ -117,7 +124,8 @@ def install_script(spec: DeploymentSpec, sha256: str, ca_certificate: str) -> st
         f"install -m 0755 {staged} {binary}.new",
         f"mv -f {binary}.new {binary}",
         f"install -d -m 0700 {shlex.quote(unit.CONFIG_DIR)}",
-        f"cat > {env}.new",  # the environment file, from stdin (it holds secrets)
+        # The environment file holds secrets: this script reaches the host as secret stdin.
+        f"echo {base64.b64encode(environment.encode()).decode()} | base64 -d > {env}.new",
         f"chmod 600 {env}.new",
         f"mv -f {env}.new {env}",
     ]
@@ -130,7 +138,8 @@ def install_script(spec: DeploymentSpec, sha256: str, ca_certificate: str) -> st
         f"mv -f /etc/systemd/system/{service}.new /etc/systemd/system/{service}",
         "systemctl daemon-reload",
         f"systemctl enable --quiet {service}",
-        f"systemctl restart {service}",
+        f"systemctl restart {service} || {{ systemctl status {service} --no-pager -n 15 >&2; "
+        "exit 1; }",
         # The instance secret is on the binary's command line (upstream takes it no other
         # way). /proc mounted hidepid=invisible hides it from other users' `ps`, but not
         # from `systemctl status`: only administrators may log into such a host.
@@ -189,22 +198,23 @@ class ConvexHostBackend(pulumi.ComponentResource):
         secret_outputs = pulumi.ResourceOptions(parent=self,
                                                 additional_secret_outputs=SECRET_OUTPUTS)
         self.stage = self._stage(name, args, connection, secret_outputs)
-        install = install_script(spec, args.binary.sha256, args.ca_certificate)
+        install = pulumi.Output.secret(pulumi.Output.from_input(args.environment).apply(
+            lambda environment: install_script(spec, args.binary.sha256, args.ca_certificate,
+                                               environment)))
+        shell = args.connection.root_shell()
         self.install = remote.Command(
-            f"{name}-install", connection=connection,
-            create=args.connection.as_root(install), update=args.connection.as_root(install),
+            f"{name}-install", connection=connection, create=shell, update=shell,
             delete=args.connection.as_root(remove_script(spec)),
-            stdin=pulumi.Output.secret(args.environment), logging="stderr",
+            stdin=install,
             opts=pulumi.ResourceOptions.merge(secret_outputs, pulumi.ResourceOptions(
                 depends_on=[self.stage])))
         # Waits again whenever the install ran again (another binary, unit or environment).
-        fingerprint = pulumi.Output.secret(pulumi.Output.all(
-            install, args.environment).apply(
-                lambda parts: hashlib.sha256("\0".join(parts).encode()).hexdigest()))
+        fingerprint = pulumi.Output.secret(install.apply(
+            lambda script: hashlib.sha256(script.encode()).hexdigest()))
         self.healthy = remote.Command(
-            f"{name}-healthy", connection=connection,
-            create=health_script(spec, spec.resources.backend_start_timeout_seconds),
-            triggers=[fingerprint], logging="none",
+            f"{name}-healthy", connection=connection, create="bash -s",
+            stdin=health_script(spec, spec.resources.backend_start_timeout_seconds),
+            triggers=[fingerprint],
             opts=pulumi.ResourceOptions.merge(secret_outputs, pulumi.ResourceOptions(
                 depends_on=[self.install])))
         self.register_outputs({"unit": unit.unit_name(spec)})

@@ -11,7 +11,9 @@ from components.core.spec import DeploymentSpec
 
 INSTALL_ROOT = "/opt/convex-selfhost"  # the binary: <root>/<instance>/convex-local-backend
 CONFIG_DIR = "/etc/convex-selfhost"  # <instance>.env, mode 600, root only
-STAGE_DIR = "/var/lib/convex-selfhost/stage"  # uploads before they are installed
+# Uploads before they are installed; not under /var/lib/convex-selfhost, where systemd
+# links the units' state directories and a private stage directory would block them.
+STAGE_DIR = "/var/lib/convex-selfhost-stage"
 CA_FILE = "database-ca.pem"  # beside the env file
 # restartPolicy as systemd's Restart=; unless-stopped has no systemd twin: `systemctl stop`
 # already keeps a unit stopped until the next start.

@@ -1,0 +1,165 @@
+"""The host target on a real engine (opt-in, a few minutes): the Pulumi CLI and the
+pulumi-command plugin deploy the stand-in convex-local-backend to a systemd + sshd test
+host (tests/hosttarget.py) over SSH with a pinned host key.
+
+    CONVEX_SELFHOST_INTEGRATION=1 ./test.sh -m integration tests/test_host_integration.py -s
+
+It checks: the first `up` installs and starts the unit and waits until the backend
+answers, with the generated admin key accepted by the backend; a second `preview` and a
+`refresh` show no changes; a new binary is swapped in while the old one runs and only the
+stage, install and health steps run again; nothing secret is in `pulumi stack export` in
+plain text; a backend that never answers fails `up` twice; a wrong host key is refused;
+`destroy` removes the unit and keeps the data directory.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import hosttarget
+import pytest
+from test_integration import PROJECT_FILES, Workspace, integration_skip_reason
+
+REPO = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.integration
+
+
+def _skip_reason():
+    reason = integration_skip_reason() or hosttarget.skip_reason()
+    if not reason and shutil.which("pulumi-resource-command") is None:
+        done = subprocess.run(["pulumi", "plugin", "ls"], capture_output=True, text=True)
+        if "command" not in done.stdout:
+            reason = ("the pulumi-command plugin is not installed (../shared/tools/"
+                      "build-command-plugin.sh builds it)")
+    return reason
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    reason = _skip_reason()
+    if reason:
+        pytest.skip(reason)
+    root = tmp_path_factory.mktemp("hostit")
+    ws = Workspace(root)
+    ws.project.mkdir()
+    (root / "state").mkdir()
+    for name in PROJECT_FILES:
+        source = REPO / name
+        (shutil.copytree if source.is_dir() else shutil.copy2)(source, ws.project / name)
+    for stale in (ws.project / "stacks").glob("Pulumi.*.yaml"):
+        stale.unlink()
+    (ws.project / "venv").symlink_to(Path(sys.prefix), target_is_directory=True)
+    older, newer = hosttarget.standin_versions()
+    binaries = {}
+    for version in (older, newer):
+        directory = root / f"bin-{version[:7]}"
+        directory.mkdir()
+        binaries[version] = hosttarget.standin_binary(version, directory)
+    with hosttarget.running_host() as host:
+        yield ws, host, binaries, (older, newer)
+        for stack in ws.stacks:
+            ws.pulumi("state", "unprotect", "--all", "--yes", stack=stack, check=False)
+            ws.pulumi("destroy", "--yes", "--skip-preview", stack=stack, check=False)
+            ws.pulumi("stack", "rm", "--yes", "--force", stack=stack, check=False)
+
+
+def _stack(ws, host, binary, version, role, **extra):
+    path, sha = binary
+    config = {"target": "host", "hostAddress": host.address, "sshPort": host.port,
+              "sshUser": "root", "sshHostKey": host.host_key, "backendBinary": str(path),
+              "backendBinarySha256": sha, "dashboard": "false", "version": version,
+              "protectData": "false", "backendStartTimeoutSeconds": 30, **extra}
+    return ws.new_stack(role, config, {"sshPrivateKey": host.private_key})
+
+
+def _changes(ws, stack):
+    steps = ws.preview_steps(stack)
+    return sorted((s["op"], s["urn"].rsplit("::", 1)[-1]) for s in steps if s["op"] != "same")
+
+
+def test_the_host_target_deploys_swaps_and_removes_the_backend(setup):
+    ws, host, binaries, (older, newer) = setup
+    stack = _stack(ws, host, binaries[older], older, "host")
+    ws.pulumi("up", "--yes", "--skip-preview", stack=stack)
+    outputs = ws.outputs(stack)
+    instance = outputs["instanceName"]
+    unit = f"{instance}.service"
+    assert host.ssh(f"systemctl is-active {unit}").stdout.strip() == "active"
+    port = 3210
+    version = host.ssh(f"curl -fsS http://127.0.0.1:{port}/version").stdout.strip()
+    print(f"\n/version on the host: {version}")
+    key = outputs["adminKey"]
+    checked = host.ssh(f"curl -s -o /dev/null -w '%{{http_code}}' -H 'Authorization: Convex "
+                       f"{key}' http://127.0.0.1:{port}/api/check_admin_key").stdout
+    assert checked.strip() == "200"
+    env_mode = host.ssh(f"stat -c '%a %U' /etc/convex-selfhost/{instance}.env").stdout.strip()
+    assert env_mode == "600 root"
+
+    # Nothing to do the second time, also after reading everything back.
+    assert _changes(ws, stack) == []
+    refresh = ws.pulumi("refresh", "--yes", "--skip-preview", stack=stack)
+    assert "error" not in refresh.stdout.lower()
+    assert _changes(ws, stack) == []
+
+    # Nothing secret in plain text in the state.
+    state = ws.pulumi("stack", "export", stack=stack).stdout
+    secret = outputs["instanceSecret"]
+    for value in (secret, key, key.split("|", 1)[1], host.private_key.strip().splitlines()[1]):
+        assert value not in state
+
+    # A new release: the binary is swapped while the old one runs, the unit restarts.
+    path, sha = binaries[newer]
+    ws.pulumi("config", "set", "convex-selfhost:backendBinary", str(path), stack=stack)
+    ws.pulumi("config", "set", "convex-selfhost:backendBinarySha256", sha, stack=stack)
+    ws.pulumi("config", "set", "convex-selfhost:version", newer, stack=stack)
+    changes = _changes(ws, stack)
+    print(f"\nversion change: {changes}")
+    assert {name for _, name in changes} <= {
+        f"{instance}-backend-upload", f"{instance}-backend-stage",
+        f"{instance}-backend-install", f"{instance}-backend-healthy"}
+    ws.pulumi("up", "--yes", "--skip-preview", stack=stack)
+    assert host.ssh(f"curl -fsS http://127.0.0.1:{port}/version").stdout.strip() != version
+    assert _changes(ws, stack) == []
+
+    # destroy: the unit goes, the data directory stays.
+    ws.pulumi("destroy", "--yes", "--skip-preview", stack=stack)
+    gone = host.ssh(f"systemctl cat {unit}", check=False)
+    assert gone.returncode != 0
+    kept = host.ssh(f"ls /var/lib/private/convex-selfhost/{instance}").stdout
+    print(f"\ndata directory after destroy: {kept.split()}")
+    assert kept.strip()
+
+
+def test_a_backend_that_never_answers_fails_up_twice(setup):
+    ws, host, binaries, (older, _) = setup
+    path, sha = binaries[older]
+    never = path.parent.parent / "bin-never"
+    never.mkdir(exist_ok=True)
+    broken, broken_sha = hosttarget.standin_binary(older, never)
+    stack = _stack(ws, host, (broken, broken_sha), older, "never",
+                   backendPort=3310, sitePort=3311, backendStartTimeoutSeconds=10)
+    instance = f"convex-{stack}"
+    # The stand-in answers 503 forever when a NEVER_HEALTHY file lies beside the binary.
+    host.ssh(f"mkdir -p /opt/convex-selfhost/{instance} && "
+             f"touch /opt/convex-selfhost/{instance}/NEVER_HEALTHY")
+    for attempt in (1, 2):
+        done = ws.pulumi("up", "--yes", "--skip-preview", stack=stack, check=False)
+        assert done.returncode != 0, attempt
+        assert "did not answer" in done.stdout + done.stderr, attempt
+
+
+def test_a_host_presenting_another_key_is_refused(setup):
+    ws, host, binaries, (older, _) = setup
+    other = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIJdD7y3aLq5WZ5ZxXW1dWgH0Gm4k6o1bP8Y2dF3m6k9Q"
+    stack = _stack(ws, host, binaries[older], older, "wrongkey", sshHostKey=other,
+                   backendPort=3320, sitePort=3321)
+    done = ws.pulumi("up", "--yes", "--skip-preview", stack=stack, check=False)
+    assert done.returncode != 0
+    assert "host key" in (done.stdout + done.stderr).lower()
+    unit = f"convex-{stack}.service"
+    assert host.ssh(f"systemctl cat {unit}", check=False).returncode != 0
+    print(json.dumps({"refused": True}))
