@@ -252,6 +252,9 @@ def status(stack: str, run: Runner = run_command, backend_type=Backend,
                PULUMI_TIMEOUT)
     version = done.stdout.strip() if done.returncode == 0 else ""
     version = version or DEFAULT_VERSION
+    done = run(["pulumi", "config", "get", "convex-selfhost:target", "--stack", stack],
+               PULUMI_TIMEOUT)
+    on_host = done.returncode == 0 and done.stdout.strip() == "host"
     per_deployment = deployments(outputs)
     if not per_deployment:
         raise StatusError(f"stack '{stack}' has no deployment outputs: was it deployed "
@@ -263,11 +266,18 @@ def status(stack: str, run: Runner = run_command, backend_type=Backend,
         instance = str(values.get("instanceName") or key)
         mine = [c for c in containers if c.deployment == instance
                 or (not c.deployment and c.name.startswith(f"{instance}-"))]
-        if not mine:
-            report.fail("the stack's state records no container for it")
-        for want in mine:
-            check_container(want, seen.get(want.name), report)
-        check_version(next((c for c in mine if c.role == "backend"), None), version, report)
+        if on_host:
+            # A systemd unit on the host: seen here through the backend it runs (its state
+            # on the host: `systemctl status` / `journalctl -u` there).
+            unit = instance if instance.startswith("convex-") else f"convex-{instance}"
+            report.ok(f"host target: unit {unit}.service, checked through its backend")
+        else:
+            if not mine:
+                report.fail("the stack's state records no container for it")
+            for want in mine:
+                check_container(want, seen.get(want.name), report)
+            check_version(next((c for c in mine if c.role == "backend"), None), version,
+                          report)
         check_backend(values, report, backend_type)
         print(f"{instance}:", file=out)
         for line in report.lines:
@@ -283,7 +293,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         prog="status.sh", description="Check that a stack's deployments run as recorded.")
     parser.add_argument("stack", nargs="?", default="dev", help="the stack (default: dev)")
     args = parser.parse_args(argv)
-    for tool in ("pulumi", "docker"):
+    for tool in ("pulumi",):
         if shutil.which(tool) is None:
             print(f"status: error: `{tool}` is not on PATH", file=sys.stderr)
             return 2

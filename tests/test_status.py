@@ -49,6 +49,8 @@ class Fake:
         if argv[:3] == ["pulumi", "config", "get"]:
             if argv[3] == "convex-selfhost:version" and self.version:
                 return ok(self.version + "\n")
+            if argv[3] == "convex-selfhost:target" and getattr(self, "target", ""):
+                return ok(self.target + "\n")
             return subprocess.CompletedProcess(argv, 255, "", "not found")
         if argv[0] == "docker":
             name = argv[-1]
@@ -168,3 +170,12 @@ def test_a_stack_that_cannot_be_read_is_exit_2(monkeypatch, capsys):
 def test_commands_time_out_instead_of_hanging():
     done = status.run_command(["sleep", "5"], 0.2)
     assert done.returncode == 124 and "no answer within 0.2s" in done.stderr
+
+
+def test_a_host_target_stack_is_checked_through_its_backend():
+    fake = Fake(SINGLE, state([]), {})
+    fake.target = "host"
+    code, text = run_status(fake)
+    assert code == 0, text
+    assert "  ok    host target: unit convex-dev.service, checked through its backend" in text
+    assert not [c for c in fake.calls if c[0] == "docker"]
