@@ -18,6 +18,7 @@ import json
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import hosttarget
@@ -163,3 +164,29 @@ def test_a_host_presenting_another_key_is_refused(setup):
     unit = f"convex-{stack}.service"
     assert host.ssh(f"systemctl cat {unit}", check=False).returncode != 0
     print(json.dumps({"refused": True}))
+
+
+def test_scheduled_backups_land_on_the_host(setup):
+    ws, host, binaries, (older, _) = setup
+    stack = _stack(ws, host, binaries[older], older, "backups", backendPort=3330,
+                   sitePort=3331, backupSchedule="* * * * *", backupKeep=2)
+    ws.pulumi("up", "--yes", "--skip-preview", stack=stack)
+    instance = f"convex-{stack}"
+    directory = f"/var/lib/private/convex-selfhost-backups/{instance}"
+    listing = ""
+    for _ in range(50):  # the first run is at the next full minute
+        listing = host.ssh(f"ls {directory} 2>/dev/null || true").stdout
+        if "snapshot-" in listing and ".zip" in listing:
+            break
+        time.sleep(3)
+    print(f"\nbackups on the host: {listing.split()}")
+    assert ".zip" in listing, host.ssh(f"journalctl -u {instance}-backup -n 20 --no-pager",
+                                       check=False).stdout
+    mode = host.ssh(f"stat -c %a /etc/convex-selfhost/{instance}-backup.env").stdout.strip()
+    assert mode == "600"
+    # Turning the schedule off removes the backup unit; the snapshots stay.
+    ws.pulumi("config", "rm", "convex-selfhost:backupSchedule", stack=stack)
+    ws.pulumi("config", "rm", "convex-selfhost:backupKeep", stack=stack)
+    ws.pulumi("up", "--yes", "--skip-preview", stack=stack)
+    assert host.ssh(f"systemctl cat {instance}-backup.service", check=False).returncode != 0
+    assert ".zip" in host.ssh(f"ls {directory}").stdout

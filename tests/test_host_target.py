@@ -7,7 +7,7 @@ import re
 import shlex
 
 import pytest
-from harness import SAMPLE_SECRET, evaluate, is_secret_value
+from harness import REPO, SAMPLE_SECRET, evaluate, is_secret_value
 
 from components.host import unit
 
@@ -80,7 +80,8 @@ def test_the_unit_runs_the_binary_hardened_with_the_secret_only_from_its_environ
     env = env_text(install.inputs["stdin"])
     assert f'INSTANCE_SECRET="{SAMPLE_SECRET}"' in env and 'RUST_LOG="debug"' in env
     delete = script(install.inputs["delete"])
-    assert "systemctl disable --now --quiet convex-host.service" in delete
+    assert "systemctl disable --now --quiet convex-host-backup.service convex-host.service" \
+        in delete
     assert "/var/lib" not in delete  # the data directory stays
 
 
@@ -145,3 +146,32 @@ def test_unit_names():
     assert unit.unit_name(Spec) == "convex-prod.service"
     Spec.instance_name = "shop"
     assert unit.unit_name(Spec) == "convex-shop.service"
+
+
+def test_scheduled_backups_run_the_backup_client_in_a_unit_of_their_own():
+    run = evaluate("host", {"backupSchedule": "15 3 * * *", "backupKeep": 5},
+                   {"instanceSecret": SAMPLE_SECRET})
+    stdin = commands(run)["install"].inputs["stdin"]
+    units = [base64.b64decode(b64).decode() for b64 in
+             re.findall(r"echo (\S+) \| base64 -d > /etc/systemd/system/", stdin)]
+    backup = next(u for u in units if "Scheduled backups" in u)
+    exec_start = next(line for line in backup.splitlines() if line.startswith("ExecStart="))
+    assert exec_start == (
+        'ExecStart=/usr/bin/python3 "/opt/convex-selfhost/convex-host/convex_backup.py" '
+        '"schedule" "--url" "http://127.0.0.1:3210" "--dest" '
+        '%S/convex-selfhost-backups/convex-host "--keep" "5" "--cron" "15 3 * * *"')
+    assert "EnvironmentFile=/etc/convex-selfhost/convex-host-backup.env" in backup
+    envs = [base64.b64decode(b64).decode() for b64 in
+            re.findall(r"echo (\S+) \| base64 -d > /etc/convex-selfhost/", stdin)]
+    assert any(env.startswith("# Written") and "CONVEX_SELF_HOSTED_ADMIN_KEY=\"convex-host|01"
+               in env for env in envs)
+    # The client itself is uploaded byte for byte.
+    client = re.search(r"echo (\S+) \| base64 -d > /opt/convex-selfhost/convex-host/"
+                       r"convex_backup.py.new", stdin).group(1)
+    assert base64.b64decode(client) == (REPO / "ops" / "backup.py").read_bytes()
+    assert run.outputs["adminKey"] not in str(commands(run)["install"].inputs["create"])
+
+
+def test_without_a_schedule_a_former_backup_unit_is_removed():
+    stdin = commands(evaluate("host"))["install"].inputs["stdin"]
+    assert "systemctl disable --now --quiet convex-host-backup.service" in stdin

@@ -75,7 +75,6 @@ def test_a_binary_that_does_not_match_its_sha256_is_refused(binary):
     ({"provisionPostgres": True}, "provisionPostgres", "external database"),
     ({"tlsProxy": True, "apiDomain": "api.example.com", "dashboard": False}, "tlsProxy",
      "reverse proxy"),
-    ({"backupSchedule": "0 3 * * *"}, "backupSchedule", "not available on the host target"),
     ({"dataVolumeName": "vol"}, "dataVolumeName", "state directory"),
 ])
 def test_bad_host_settings_name_the_key(binary, overrides, key, text):

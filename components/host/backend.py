@@ -21,6 +21,7 @@ import base64
 import hashlib
 import shlex
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Optional
 
 import pulumi
@@ -30,6 +31,7 @@ from components.core.spec import DeploymentSpec
 from components.host import unit
 
 SECRET_OUTPUTS = ["stdout", "stderr"]
+BACKUP_CLIENT = Path(__file__).resolve().parents[2] / "ops" / "backup.py"
 
 
 @dataclass(frozen=True)
@@ -72,6 +74,8 @@ class HostBackendArgs:
     binary: BinarySource
     environment: pulumi.Input[str]  # the EnvironmentFile's content (secret)
     ca_certificate: str = ""  # PEM, external databases only
+    # With scheduled backups: the backup unit's EnvironmentFile (the admin key; secret).
+    backup_environment: Optional[pulumi.Input[str]] = None
 
 
 def staged_path(spec: DeploymentSpec, sha256: str) -> str:
@@ -106,8 +110,38 @@ def stage_script(spec: DeploymentSpec, binary: BinarySource) -> str:
     return "\n".join(lines)
 
 
+def _backup_lines(spec: DeploymentSpec, backup_environment: Optional[str]) -> list[str]:
+    """Install (or, without a schedule, remove) the backup unit beside the backend's."""
+    service = shlex.quote(unit.backup_unit_name(spec))
+    if spec.backups is None or backup_environment is None:
+        return [f"if [ -e /etc/systemd/system/{service} ]; then",
+                f"  systemctl disable --now --quiet {service} || true",
+                f"  rm -f /etc/systemd/system/{service} {shlex.quote(unit.backup_env_path(spec))}",
+                "  systemctl daemon-reload",
+                "fi"]
+    script = shlex.quote(f"{unit.INSTALL_ROOT}/{spec.instance_name}/{unit.BACKUP_SCRIPT}")
+    env = shlex.quote(unit.backup_env_path(spec))
+    client = base64.b64encode(BACKUP_CLIENT.read_bytes()).decode()
+    unit_b64 = base64.b64encode(unit.backup_unit_file(spec).encode()).decode()
+    return [
+        "command -v python3 >/dev/null || { echo 'python3 is not installed on the host "
+        "(scheduled backups run the backup client with it)' >&2; exit 1; }",
+        f"echo {client} | base64 -d > {script}.new",
+        f"chmod 644 {script}.new",
+        f"mv -f {script}.new {script}",
+        f"echo {base64.b64encode(backup_environment.encode()).decode()} | base64 -d > {env}.new",
+        f"chmod 600 {env}.new",
+        f"mv -f {env}.new {env}",
+        f"echo {unit_b64} | base64 -d > /etc/systemd/system/{service}.new",
+        f"mv -f /etc/systemd/system/{service}.new /etc/systemd/system/{service}",
+        "systemctl daemon-reload",
+        f"systemctl enable --quiet {service}",
+        f"systemctl restart {service}",
+    ]
+
+
 def install_script(spec: DeploymentSpec, sha256: str, ca_certificate: str,
-                   environment: str) -> str:
+                   environment: str, backup_environment: Optional[str] = None) -> str:
     staged = shlex.quote(staged_path(spec, sha256))
     binary = shlex.quote(unit.binary_path(spec))
     env = shlex.quote(unit.env_path(spec))
@@ -140,6 +174,7 @@ def install_script(spec: DeploymentSpec, sha256: str, ca_certificate: str,
         f"systemctl enable --quiet {service}",
         f"systemctl restart {service} || {{ systemctl status {service} --no-pager -n 15 >&2; "
         "exit 1; }",
+        *_backup_lines(spec, backup_environment),
         # The instance secret is on the binary's command line (upstream takes it no other
         # way). /proc mounted hidepid=invisible hides it from other users' `ps`, but not
         # from `systemctl status`: only administrators may log into such a host.
@@ -153,14 +188,16 @@ def install_script(spec: DeploymentSpec, sha256: str, ca_certificate: str,
 
 def remove_script(spec: DeploymentSpec) -> str:
     service = shlex.quote(unit.unit_name(spec))
+    backup = shlex.quote(unit.backup_unit_name(spec))
     return "\n".join([
         "set -uo pipefail",
-        f"systemctl disable --now --quiet {service} || true",
-        f"rm -f /etc/systemd/system/{service} {shlex.quote(unit.env_path(spec))} "
+        f"systemctl disable --now --quiet {backup} {service} 2>/dev/null || true",
+        f"rm -f /etc/systemd/system/{service} /etc/systemd/system/{backup} "
+        f"{shlex.quote(unit.env_path(spec))} {shlex.quote(unit.backup_env_path(spec))} "
         f"{shlex.quote(unit.ca_path(spec))}",
         f"rm -rf {shlex.quote(unit.INSTALL_ROOT + '/' + spec.instance_name)}",
         "systemctl daemon-reload",
-        # The data directory (StateDirectory) stays: removing it is a deliberate step.
+        # The data and backup directories (StateDirectory) stay: removing them is deliberate.
     ])
 
 
@@ -198,9 +235,10 @@ class ConvexHostBackend(pulumi.ComponentResource):
         secret_outputs = pulumi.ResourceOptions(parent=self,
                                                 additional_secret_outputs=SECRET_OUTPUTS)
         self.stage = self._stage(name, args, connection, secret_outputs)
-        install = pulumi.Output.secret(pulumi.Output.from_input(args.environment).apply(
-            lambda environment: install_script(spec, args.binary.sha256, args.ca_certificate,
-                                               environment)))
+        install = pulumi.Output.secret(pulumi.Output.all(
+            args.environment, args.backup_environment).apply(
+                lambda envs: install_script(spec, args.binary.sha256, args.ca_certificate,
+                                            envs[0], envs[1])))
         shell = args.connection.root_shell()
         self.install = remote.Command(
             f"{name}-install", connection=connection, create=shell, update=shell,

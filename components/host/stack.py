@@ -44,6 +44,11 @@ class HostDeployment(pulumi.ComponentResource):
                 f"{name}-instance-secret", length=32,
                 opts=pulumi.ResourceOptions(parent=self, protect=spec.protect_data))
             self.instance_secret = pulumi.Output.secret(self.secret_resource.hex)
+        keys = admin_keys(spec.instance_name, spec.cloud_origin, self.instance_secret)
+        backup_environment = None
+        if spec.backups is not None:
+            backup_environment = pulumi.Output.secret(keys.admin_key.apply(
+                lambda key: unit.env_file([("CONVEX_SELF_HOSTED_ADMIN_KEY", key or "")])))
         connection = HostConnection(
             host.address, host.port, host.user,
             host.private_key.reveal() if host.private_key else None, host.host_key)
@@ -53,13 +58,13 @@ class HostDeployment(pulumi.ComponentResource):
                             binary=BinarySource(host.binary_sha256, host.binary_path,
                                                 host.binary_url),
                             environment=environment_file(spec, self.instance_secret),
-                            ca_certificate=spec.database.ca_cert),
+                            ca_certificate=spec.database.ca_cert,
+                            backup_environment=backup_environment),
             opts=pulumi.ResourceOptions(parent=self))
         self.instance_name = spec.instance_name
         self.backend_url = spec.cloud_origin
         self.site_url = spec.site_origin
         self.dashboard_url = None
-        keys = admin_keys(spec.instance_name, spec.cloud_origin, self.instance_secret)
         self.admin_key, self.read_only_admin_key = keys.admin_key, keys.read_only_admin_key
         self.env_local = keys.env_local
         self.register_outputs({"backendUrl": self.backend_url,

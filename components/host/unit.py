@@ -59,6 +59,62 @@ def invocation(spec: DeploymentSpec) -> tuple[list[str], list[tuple[str, str]]]:
                              ca_cert_path=ca_path(spec))
 
 
+BACKUP_SCRIPT = "convex_backup.py"  # ops/backup.py, beside the binary
+
+
+def backup_unit_name(spec: DeploymentSpec) -> str:
+    return unit_name(spec).replace(".service", "-backup.service")
+
+
+def backup_env_path(spec: DeploymentSpec) -> str:
+    return f"{CONFIG_DIR}/{spec.instance_name}-backup.env"
+
+
+def backup_dir(spec: DeploymentSpec) -> str:
+    """StateDirectory= of the backup unit: the snapshots, kept on destroy."""
+    return f"convex-selfhost-backups/{spec.instance_name}"
+
+
+_HARDENING = ["NoNewPrivileges=yes", "ProtectSystem=strict", "ProtectHome=yes",
+              "PrivateTmp=yes", "PrivateDevices=yes", "ProtectKernelTunables=yes",
+              "ProtectKernelModules=yes", "ProtectControlGroups=yes", "ProtectProc=invisible",
+              "RestrictSUIDSGID=yes", "RestrictRealtime=yes", "LockPersonality=yes",
+              "UMask=0077"]
+
+
+def backup_unit_file(spec: DeploymentSpec) -> str:
+    """The same backup client as the Docker target's sidecar, in its schedule mode, as a
+    unit of its own beside the backend's."""
+    backups = spec.backups
+    script = f"{INSTALL_ROOT}/{spec.instance_name}/{BACKUP_SCRIPT}"
+    arguments = ["schedule", "--url", f"http://{spec.bind_address}:{spec.backend_port}",
+                 "--dest", f"%S/{backup_dir(spec)}", "--keep", str(backups.keep),
+                 "--cron", backups.schedule]
+    exec_start = " ".join(["/usr/bin/python3", _argument(script),
+                           *(a if a.startswith("%S/") else _argument(a) for a in arguments)])
+    return "\n".join([
+        "# Written by convex-selfhost; `pulumi up` replaces it.",
+        "[Unit]",
+        f"Description=Scheduled backups of Convex backend {spec.instance_name} (convex-selfhost)",
+        f"After={unit_name(spec)}",
+        "",
+        "[Service]",
+        "Type=simple",
+        "DynamicUser=yes",
+        f"StateDirectory={backup_dir(spec)}",
+        "StateDirectoryMode=0700",
+        f"EnvironmentFile={backup_env_path(spec)}",
+        f"ExecStart={exec_start}",
+        "Restart=on-failure",
+        "RestartSec=10",
+        *_HARDENING,
+        "",
+        "[Install]",
+        "WantedBy=multi-user.target",
+        "",
+    ])
+
+
 def unit_file(spec: DeploymentSpec) -> str:
     arguments, _ = invocation(spec)
     exec_start = " ".join([binary_path(spec), *map(_argument, arguments)])
@@ -92,19 +148,7 @@ def unit_file(spec: DeploymentSpec) -> str:
         # As upstream's compose file: SIGINT, then 10 s to stop.
         "KillSignal=SIGINT",
         "TimeoutStopSec=10",
-        "NoNewPrivileges=yes",
-        "ProtectSystem=strict",
-        "ProtectHome=yes",
-        "PrivateTmp=yes",
-        "PrivateDevices=yes",
-        "ProtectKernelTunables=yes",
-        "ProtectKernelModules=yes",
-        "ProtectControlGroups=yes",
-        "ProtectProc=invisible",
-        "RestrictSUIDSGID=yes",
-        "RestrictRealtime=yes",
-        "LockPersonality=yes",
-        "UMask=0077",
+        *_HARDENING,
         *limits,
         "",
         "[Install]",

@@ -111,10 +111,6 @@ def _refuse_docker_only(reader: Reader) -> None:
         reader.problem("tlsProxy", "is a Docker-target feature; with `target: host` put the "
                                    "host's own reverse proxy in front and set cloudOrigin and "
                                    "siteOrigin.")
-    if reader.string("backupSchedule"):
-        reader.problem("backupSchedule", "scheduled backups are not available on the host "
-                                         "target yet; run `ops/backup.py once` from a "
-                                         "timer or cron job (see the README's Backups).")
     if reader.string("dataVolumeName"):
         reader.problem("dataVolumeName", "names a Docker volume; the host target keeps data in "
                                          "the unit's state directory.")
