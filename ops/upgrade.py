@@ -251,6 +251,12 @@ class Upgrader:
             raise UpgradeError(f"the backend refused the environment variables (HTTP {status}).")
 
     def execute(self, mode: str) -> None:
+        if self.config("target") == "host":
+            raise UpgradeError(
+                "this tool upgrades Docker-target stacks; on the host target, back up "
+                "(ops/backup.py once), then set version, backendBinaryUrl (or backendBinary) "
+                "and backendBinarySha256 together and run ./up.sh (README: the host target). "
+                "Nothing was changed.")
         try:
             self.log(self.plan.describe(mode))
             snapshot = self.backup()

@@ -1017,3 +1017,13 @@ def test_environment_variables_are_set_in_one_request_with_the_key(tmp_path):
     assert up.log.messages == ["setting 2 environment variable(s): A, SECRET_TOKEN",
                                "setting 1 environment variable(s): B"]
     assert "s3cr3t" not in (tmp_path / "backup" / "upgrade.log").read_text()
+
+
+def test_a_host_target_stack_is_refused_before_anything_runs(tmp_path):
+    stack = FakeStack()
+    stack.config["convex-selfhost:target"] = "host"
+    up, commands = upgrader(tmp_path, stack)
+    with pytest.raises(UpgradeError, match="upgrades Docker-target stacks") as refused:
+        up.execute("in-place")
+    assert "Nothing was changed." in str(refused.value)
+    assert commands == [] and stack.calls == [] and up.convex.requests == []
