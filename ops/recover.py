@@ -24,13 +24,14 @@ import argparse
 import json
 import os
 import socket
-import subprocess
 import sys
 import tempfile
 import urllib.parse
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional, Sequence
+
+from ops.commands import Runner, last_line, run_command
 
 PULUMI_TIMEOUT = 600
 DOCKER_TIMEOUT = 30
@@ -39,26 +40,12 @@ DOCKER_KINDS = {"docker:index/container:Container": "container",
                 "docker:index/volume:Volume": "volume",
                 "docker:index/network:Network": "network"}
 
-Runner = Callable[[Sequence[str], float], subprocess.CompletedProcess]
 
 
 class RecoverError(Exception):
     """The stack cannot be recovered automatically; the message says what to do."""
 
 
-def run_command(argv: Sequence[str], timeout: float) -> subprocess.CompletedProcess:
-    try:
-        return subprocess.run(list(argv), capture_output=True, text=True, timeout=timeout,
-                              check=False, stdin=subprocess.DEVNULL)
-    except subprocess.TimeoutExpired:
-        return subprocess.CompletedProcess(argv, 124, "", f"no answer within {timeout:g}s")
-    except OSError as error:
-        return subprocess.CompletedProcess(argv, 127, "", str(error))
-
-
-def _last_line(text: str) -> str:
-    lines = [line.strip() for line in (text or "").splitlines() if line.strip()]
-    return lines[-1][:300] if lines else "no message"
 
 
 # --- locks ---------------------------------------------------------------------------
@@ -132,7 +119,7 @@ def clear_stale_locks(stack: str, backend_url: str, run: Runner, say,
     done = run(["pulumi", "cancel", "--yes", "--stack", stack], PULUMI_TIMEOUT)
     if done.returncode != 0:
         raise RecoverError(f"could not clear the lock left by an interrupted run: "
-                           f"{_last_line(done.stderr)}")
+                           f"{last_line(done.stderr)}")
     pids = ", ".join(str(lock.pid) for lock in locks)
     say(f"recover: cleared the lock left by an interrupted `pulumi` run (pid {pids}, no "
         "longer running)")
@@ -176,7 +163,7 @@ def docker_id(pending: Pending, docker_host: str, run: Runner) -> Optional[str]:
     if "No such" in done.stderr or "no such" in done.stderr.lower():
         return None
     raise RecoverError(f"cannot ask Docker whether {kind} {pending.name} exists: "
-                       f"{_last_line(done.stderr)}")
+                       f"{last_line(done.stderr)}")
 
 
 def adopt(state: dict, found: dict[str, str]) -> tuple[dict, list[str]]:
@@ -233,7 +220,7 @@ def recover_pending(stack: str, run: Runner, say, workdir: Optional[Path] = None
                    PULUMI_TIMEOUT)
     if done.returncode != 0:
         raise RecoverError(f"could not record what the interrupted run created: "
-                           f"{_last_line(done.stderr or done.stdout)}. Run `pulumi refresh "
+                           f"{last_line(done.stderr or done.stdout)}. Run `pulumi refresh "
                            f"--stack {stack}` and answer its questions about pending creates.")
     for item in pending:
         if item.urn in found:
@@ -247,7 +234,7 @@ def recover_pending(stack: str, run: Runner, say, workdir: Optional[Path] = None
                     *targets], PULUMI_TIMEOUT)
         if done.returncode != 0:
             raise RecoverError(f"adopted the objects, but reading them back failed: "
-                               f"{_last_line(done.stderr or done.stdout)}")
+                               f"{last_line(done.stderr or done.stdout)}")
 
 
 def recover(stack: str, backend_url: str, run: Runner = run_command,

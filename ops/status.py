@@ -22,16 +22,16 @@ import argparse
 import json
 import os
 import shutil
-import subprocess
 import sys
 import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
-from typing import Callable, Optional, Sequence
+from typing import Optional, Sequence
 
 from components.docker.docker_common import LABEL_PREFIX
 from components.releases import DEFAULT_VERSION
 from ops.backup import NoRedirect, redact
+from ops.commands import Runner, last_line, run_command
 
 PULUMI_TIMEOUT = 120
 DOCKER_TIMEOUT = 30
@@ -44,17 +44,7 @@ class StatusError(Exception):
     """The stack cannot be read at all (exit 2)."""
 
 
-Runner = Callable[[Sequence[str], float], subprocess.CompletedProcess]
 
-
-def run_command(argv: Sequence[str], timeout: float) -> subprocess.CompletedProcess:
-    try:
-        return subprocess.run(list(argv), capture_output=True, text=True, timeout=timeout,
-                              check=False, stdin=subprocess.DEVNULL)
-    except subprocess.TimeoutExpired:
-        return subprocess.CompletedProcess(argv, 124, "", f"no answer within {timeout:g}s")
-    except OSError as error:
-        return subprocess.CompletedProcess(argv, 127, "", str(error))
 
 
 @dataclass
@@ -81,10 +71,6 @@ class Report:
         self.lines.append(f"  FAIL  {text}")
 
 
-def _first_line(text: str) -> str:
-    lines = [line.strip() for line in (text or "").splitlines() if line.strip()]
-    return lines[-1][:300] if lines else "no message"
-
 
 def read_stack(stack: str, run: Runner) -> tuple[dict, list[Expected], str]:
     """(outputs, containers, docker host) of the stack."""
@@ -92,7 +78,7 @@ def read_stack(stack: str, run: Runner) -> tuple[dict, list[Expected], str]:
                PULUMI_TIMEOUT)
     if done.returncode != 0:
         raise StatusError(f"cannot read the outputs of stack '{stack}': "
-                          f"{_first_line(done.stderr)}")
+                          f"{last_line(done.stderr)}")
     try:
         outputs = json.loads(done.stdout or "{}")
     except ValueError:
@@ -102,7 +88,7 @@ def read_stack(stack: str, run: Runner) -> tuple[dict, list[Expected], str]:
     done = run(["pulumi", "stack", "export", "--stack", stack], PULUMI_TIMEOUT)
     if done.returncode != 0:
         raise StatusError(f"cannot read the state of stack '{stack}': "
-                          f"{_first_line(done.stderr)}")
+                          f"{last_line(done.stderr)}")
     try:
         state = json.loads(done.stdout)
         resources = state.get("deployment", {}).get("resources") or []
@@ -155,7 +141,7 @@ def inspect(names: Sequence[str], docker_host: str, run: Runner) -> dict[str, di
                    DOCKER_TIMEOUT)
         if done.returncode != 0:
             if "No such" not in done.stderr:
-                found[name] = {"_error": _first_line(done.stderr)}
+                found[name] = {"_error": last_line(done.stderr)}
             continue
         try:
             value = json.loads(done.stdout)
@@ -184,7 +170,7 @@ def check_container(want: Expected, seen: Optional[dict], report: Report) -> Non
     if status and status != "healthy":
         probes = health.get("Log") if isinstance(health.get("Log"), list) else []
         last = probes[-1].get("Output", "") if probes and isinstance(probes[-1], dict) else ""
-        report.fail(f"{label}: {status}" + (f" (last probe: {_first_line(last)})"
+        report.fail(f"{label}: {status}" + (f" (last probe: {last_line(last)})"
                                             if last else ""))
         return
     if want.image and seen.get("Image") and seen.get("Image") != want.image:
