@@ -356,7 +356,8 @@ def _run(args, argv: Sequence[str]) -> int:
     if missing:
         raise UpgradeError("missing tools: " + ", ".join(missing) + " (install them first).")
     app_dir = Path(args.app_dir).resolve()
-    if not (app_dir / "package.json").is_file():
+    # Only export-import runs npx in the app; in place needs no app directory.
+    if args.mode == "export-import" and not (app_dir / "package.json").is_file():
         raise UpgradeError(f"{app_dir} has no package.json; pass --app-dir with your Convex "
                            "app (where `npx convex deploy` runs).")
     backup_dir = check_backup_dir(Path(args.backup_dir) if args.backup_dir

@@ -635,7 +635,8 @@ def test_cli_run_refusals_are_one_line_errors(run_env, capsys, tmp_path, monkeyp
     app = ("--app-dir", str(run_env.app))
     assert "inside the infrastructure repository" in refused(*app, "--backup-dir",
                                                              str(REPO / "backups"))
-    assert f"{tmp_path} has no package.json" in refused("--app-dir", str(tmp_path))
+    assert f"{tmp_path} has no package.json" in refused("--app-dir", str(tmp_path),
+                                                        "--mode", "export-import")
 
     def no_stack(name, work_dir, opts):
         raise errors.CommandError(auto.CommandResult(
@@ -988,7 +989,7 @@ def test_cli_run_refusals_word_for_word(run_env, capsys, tmp_path, monkeypatch):
                               "first).\n")
     monkeypatch.setattr(upgrade.shutil, "which", lambda tool: f"/usr/bin/{tool}")
     code, _, err = cli_main(capsys, "run", "--stack", "dev", "--to", NEW, "--app-dir",
-                            str(tmp_path))
+                            str(tmp_path), "--mode", "export-import")
     assert err == (f"error: {tmp_path} has no package.json; pass --app-dir with your Convex app "
                    "(where `npx convex deploy` runs).\n")
 
