@@ -88,6 +88,11 @@ def read_locks(directory: Optional[Path]) -> list[Lock]:
 def process_alive(pid: int) -> bool:
     if pid <= 0:
         return True  # unknown: assume it runs
+    try:  # a killed process not yet reaped (a zombie) runs no more
+        if Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z":
+            return False
+    except (OSError, IndexError):
+        pass
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

@@ -30,6 +30,10 @@ from pulumi.runtime.stack import wait_for_rpcs
 REPO = Path(__file__).resolve().parents[1]
 PROJECT = "convex-selfhost"
 STACKS = sorted(p.name.split(".")[1] for p in (REPO / "stacks").glob("Pulumi.*.yaml"))
+# The stack files this project ships as examples (documented, with golden snapshots); a
+# user's own stack files (README: "Add an environment") are evaluated like them but need
+# neither.
+EXAMPLE_STACKS = ("dev", "dev-restore", "host", "preview", "prod", "staging")
 # The engine's wire form of a secret value (Pulumi's property-value spec, "Secrets"):
 # {SIG_KEY: SECRET_SIG, "value": ...}. Spelled out here rather than read from SDK internals.
 SIG_KEY = "4dabf18193072939515e22adb298388d"

@@ -16,8 +16,17 @@ GATE = "pulumi-python:dynamic:Resource"
 
 
 def configured(stack, key):
+    """A stack file's value, typed as the CLI reads it (it quotes numbers and booleans
+    when it rewrites the file: "3210", "false")."""
     value = (stack_file(stack).get("config") or {}).get(f"convex-selfhost:{key}")
-    return KEYS_BY_NAME[key].default if value is None else value
+    if value is None:
+        return KEYS_BY_NAME[key].default
+    kind = KEYS_BY_NAME[key].type
+    if kind == "boolean" and isinstance(value, str):
+        return value == "true"
+    if kind == "integer" and isinstance(value, str):
+        return int(value)
+    return value
 
 
 # The Docker target's stacks (the host target's are tests/test_host_target.py's).
@@ -220,3 +229,10 @@ def test_program_survives_mocks_that_only_echo_inputs(stack):
         if stack != "preview" else None
     if adopted:
         check_admin_key(adopted.outputs["adminKey"], adopted.outputs["instanceName"], "5f" * 32)
+
+
+def test_configured_reads_stack_files_as_the_cli_rewrites_them(monkeypatch):
+    import test_main
+    monkeypatch.setattr(test_main, "stack_file", lambda stack: {"config": {
+        "convex-selfhost:protectData": "false", "convex-selfhost:backendPort": "3240"}})
+    assert configured("x", "protectData") is False and configured("x", "backendPort") == 3240

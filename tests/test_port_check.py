@@ -24,8 +24,9 @@ def test_ps_output_is_read_with_addresses_and_ranges():
         ("ranges", "::", 8000), ("ranges", "::", 8001), ("ranges", "::", 8002)]
 
 
-def planned(key, port, address="127.0.0.1", owner="convex-dev-"):
-    return PlannedPort(key, address, port, owner)
+def planned(key, port, address="127.0.0.1", instance="convex-dev"):
+    return PlannedPort(key, address, port, frozenset(
+        f"{instance}-{role}" for role in ("backend", "dashboard", "proxy")))
 
 
 def test_another_container_on_the_port_is_named_with_the_key():
@@ -47,9 +48,13 @@ def test_the_deployments_own_containers_and_other_addresses_are_fine():
     assert problems([planned("backendPort", 3210), planned("sitePort", 3211)], held,
                     local=True, listening=lambda a, p: pytest.fail("ours: not probed")) == []
     assert problems([planned("backendPort", 3210, address="10.1.2.3")], held, local=False) == []
-    # Another deployment's prefix is not ours.
-    assert problems([planned("backendPort (b)", 3210, owner="convex-dev-b-")], held,
+    # Another deployment's containers are not ours, even when its name extends ours
+    # (convex-dev-zz-a-backend is not convex-dev-zz's).
+    assert problems([planned("backendPort (b)", 3210, instance="convex-dev-b")], held,
                     local=False)[0].startswith("backendPort (b): port 3210")
+    extended = [("convex-dev-zz-a-backend", "127.0.0.1", 3210)]
+    assert problems([planned("backendPort", 3210, instance="convex-dev-zz")], extended,
+                    local=False)[0].startswith("backendPort: port 3210")
 
 
 def test_a_local_process_on_the_port_is_found_only_on_the_local_engine():

@@ -10,7 +10,7 @@ import re
 import jsonschema
 import pytest
 import yaml
-from harness import REPO, STACKS, cli_string, project_file, stack_file
+from harness import EXAMPLE_STACKS, REPO, STACKS, cli_string, project_file, stack_file
 
 from components.settings import KEYS, KEYS_BY_NAME, NAMESPACE
 
@@ -116,7 +116,7 @@ def test_docs_document_every_key_and_the_readme_every_output():
     for output in ("backendUrl", "siteUrl", "dashboardUrl", "instanceName", "instanceSecret",
                    "adminKey", "readOnlyAdminKey", "envLocal"):
         assert f"| `{output}` |" in README, output
-    for stack in STACKS:
+    for stack in EXAMPLE_STACKS:
         assert f"stacks/Pulumi.{stack}.yaml" in README
 
 

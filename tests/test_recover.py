@@ -4,6 +4,7 @@ import json
 import os
 import stat
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -184,6 +185,13 @@ def test_process_alive_knows_this_process_and_a_finished_one():
     child.wait()
     assert recover.process_alive(child.pid) is False
     assert recover.process_alive(0) is True  # unknown: assumed running
+    zombie = subprocess.Popen(["true"])
+    for _ in range(100):  # exited, not yet reaped (no wait): a zombie
+        if open(f"/proc/{zombie.pid}/stat").read().rsplit(")", 1)[1].split()[0] == "Z":
+            break
+        time.sleep(0.02)
+    assert recover.process_alive(zombie.pid) is False
+    zombie.wait()
 
 
 def test_main_reports_errors_in_one_line(monkeypatch, capsys):

@@ -31,7 +31,7 @@ class PlannedPort:
     key: str  # the configuration key that chose it, as messages name it
     address: str  # host address it is published on
     port: int
-    owner: str  # prefix of this stack's own container names that may already hold it
+    owners: frozenset[str]  # this deployment's own containers that may already hold it
 
 
 def planned_ports(settings) -> list[PlannedPort]:
@@ -39,7 +39,8 @@ def planned_ports(settings) -> list[PlannedPort]:
     ports = []
     for d in settings.deployments:
         suffix = f" ({d.key})" if settings.multi else ""
-        owner = f"{d.instance_name}-"
+        owner = frozenset(f"{d.instance_name}-{role}" for role in ("backend", "dashboard",
+                                                                     "proxy"))
         ports += [PlannedPort(f"backendPort{suffix}", settings.bind_address, d.backend_port,
                               owner),
                   PlannedPort(f"sitePort{suffix}", settings.bind_address, d.site_port, owner)]
@@ -128,7 +129,7 @@ def problems(planned: Iterable[PlannedPort], held: list[tuple[str, str, int]],
     for want in planned:
         holders = sorted({name for name, address, port in held
                           if port == want.port and _same_place(address, want.address)})
-        others = [name for name in holders if not name.startswith(want.owner)]
+        others = [name for name in holders if name not in want.owners]
         where = f"port {want.port} on {want.address}"
         if others:
             found.append(
