@@ -84,10 +84,9 @@ stack="${stack:-dev}"
 
 # Stack names as pulumi takes them: name, org/name or org/project/name, each part made
 # of letters, digits, '-', '_' and '.' (and never '.' or '..': they are not names).
-valid_part='[A-Za-z0-9_.-]+'
-stack_pattern="^($valid_part/){0,2}$valid_part\$"
-dot_part='(^|/)\.{1,2}(/|$)'
-if ! [[ "$stack" =~ $stack_pattern ]] || [[ "$stack" =~ $dot_part ]] || [ "${#stack}" -gt 100 ]; then
+# shellcheck source=scripts/stack-name.sh
+. scripts/stack-name.sh
+if ! is_stack_name "$stack"; then
   die "'$stack' is not a stack name: use letters, digits, '-', '_' and '.', optionally" \
       "qualified as org/project/stack (at most 100 characters)"
 fi

@@ -31,10 +31,9 @@ for arg in "$@"; do
           "policy pack and project directory are this repository's" ;;
   esac
 done
-valid_part='[A-Za-z0-9_.-]+'
-stack_pattern="^($valid_part/){0,2}$valid_part\$"
-dot_part='(^|/)\.{1,2}(/|$)'
-if ! [[ "$stack" =~ $stack_pattern ]] || [[ "$stack" =~ $dot_part ]] || [ "${#stack}" -gt 100 ]; then
+# shellcheck source=scripts/stack-name.sh
+. "$repo/scripts/stack-name.sh"
+if ! is_stack_name "$stack"; then
   die "'$stack' is not a stack name: use letters, digits, '-', '_' and '.', optionally" \
       "qualified as org/project/stack"
 fi

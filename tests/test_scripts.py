@@ -117,7 +117,8 @@ def sandbox(tmp_path) -> Sandbox:
     repo = tmp_path / "infra"
     (repo / "scripts").mkdir(parents=True)
     (repo / "policy").mkdir()
-    for name in ("up.sh", "env.sh", "scripts/upgrade.sh", "scripts/policy.sh", ".gitignore"):
+    for name in ("up.sh", "env.sh", "scripts/upgrade.sh", "scripts/policy.sh",
+                 "scripts/stack-name.sh", ".gitignore"):
         shutil.copy2(REPO / name, repo / name)
     (repo / "requirements.txt").write_text("pulumi\n")
     (repo / "policy" / "requirements.txt").write_text("pulumi-policy\n")
