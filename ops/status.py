@@ -279,10 +279,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         prog="status.sh", description="Check that a stack's deployments run as recorded.")
     parser.add_argument("stack", nargs="?", default="dev", help="the stack (default: dev)")
     args = parser.parse_args(argv)
-    for tool in ("pulumi",):
-        if shutil.which(tool) is None:
-            print(f"status: error: `{tool}` is not on PATH", file=sys.stderr)
-            return 2
+    if shutil.which("pulumi") is None:
+        print("status: error: `pulumi` is not on PATH", file=sys.stderr)
+        return 2
     try:
         return status(args.stack)
     except StatusError as error:

@@ -115,3 +115,11 @@ def test_the_program_refuses_a_taken_port_before_creating_anything(monkeypatch):
         "'someone-else'" in message
     monkeypatch.setenv("CONVEX_SELFHOST_PORT_CHECK", "0")
     assert evaluate("dev").resources
+
+
+def test_every_spelling_of_every_interface_takes_the_port_everywhere():
+    for address in ("0.0.0.0", "::", "::ffff:0.0.0.0"):
+        found = problems([planned("sitePort", 4001)], [("other", address, 4001)], local=False)
+        assert found and found[0].startswith("sitePort: port 4001"), address
+    assert problems([planned("sitePort", 4001)], [("other", "10.0.0.9", 4001)],
+                    local=False) == []

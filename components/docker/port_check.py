@@ -14,7 +14,6 @@ the check off (the mock-engine tests do).
 from __future__ import annotations
 
 import errno
-import ipaddress
 import os
 import re
 import shutil
@@ -22,6 +21,8 @@ import socket
 import subprocess
 from dataclasses import dataclass
 from typing import Callable, Iterable, Optional
+
+from components import rules
 
 _PORT = re.compile(r"^(?P<address>.*):(?P<first>\d+)(?:-(?P<last>\d+))?->")
 
@@ -90,13 +91,8 @@ def parse_ps(printed: str) -> list[tuple[str, str, int]]:
 
 
 def _every_interface(address: str) -> bool:
-    try:
-        ip = ipaddress.ip_address(address)
-    except ValueError:
-        return False
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
-    return ip.is_unspecified
+    ip = rules.bind_address(address)  # the settings' reading: ::ffff:0.0.0.0 is 0.0.0.0
+    return ip is not None and ip.is_unspecified
 
 
 def _same_place(a: str, b: str) -> bool:
