@@ -80,8 +80,9 @@ def test_the_unit_runs_the_binary_hardened_with_the_secret_only_from_its_environ
     env = env_text(install.inputs["stdin"])
     assert f'INSTANCE_SECRET="{SAMPLE_SECRET}"' in env and 'RUST_LOG="debug"' in env
     delete = script(install.inputs["delete"])
-    assert "systemctl disable --now --quiet convex-host-backup.service convex-host.service" \
-        in delete
+    assert ("systemctl disable --now --quiet convex-host-backup.timer "
+            "convex-host-backup.service convex-host.service") in delete
+    assert "/etc/systemd/system/convex-host-backup.timer" in delete
     assert "/var/lib" not in delete  # the data directory stays
 
 
@@ -148,18 +149,26 @@ def test_unit_names():
     assert unit.unit_name(Spec) == "convex-shop.service"
 
 
-def test_scheduled_backups_run_the_backup_client_in_a_unit_of_their_own():
+def test_scheduled_backups_run_the_backup_client_from_a_timer():
     run = evaluate("host", {"backupSchedule": "15 3 * * *", "backupKeep": 5},
                    {"instanceSecret": SAMPLE_SECRET})
     stdin = commands(run)["install"].inputs["stdin"]
-    units = [base64.b64decode(b64).decode() for b64 in
-             re.findall(r"echo (\S+) \| base64 -d > /etc/systemd/system/", stdin)]
-    backup = next(u for u in units if "Scheduled backups" in u)
+    units = dict((name, base64.b64decode(b64).decode()) for b64, name in
+                 re.findall(r"echo (\S+) \| base64 -d > /etc/systemd/system/(\S+)\.new", stdin))
+    assert set(units) == {"convex-host.service", "convex-host-backup.service",
+                          "convex-host-backup.timer"}
+    backup, timer = units["convex-host-backup.service"], units["convex-host-backup.timer"]
     exec_start = next(line for line in backup.splitlines() if line.startswith("ExecStart="))
     assert exec_start == (
         'ExecStart=/usr/bin/python3 "/opt/convex-selfhost/convex-host/convex_backup.py" '
-        '"schedule" "--url" "http://127.0.0.1:3210" "--dest" '
-        '%S/convex-selfhost-backups/convex-host "--keep" "5" "--cron" "15 3 * * *"')
+        '"once" "--url" "http://127.0.0.1:3210" "--dest" '
+        '%S/convex-selfhost-backups/convex-host "--keep" "5" "--timeout" "1800"')
+    assert "Type=oneshot" in backup and "TimeoutStartSec=2100" in backup
+    assert "[Install]" not in backup  # only the timer starts it
+    assert "OnCalendar=*-*-* 03:15:00 UTC\n" in timer and "Persistent=yes" in timer
+    assert "Unit=convex-host-backup.service" in timer and "WantedBy=timers.target" in timer
+    assert stdin.index("systemctl enable --quiet convex-host-backup.timer") > \
+        stdin.index("/etc/systemd/system/convex-host-backup.timer")
     assert "EnvironmentFile=/etc/convex-selfhost/convex-host-backup.env" in backup
     envs = [base64.b64decode(b64).decode() for b64 in
             re.findall(r"echo (\S+) \| base64 -d > /etc/convex-selfhost/", stdin)]
@@ -174,4 +183,28 @@ def test_scheduled_backups_run_the_backup_client_in_a_unit_of_their_own():
 
 def test_without_a_schedule_a_former_backup_unit_is_removed():
     stdin = commands(evaluate("host"))["install"].inputs["stdin"]
-    assert "systemctl disable --now --quiet convex-host-backup.service" in stdin
+    assert ("systemctl disable --now --quiet convex-host-backup.timer "
+            "convex-host-backup.service") in stdin
+    assert "rm -f /etc/systemd/system/convex-host-backup.service " \
+        "/etc/systemd/system/convex-host-backup.timer" in stdin
+
+
+@pytest.mark.parametrize("cron, expected", [
+    ("15 3 * * *", ["*-*-* 03:15:00 UTC"]),
+    ("*/15 * * * *", ["*-*-* *:00,15,30,45:00 UTC"]),
+    ("* * * * *", ["*-*-* *:*:00 UTC"]),
+    ("30 4 * 6-8 7", ["Sun *-06,07,08-* 04:30:00 UTC"]),
+    # Both day fields restricted: cron runs on either, systemd needs both: two lines.
+    ("0 3 1,15 * 1-5", ["Mon,Tue,Wed,Thu,Fri *-*-* 03:00:00 UTC", "*-*-01,15 03:00:00 UTC"]),
+    # A day field starting with "*" makes cron take both together (as Vixie cron does).
+    ("0 0 */10 * 0", ["Sun *-*-01,11,21,31 00:00:00 UTC"]),
+])
+def test_backup_schedules_as_on_calendar(cron, expected):
+    assert unit.on_calendar(cron) == expected
+
+
+def test_a_schedule_from_an_earlier_release_is_stopped_before_the_timer_takes_over():
+    stdin = commands(evaluate("host", {"backupSchedule": "0 3 * * *"},
+                              {"instanceSecret": SAMPLE_SECRET}))["install"].inputs["stdin"]
+    assert ("if grep -qs '\"schedule\"' /etc/systemd/system/convex-host-backup.service; then\n"
+            "  systemctl disable --now --quiet convex-host-backup.service || true") in stdin

@@ -111,32 +111,43 @@ def stage_script(spec: DeploymentSpec, binary: BinarySource) -> str:
 
 
 def _backup_lines(spec: DeploymentSpec, backup_environment: Optional[str]) -> list[str]:
-    """Install (or, without a schedule, remove) the backup unit beside the backend's."""
+    """Install (or, without a schedule, remove) the backup service and its timer."""
     service = shlex.quote(unit.backup_unit_name(spec))
+    timer = shlex.quote(unit.backup_timer_name(spec))
+    units = f"/etc/systemd/system/{service} /etc/systemd/system/{timer}"
     if spec.backups is None or backup_environment is None:
         return [f"if [ -e /etc/systemd/system/{service} ]; then",
-                f"  systemctl disable --now --quiet {service} || true",
-                f"  rm -f /etc/systemd/system/{service} {shlex.quote(unit.backup_env_path(spec))}",
+                f"  systemctl disable --now --quiet {timer} {service} 2>/dev/null || true",
+                f"  rm -f {units} {shlex.quote(unit.backup_env_path(spec))}",
                 "  systemctl daemon-reload",
                 "fi"]
     script = shlex.quote(f"{unit.INSTALL_ROOT}/{spec.instance_name}/{unit.BACKUP_SCRIPT}")
     env = shlex.quote(unit.backup_env_path(spec))
     client = base64.b64encode(BACKUP_CLIENT.read_bytes()).decode()
-    unit_b64 = base64.b64encode(unit.backup_unit_file(spec).encode()).decode()
-    return [
+    lines = [
         "command -v python3 >/dev/null || { echo 'python3 is not installed on the host "
         "(scheduled backups run the backup client with it)' >&2; exit 1; }",
+        # Earlier releases ran the client in its schedule mode as a service of its own.
+        f"if grep -qs '\"schedule\"' /etc/systemd/system/{service}; then",
+        f"  systemctl disable --now --quiet {service} || true",
+        "fi",
         f"echo {client} | base64 -d > {script}.new",
         f"chmod 644 {script}.new",
         f"mv -f {script}.new {script}",
         f"echo {base64.b64encode(backup_environment.encode()).decode()} | base64 -d > {env}.new",
         f"chmod 600 {env}.new",
         f"mv -f {env}.new {env}",
-        f"echo {unit_b64} | base64 -d > /etc/systemd/system/{service}.new",
-        f"mv -f /etc/systemd/system/{service}.new /etc/systemd/system/{service}",
+    ]
+    for name, text in ((service, unit.backup_unit_file(spec)),
+                       (timer, unit.backup_timer_file(spec))):
+        lines += [f"echo {base64.b64encode(text.encode()).decode()} | base64 -d > "
+                  f"/etc/systemd/system/{name}.new",
+                  f"mv -f /etc/systemd/system/{name}.new /etc/systemd/system/{name}"]
+    return lines + [
         "systemctl daemon-reload",
-        f"systemctl enable --quiet {service}",
-        f"systemctl restart {service}",
+        # A run in progress finishes; the next one uses the new files.
+        f"systemctl enable --quiet {timer}",
+        f"systemctl restart {timer}",
     ]
 
 
@@ -189,10 +200,12 @@ def install_script(spec: DeploymentSpec, sha256: str, ca_certificate: str,
 def remove_script(spec: DeploymentSpec) -> str:
     service = shlex.quote(unit.unit_name(spec))
     backup = shlex.quote(unit.backup_unit_name(spec))
+    timer = shlex.quote(unit.backup_timer_name(spec))
     return "\n".join([
         "set -uo pipefail",
-        f"systemctl disable --now --quiet {backup} {service} 2>/dev/null || true",
+        f"systemctl disable --now --quiet {timer} {backup} {service} 2>/dev/null || true",
         f"rm -f /etc/systemd/system/{service} /etc/systemd/system/{backup} "
+        f"/etc/systemd/system/{timer} "
         f"{shlex.quote(unit.env_path(spec))} {shlex.quote(unit.backup_env_path(spec))} "
         f"{shlex.quote(unit.ca_path(spec))}",
         f"rm -rf {shlex.quote(unit.INSTALL_ROOT + '/' + spec.instance_name)}",

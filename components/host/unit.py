@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from components.core.backend import binary_invocation
 from components.core.spec import DeploymentSpec
+from ops.backup import parse_cron
 
 INSTALL_ROOT = "/opt/convex-selfhost"  # the binary: <root>/<instance>/convex-local-backend
 CONFIG_DIR = "/etc/convex-selfhost"  # <instance>.env, mode 600, root only
@@ -23,7 +24,11 @@ RESTART = {"no": "no", "on-failure": "on-failure", "always": "always",
 
 def unit_name(spec: DeploymentSpec) -> str:
     """convex-prod.service for the default instance names, convex-<name>.service else."""
-    name = spec.instance_name
+    return unit_name_for(spec.instance_name)
+
+
+def unit_name_for(instance_name: str) -> str:
+    name = instance_name
     return f"{name}.service" if name.startswith("convex-") else f"convex-{name}.service"
 
 
@@ -82,35 +87,85 @@ _HARDENING = ["NoNewPrivileges=yes", "ProtectSystem=strict", "ProtectHome=yes",
               "UMask=0077"]
 
 
+def backup_timer_name(spec: DeploymentSpec) -> str:
+    return unit_name(spec).replace(".service", "-backup.timer")
+
+
+# A run is bounded by the client's own --timeout (its default, 1800 s); systemd stops a
+# run that somehow outlives it by this much.
+BACKUP_RUN_TIMEOUT_SECONDS = 1800
+BACKUP_STOP_MARGIN_SECONDS = 300
+_WEEKDAYS = ("Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat")
+
+
+def _calendar_list(values: frozenset[int], low: int, high: int) -> str:
+    if values == frozenset(range(low, high + 1)):
+        return "*"
+    return ",".join(f"{v:02d}" for v in sorted(values))
+
+
+def on_calendar(cron: str) -> list[str]:
+    """systemd OnCalendar= expressions (UTC) that elapse exactly when the 5-field cron
+    expression does. Cron runs when day-of-month OR day-of-week matches if both are
+    restricted (neither starts with "*"), and systemd ANDs them: that case is two lines."""
+    schedule = parse_cron(cron)
+    time_part = (f"{_calendar_list(schedule.hours, 0, 23)}:"
+                 f"{_calendar_list(schedule.minutes, 0, 59)}:00 UTC")
+    months = _calendar_list(schedule.months, 1, 12)
+    days = _calendar_list(schedule.days, 1, 31)
+    weekdays = ("" if schedule.weekdays == frozenset(range(7)) else
+                ",".join(_WEEKDAYS[d] for d in sorted(schedule.weekdays)) + " ")
+    if schedule.any_day:
+        return [f"{weekdays}*-{months}-{days} {time_part}"]
+    return [f"{weekdays}*-{months}-* {time_part}", f"*-{months}-{days} {time_part}"]
+
+
 def backup_unit_file(spec: DeploymentSpec) -> str:
-    """The same backup client as the Docker target's sidecar, in its schedule mode, as a
-    unit of its own beside the backend's."""
+    """One run of the same backup client as the Docker target's sidecar; its timer
+    (backup_timer_file) starts it on the schedule. A failed run leaves the unit failed."""
     backups = spec.backups
     script = f"{INSTALL_ROOT}/{spec.instance_name}/{BACKUP_SCRIPT}"
-    arguments = ["schedule", "--url", f"http://{spec.bind_address}:{spec.backend_port}",
+    arguments = ["once", "--url", f"http://{spec.bind_address}:{spec.backend_port}",
                  "--dest", f"%S/{backup_dir(spec)}", "--keep", str(backups.keep),
-                 "--cron", backups.schedule]
+                 "--timeout", str(BACKUP_RUN_TIMEOUT_SECONDS)]
     exec_start = " ".join(["/usr/bin/python3", _argument(script),
                            *(a if a.startswith("%S/") else _argument(a) for a in arguments)])
     return "\n".join([
         "# Written by convex-selfhost; `pulumi up` replaces it.",
         "[Unit]",
-        f"Description=Scheduled backups of Convex backend {spec.instance_name} (convex-selfhost)",
+        f"Description=Backup of Convex backend {spec.instance_name} (convex-selfhost)",
         f"After={unit_name(spec)}",
         "",
         "[Service]",
-        "Type=simple",
+        "Type=oneshot",
         "DynamicUser=yes",
         f"StateDirectory={backup_dir(spec)}",
         "StateDirectoryMode=0700",
         f"EnvironmentFile={backup_env_path(spec)}",
         f"ExecStart={exec_start}",
-        "Restart=on-failure",
-        "RestartSec=10",
+        f"TimeoutStartSec={BACKUP_RUN_TIMEOUT_SECONDS + BACKUP_STOP_MARGIN_SECONDS}",
         *_HARDENING,
         "",
+    ])
+
+
+def backup_timer_file(spec: DeploymentSpec) -> str:
+    """The schedule (backupSchedule, UTC) as a timer; Persistent= runs a backup missed
+    while the host was off once it is back."""
+    return "\n".join([
+        "# Written by convex-selfhost; `pulumi up` replaces it.",
+        "[Unit]",
+        f"Description=Scheduled backups of Convex backend {spec.instance_name} "
+        f"(convex-selfhost; cron {spec.backups.schedule} UTC)",
+        "",
+        "[Timer]",
+        *(f"OnCalendar={expr}" for expr in on_calendar(spec.backups.schedule)),
+        "Persistent=yes",
+        "AccuracySec=1s",
+        f"Unit={backup_unit_name(spec)}",
+        "",
         "[Install]",
-        "WantedBy=multi-user.target",
+        "WantedBy=timers.target",
         "",
     ])
 
