@@ -3,24 +3,24 @@
     python -m ops.upgrade plan --from OLD --to NEW [--allow-downgrade]
     python -m ops.upgrade run --stack STACK --to NEW [--mode in-place|export-import]
         [--app-dir DIR] [--backup-dir DIR] [--allow-downgrade] [--timeout SECONDS]
+        [--binary-url URL | --binary FILE] [--binary-sha256 SHA256]   (target: host)
 
 `run` follows upstream's self-hosting upgrade guide (self-hosted/advanced/upgrading.md):
-back up first (a snapshot export with file storage, through the backend's export API with
-the project's backup client, and the environment variables, read through the admin API;
-saved in a private directory no git checkout picks up), then either upgrade in place (set
-`version`, preview and refuse anything but image and container changes, apply, follow the
-backend's log until the migrations are done, check the admin key) or export/import (the
-new version on a new data volume, the old one kept, `npx convex import --replace-all`,
-environment variables restored). Every failure prints how to roll back. Everything it
-runs is logged to `upgrade.log` beside the backup; the admin key never is. Ctrl-C stops
-it and what it runs, and says where it stopped.
+back up first (a snapshot export with file storage and the environment variables, through
+the backend's APIs, into a private directory no git checkout picks up), then upgrade in
+place (set `version`, preview and refuse all but image and container changes, apply,
+follow the backend's log until the migrations are done, check the admin key) or by
+export/import (ops/upgrade_import.py). On the host target (ops/upgrade_host.py) only in
+place, with the new binary, following the unit's journal over SSH. Every failure prints
+how to roll back. All it runs is logged to `upgrade.log` beside the backup (never the
+admin key). Ctrl-C stops it and what it runs, and says where it stopped.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
-import os
 import shutil
 import signal
 import subprocess
@@ -31,7 +31,10 @@ import urllib.request
 from pathlib import Path
 from typing import Callable, Optional, Sequence
 
+from components.host.unit import unit_name_for
 from ops import backup
+from ops.upgrade_host import CHANGEABLE_TYPES as HOST_TYPES
+from ops.upgrade_host import NewBinary, check_target, host_journal, new_binary
 from ops.upgrade_local import (
     COMMANDS,
     REPO,
@@ -82,7 +85,7 @@ class Upgrader:
                  run: Optional[Callable[..., subprocess.CompletedProcess]] = None,
                  log_lines: Optional[Callable[[str], Sequence[str]]] = None,
                  timeout: float = 1800, allow_downgrade: bool = False, client=None,
-                 poll: float = 2.0):
+                 poll: float = 2.0, binary: Optional[NewBinary] = None):
         self.stack, self.new, self.app_dir, self.backup_dir = stack, new, app_dir, backup_dir
         self.log, self.log_lines, self.timeout, self.poll = log, log_lines, timeout, poll
         self.run = run or COMMANDS.run
@@ -99,6 +102,9 @@ class Upgrader:
         self.url, self.key = url.value, key.value
         self.instance = outputs["instanceName"].value
         self.client = client
+        self.binary, self.host = binary, self.config("target") == "host"  # host: new binary
+        # What log_lines follows: the backend's container, or on a host its unit.
+        self.log_source = unit_name_for(self.instance) if self.host else f"{self.instance}-backend"
 
     # --- configuration, with what it was before for the rollback ----------------------
 
@@ -106,9 +112,15 @@ class Upgrader:
         item = self.stack.get_all_config().get(f"{NAMESPACE}:{key}")
         return None if item is None else item.value
 
-    def set_config(self, key: str, value: str) -> None:
+    def set_config(self, key: str, value: Optional[str]) -> None:
+        """Set a setting (None: remove it), remembering its earlier value."""
         if key not in self.before:
             self.before[key] = self.config(key)
+        if value is None:
+            if self.before[key] is not None:
+                self.log(f"$ {shell_line('pulumi', 'config', 'rm', f'{NAMESPACE}:{key}')}")
+                self.stack.remove_config(f"{NAMESPACE}:{key}")
+            return
         self.log(f"$ {shell_line('pulumi', 'config', 'set', f'{NAMESPACE}:{key}', value)}")
         self.stack.set_config(f"{NAMESPACE}:{key}", config_value(value))
 
@@ -147,19 +159,6 @@ class Upgrader:
 
     # --- steps ------------------------------------------------------------------------
 
-    def convex_env(self) -> dict:
-        env = dict(os.environ, CONVEX_SELF_HOSTED_URL=self.url,
-                   CONVEX_SELF_HOSTED_ADMIN_KEY=self.key)
-        env.pop("CONVEX_DEPLOYMENT", None)  # the CLI refuses a cloud and a self-hosted target
-        return env
-
-    def npx(self, *args: str) -> None:
-        self.log(f"$ {shell_line('npx', 'convex', *args)}  (in {self.app_dir})")
-        done = self.run(["npx", "--yes", "convex", *args], self.timeout, cwd=self.app_dir,
-                        env=self.convex_env())
-        if done.returncode != 0:
-            raise UpgradeError(f"`npx convex {args[0]}` failed (exit {done.returncode}).")
-
     def backup(self) -> Path:
         """A snapshot export with file storage (the backup client's code, as scheduled
         backups) and the environment variables (admin API), into a private directory."""
@@ -189,23 +188,28 @@ class Upgrader:
         provider configuration (components/upgrade_plan.judge_preview)."""
         events = []
         self.stack.preview(on_event=events.append)
-        refused, notes = judge_preview(events)
+        refused, notes = (judge_preview(events, HOST_TYPES, refuse_deletes=True) if self.host
+                          else judge_preview(events))
         for note in notes:
             self.log(f"preview: {note}")
         return refused
 
     def in_place(self) -> None:
         self.set_config("version", self.new)
+        for key, value in self.binary.config() if self.binary else ():
+            self.set_config(key, value)
+        what = "the binary's stage, install and health steps" if self.host else \
+            "images and containers"
         unsafe = self.preview_is_safe()
         if unsafe:
             self.reset_config()
-            raise UpgradeError("the preview would change more than images and containers: "
-                               + "; ".join(unsafe) + ". Nothing was applied; version reset.")
-        self.log("preview: only images and containers change; applying")
+            raise UpgradeError(f"the preview would change more than {what}: "
+                               + "; ".join(unsafe) + ". Nothing was applied; settings reset.")
+        self.log(f"preview: only {what} change; applying")
         self.up()
         self.log(f"waiting for migrations (target database version "
                  f"{self.plan.target_database_version or 'unknown'})")
-        result = follow_migrations(self.log_lines(f"{self.instance}-backend"),
+        result = follow_migrations(self.log_lines(self.log_source),
                                    self.plan.target_database_version, self.timeout,
                                    progress=self.log)
         if not result.done:
@@ -238,25 +242,8 @@ class Upgrader:
             raise UpgradeError(f"the backend refused the admin key (HTTP {status}).")
         self.log("the backend accepts the admin key")
 
-    def set_env(self, pairs: Sequence[tuple[str, str]]) -> None:
-        """Set environment variables in one request, as `npx convex env set` does, but with
-        the values in the request body only: never on a command line or in the log."""
-        if not pairs:
-            return
-        self.log(f"setting {len(pairs)} environment variable(s): "
-                 + ", ".join(name for name, _ in pairs))
-        status = self.admin_api("/api/update_environment_variables", {
-            "changes": [{"name": name, "value": value} for name, value in pairs]})
-        if status != 200:
-            raise UpgradeError(f"the backend refused the environment variables (HTTP {status}).")
-
     def execute(self, mode: str) -> None:
-        if self.config("target") == "host":
-            raise UpgradeError(
-                "this tool upgrades Docker-target stacks; on the host target, back up "
-                "(ops/backup.py once), then set version, backendBinaryUrl (or backendBinary) "
-                "and backendBinarySha256 together and run ./up.sh (README: the host target). "
-                "Nothing was changed.")
+        check_target(self.host, self.binary, mode)
         try:
             self.log(self.plan.describe(mode))
             snapshot = self.backup()
@@ -322,6 +309,9 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--backup-dir")
     r.add_argument("--timeout", type=float, default=1800)
     r.add_argument("--allow-downgrade", action="store_true")
+    r.add_argument("--binary-url", help="target host: the new release's binary (zip) URL")
+    r.add_argument("--binary", help="target host: the new release's binary, a local file")
+    r.add_argument("--binary-sha256", help="target host: the binary's SHA-256")
     return parser
 
 
@@ -351,7 +341,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
 
 def _run(args, argv: Sequence[str]) -> int:
-    tools = ("pulumi", "docker") + (("node", "npx") if args.mode == "export-import" else ())
+    binary = new_binary(args.binary_url, args.binary, args.binary_sha256)
+    tools = ("pulumi", "ssh" if binary else "docker") + (
+        ("node", "npx") if args.mode == "export-import" else ())
     missing = [tool for tool in tools if not shutil.which(tool)]
     if missing:
         raise UpgradeError("missing tools: " + ", ".join(missing) + " (install them first).")
@@ -364,20 +356,23 @@ def _run(args, argv: Sequence[str]) -> int:
                                   else default_backup_dir(args.stack))
     log = Log(backup_dir / "upgrade.log")
     log(f"$ {shell_line('python', '-m', 'ops.upgrade', *argv)}")
-    try:
-        upgrader = _upgrader(args, app_dir, backup_dir, log)
-    except (PlanError, UpgradeError) as error:
-        log(f"error: {error}")
-        raise
-    except KeyboardInterrupt:
-        message = f"interrupted ({stop_commands()}); nothing was changed."
-        log(message)
-        raise Interrupted(message) from None
-    upgrader.execute(args.mode)
+    with contextlib.ExitStack() as resources:
+        try:
+            upgrader = _upgrader(args, app_dir, backup_dir, log, binary, resources)
+        except (PlanError, UpgradeError) as error:
+            log(f"error: {error}")
+            raise
+        except KeyboardInterrupt:
+            message = f"interrupted ({stop_commands()}); nothing was changed."
+            log(message)
+            raise Interrupted(message) from None
+        upgrader.execute(args.mode)
     return 0
 
 
-def _upgrader(args, app_dir: Path, backup_dir: Path, log: Log) -> Upgrader:
+def _upgrader(args, app_dir: Path, backup_dir: Path, log: Log,
+              binary: Optional[NewBinary] = None,
+              resources: Optional[contextlib.ExitStack] = None) -> Upgrader:
     from pulumi import automation as auto
 
     try:
@@ -386,13 +381,19 @@ def _upgrader(args, app_dir: Path, backup_dir: Path, log: Log) -> Upgrader:
     except pulumi_errors() as error:
         raise UpgradeError(f"cannot select stack {args.stack!r}: {first_error_line(error)} (run "
                            "`. ./env.sh` first so the state backend is the stack's).") from None
-    # The backend runs on the stack's engine (docker:host), which may be a remote one.
     config = stack.get_all_config()
+    if config.get(f"{NAMESPACE}:target") is not None and \
+            config[f"{NAMESPACE}:target"].value == "host":
+        follow = host_journal(args.stack, config, resources or contextlib.ExitStack(), log)
+        return Upgrader(stack, args.new, app_dir, backup_dir, log, run=COMMANDS.run,
+                        log_lines=follow, timeout=args.timeout,
+                        allow_downgrade=args.allow_downgrade, binary=binary)
+    # The backend runs on the stack's engine (docker:host), which may be a remote one.
     docker_host = config["docker:host"].value if "docker:host" in config else ""
     return Upgrader(stack, args.new, app_dir, backup_dir, log, run=COMMANDS.run,
                     log_lines=lambda container: docker_log_lines(container, docker_host,
                                                                  progress=log),
-                    timeout=args.timeout, allow_downgrade=args.allow_downgrade)
+                    timeout=args.timeout, allow_downgrade=args.allow_downgrade, binary=binary)
 
 
 if __name__ == "__main__":

@@ -11,8 +11,9 @@ database, not in the volume: they are refused here and upgraded in place.
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Sequence
 
 if TYPE_CHECKING:  # pragma: no cover
     from ops.upgrade import Upgrader
@@ -37,13 +38,13 @@ def export_import(upgrader: Upgrader, snapshot: Path) -> None:
     upgrader.set_config("dataVolumeName", new_volume)
     log(f"bringing {upgrader.new[:12]} up on volume {new_volume}; {old_volume} is kept")
     upgrader.up()
-    upgrader.npx("import", "--replace-all", "--yes", str(snapshot))
+    npx(upgrader, "import", "--replace-all", "--yes", str(snapshot))
     try:
         variables = backup.read_env_file(str(snapshot.parent / ENV_FILE))
     except backup.UsageError as error:
         raise UpgradeError(f"the saved environment variables are unusable: {error}.") from None
     pairs = [(variable["name"], variable["value"]) for variable in variables]
-    upgrader.set_env(pairs)
+    set_env(upgrader, pairs)
     log(f"restored the backup and {len(pairs)} environment variable(s); the old volume "
         f"{old_volume} stays until you remove it (docker volume rm {old_volume})")
 
@@ -68,3 +69,32 @@ def _unprotect_data_volume(upgrader: Upgrader) -> None:
             if done.returncode != 0:
                 raise UpgradeError(f"could not unprotect the data volume: {json.dumps(urn)}")
             upgrader.unprotected.append(urn)
+
+
+def npx(upgrader: Upgrader, *args: str) -> None:
+    """`npx convex ARGS` in the app directory against this deployment."""
+    from ops.upgrade import UpgradeError, shell_line
+
+    upgrader.log(f"$ {shell_line('npx', 'convex', *args)}  (in {upgrader.app_dir})")
+    env = dict(os.environ, CONVEX_SELF_HOSTED_URL=upgrader.url,
+               CONVEX_SELF_HOSTED_ADMIN_KEY=upgrader.key)
+    env.pop("CONVEX_DEPLOYMENT", None)  # the CLI refuses a cloud and a self-hosted target
+    done = upgrader.run(["npx", "--yes", "convex", *args], upgrader.timeout,
+                        cwd=upgrader.app_dir, env=env)
+    if done.returncode != 0:
+        raise UpgradeError(f"`npx convex {args[0]}` failed (exit {done.returncode}).")
+
+
+def set_env(upgrader: Upgrader, pairs: Sequence[tuple[str, str]]) -> None:
+    """Set environment variables in one request, as `npx convex env set` does, but with
+    the values in the request body only: never on a command line or in the log."""
+    from ops.upgrade import UpgradeError
+
+    if not pairs:
+        return
+    upgrader.log(f"setting {len(pairs)} environment variable(s): "
+                 + ", ".join(name for name, _ in pairs))
+    status = upgrader.admin_api("/api/update_environment_variables", {
+        "changes": [{"name": name, "value": value} for name, value in pairs]})
+    if status != 200:
+        raise UpgradeError(f"the backend refused the environment variables (HTTP {status}).")

@@ -217,26 +217,37 @@ def stop_commands() -> str:
 def docker_log_lines(container: str, docker_host: str = "", poll: float = 2.0,
                      sleep=time.sleep, run=None, call_timeout: Optional[float] = None,
                      progress: Callable[[str], None] = lambda _line: None) -> Sequence[str]:
-    """New lines of `docker logs CONTAINER` on the stack's engine, polled; yields "" between
-    polls. A `docker logs` that does not answer within `call_timeout` is stopped and
-    retried, so the caller's own deadline still counts."""
+    """New lines of `docker logs CONTAINER` on the stack's engine (polled_lines)."""
+    host = ["--host", docker_host] if docker_host else []
+    return polled_lines(["docker", *host, "logs", container], "docker logs",
+                        f"`docker logs {container}`", poll, sleep, run, call_timeout, progress)
+
+
+def polled_lines(argv: Sequence[str], name: str, shown: str, poll: float = 2.0,
+                 sleep=time.sleep, run=None, call_timeout: Optional[float] = None,
+                 progress: Callable[[str], None] = lambda _line: None) -> Sequence[str]:
+    """New lines of a command that prints a whole log each time (`docker logs`, `journalctl`
+    over SSH), polled; yields "" between polls. A call that does not answer within
+    `call_timeout` is stopped and retried, so the caller's own deadline still counts."""
     run = run or COMMANDS.run
     call_timeout = DOCKER_LOGS_TIMEOUT if call_timeout is None else call_timeout
-    host = ["--host", docker_host] if docker_host else []
     seen = 0
     while True:
-        # One pipe for both streams: the CLI writes them in the container's order, so the
+        # One pipe for both streams: the CLI writes them in the log's order, so the
         # lines only grow at the end between polls (stdout + stderr would not).
         try:
-            done = run(["docker", *host, "logs", container], call_timeout,
-                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, name="docker logs")
+            done = run(list(argv), call_timeout, stdout=subprocess.PIPE,
+                       stderr=subprocess.STDOUT, name=name)
         except CommandTimeout:
-            progress(f"`docker logs {container}` did not answer within {call_timeout:g}s; "
-                     "retrying")
+            progress(f"{shown} did not answer within {call_timeout:g}s; retrying")
         else:
             lines = done.stdout.splitlines()
-            yield from lines[seen:]
-            seen = len(lines)
+            if done.returncode != 0:  # its output is an error message, not the log
+                last = lines[-1].strip()[:200] if lines else "no output"
+                progress(f"{shown} failed (exit {done.returncode}: {last}); retrying")
+            else:
+                yield from lines[seen:]
+                seen = len(lines)
         yield ""
         sleep(poll)
 

@@ -163,10 +163,12 @@ def follow_migrations(lines: Iterable[str], target: Optional[int], timeout: floa
                                         f"{timeout:.0f}s", seen)
 
 
-def judge_preview(events: Iterable) -> tuple[list[str], list[str]]:
+def judge_preview(events: Iterable, changeable: frozenset = frozenset(CHANGEABLE_TYPES),
+                  refuse_deletes: bool = False) -> tuple[list[str], list[str]]:
     """(refused, accepted with a reason) among the changes of a preview's engine events:
-    images, containers and health-gate updates are what a version change replaces; all
-    else is refused, except a provider update that only passes the project's
+    images, containers and health-gate updates (or the `changeable` types) are what a
+    version change replaces; all else is refused (with `refuse_deletes`, a changeable
+    resource going away too), except a provider update that only passes the project's
     configuration."""
     refused, notes = [], []
     for event in events:
@@ -175,7 +177,8 @@ def judge_preview(events: Iterable) -> tuple[list[str], list[str]]:
             continue
         kind, op = pre.metadata.type, pre.metadata.op.value
         name = pre.metadata.urn.rsplit("::", 1)[-1]
-        if kind in CHANGEABLE_TYPES or (kind == GATE_TYPE and op == "update"):
+        if (kind in changeable and not (refuse_deletes and op == "delete")) or \
+                (kind == GATE_TYPE and op == "update"):
             continue
         changed = _changed_inputs(pre.metadata)
         if kind.startswith(PROVIDER_TYPE_PREFIX) and op == "update":

@@ -9,12 +9,15 @@ answers, with the generated admin key accepted by the backend; a second `preview
 `refresh` show no changes; a new binary is swapped in while the old one runs and only the
 stage, install and health steps run again; nothing secret is in `pulumi stack export` in
 plain text; a backend that never answers fails `up` twice; a wrong host key is refused;
-`destroy` removes the unit and keeps the data directory.
+`destroy` removes the unit and keeps the data directory; scheduled backups run from a
+systemd timer whose elapses match the cron expression (systemd-analyze on the host);
+`ops.upgrade` swaps the binary and follows the journal over SSH.
 """
 
 from __future__ import annotations
 
 import json
+import shlex
 import shutil
 import subprocess
 import sys
@@ -184,9 +187,81 @@ def test_scheduled_backups_land_on_the_host(setup):
                                        check=False).stdout
     mode = host.ssh(f"stat -c %a /etc/convex-selfhost/{instance}-backup.env").stdout.strip()
     assert mode == "600"
-    # Turning the schedule off removes the backup unit; the snapshots stay.
+    assert host.ssh(f"systemctl is-enabled {instance}-backup.timer").stdout.strip() == "enabled"
+    result = host.ssh(f"systemctl show -p Result --value {instance}-backup.service").stdout
+    assert result.strip() == "success"
+    # Turning the schedule off removes the backup units; the snapshots stay.
     ws.pulumi("config", "rm", "convex-selfhost:backupSchedule", stack=stack)
     ws.pulumi("config", "rm", "convex-selfhost:backupKeep", stack=stack)
     ws.pulumi("up", "--yes", "--skip-preview", stack=stack)
-    assert host.ssh(f"systemctl cat {instance}-backup.service", check=False).returncode != 0
+    for name in ("service", "timer"):
+        assert host.ssh(f"systemctl cat {instance}-backup.{name}",
+                        check=False).returncode != 0
     assert ".zip" in host.ssh(f"ls {directory}").stdout
+
+
+@pytest.mark.parametrize("cron", ["15 3 * * *", "*/20 1-3 * * *", "0 3 1,15 * 1-5",
+                                  "30 4 * 6-8 7", "0 0 */10 * 0", "5 */6 29 2 *"])
+def test_the_timer_elapses_when_the_cron_expression_does(setup, cron):
+    """systemd's own calendar (systemd-analyze on the test host) against the backup
+    client's cron reading, for the next elapses."""
+    import datetime as dt
+
+    from components.host.unit import on_calendar
+    from ops.backup import parse_cron
+
+    _ws, host, _binaries, _versions = setup
+    start = dt.datetime(2027, 1, 1, tzinfo=dt.timezone.utc)
+    ours, when = [], start
+    for _ in range(8):
+        when = parse_cron(cron).next_after(when)
+        ours.append(when)
+    theirs = set()
+    for expr in on_calendar(cron):
+        done = host.ssh(f"TZ=UTC systemd-analyze calendar --iterations=8 "
+                        f"--base-time='2027-01-01 00:00:00 UTC' {shlex.quote(expr)}")
+        for line in done.stdout.splitlines():
+            line = line.strip()
+            if line.startswith(("Next elapse:", "Iter.")) and "UTC" in line:
+                stamp = line.split(":", 1)[1].strip().split(" ", 1)[1].replace(" UTC", "")
+                theirs.add(dt.datetime.fromisoformat(stamp).replace(tzinfo=dt.timezone.utc))
+    assert sorted(theirs)[:8] == ours, (on_calendar(cron), sorted(theirs)[:8])
+
+
+def test_ops_upgrade_swaps_the_binary_and_follows_the_journal_over_ssh(setup, tmp_path):
+    """`python -m ops.upgrade run --binary ... --binary-sha256 ...` on the host target, as
+    the README's host section gives it: a backup through the export API, version and binary
+    set together, the preview judged, `pulumi up`, the unit's journal read over SSH with the
+    pinned host key, the admin key checked. The stand-in logs no migrations: the run's
+    driver (tests/test_upgrade_real.py) adds the line a migrated backend logs after the
+    first real journal poll, and records the real lines it read."""
+    from test_upgrade_real import Runner
+
+    ws, host, binaries, (older, newer) = setup
+    address = subprocess.run(["docker", "inspect", "-f", "{{.NetworkSettings.IPAddress}}",
+                              host.container], capture_output=True, text=True,
+                             check=True).stdout.strip()
+    port = 3340
+    stack = _stack(ws, host, binaries[older], older, "upgrade", backendPort=port,
+                   sitePort=port + 1, bindAddress=address,
+                   cloudOrigin=f"http://{address}:{port}",
+                   siteOrigin=f"http://{address}:{port + 1}")
+    ws.pulumi("up", "--yes", "--skip-preview", stack=stack)
+    instance = ws.outputs(stack)["instanceName"]
+    runner = Runner(ws, tmp_path, stack, port, shim_env=False)
+    runner.backend_host, runner.to = address, newer
+    path, sha = binaries[newer]
+    done, backup = runner.run("--binary", str(path), "--binary-sha256", sha,
+                              synthetic_migration=True, timeout=120)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "preview: only the binary's stage, install and health steps change" in done.stdout
+    assert f"upgraded {stack} to {newer[:12]}" in done.stdout
+    version = host.ssh(f"curl -fsS http://{address}:{port}/version").stdout.strip()
+    assert version == newer
+    seen = runner.seen.read_text()
+    print(f"\njournal lines read over SSH: {len(seen.splitlines())}, e.g. "
+          f"{seen.splitlines()[0][:100]!r}")
+    assert f"instance {instance}" in seen  # the new binary's start, from the real journal
+    log = (backup / "upgrade.log").read_text()
+    assert "failed (exit" not in log and ws.outputs(stack)["adminKey"] not in log
+    assert _changes(ws, stack) == []

@@ -19,7 +19,7 @@ from harness import assert_matches_golden
 from test_backup_client import Flushes
 
 from components import releases
-from ops import backup, upgrade, upgrade_local, upgrade_plan
+from ops import backup, upgrade, upgrade_import, upgrade_local, upgrade_plan
 from ops.upgrade import REPO, Log, UpgradeError, Upgrader, check_backup_dir
 from ops.upgrade_plan import PlanError, follow_migrations, plan
 
@@ -353,7 +353,7 @@ def test_a_preview_that_touches_data_is_refused_and_reset(tmp_path):
         up.execute("in-place")
     assert str(refused.value) == (
         "the preview would change more than images and containers: replace convex-dev-data "
-        "(docker:index/volume:Volume). Nothing was applied; version reset.\n" + up.rollback_text())
+        "(docker:index/volume:Volume). Nothing was applied; settings reset.\n" + up.rollback_text())
     assert up.rollback_text() == (
         f"To roll back: cd {REPO} && . ./env.sh && pulumi config set convex-selfhost:version "
         f"{OLD} --stack dev && pulumi up --stack dev; if the data is damaged, restore the "
@@ -899,7 +899,7 @@ def test_unsafe_changes_are_all_named_and_the_target_version_is_followed(tmp_pat
     assert str(refused.value) == (
         "the preview would change more than images and containers: replace a "
         "(docker:index/volume:Volume); delete b (docker:index/network:Network). Nothing was "
-        "applied; version reset.")
+        "applied; settings reset.")
     targets = []
     monkey = upgrader(tmp_path, FakeStack())[0]
     monkey.log_lines = lambda container: ["db metadata version up to date at 9"]
@@ -1005,10 +1005,10 @@ def test_environment_variables_are_set_in_one_request_with_the_key(tmp_path):
         handler.end_headers()
 
     with backend_answering(tmp_path, do_post) as up:
-        up.set_env([("A", "1"), ("SECRET_TOKEN", "s3cr3t value=x")])
-        up.set_env([])  # nothing to set: no request
+        upgrade_import.set_env(up, [("A", "1"), ("SECRET_TOKEN", "s3cr3t value=x")])
+        upgrade_import.set_env(up, [])  # nothing to set: no request
         with pytest.raises(UpgradeError) as refused:
-            up.set_env([("B", "2")])
+            upgrade_import.set_env(up, [("B", "2")])
     assert received[0] == ("/api/update_environment_variables", f"Convex {KEY}",
                            "application/json", {"changes": [
                                {"name": "A", "value": "1"},
@@ -1020,11 +1020,11 @@ def test_environment_variables_are_set_in_one_request_with_the_key(tmp_path):
     assert "s3cr3t" not in (tmp_path / "backup" / "upgrade.log").read_text()
 
 
-def test_a_host_target_stack_is_refused_before_anything_runs(tmp_path):
+def test_a_host_target_stack_without_a_new_binary_is_refused_before_anything_runs(tmp_path):
     stack = FakeStack()
     stack.config["convex-selfhost:target"] = "host"
     up, commands = upgrader(tmp_path, stack)
-    with pytest.raises(UpgradeError, match="upgrades Docker-target stacks") as refused:
+    with pytest.raises(UpgradeError, match="pass the new release's binary") as refused:
         up.execute("in-place")
     assert "Nothing was changed." in str(refused.value)
     assert commands == [] and stack.calls == [] and up.convex.requests == []

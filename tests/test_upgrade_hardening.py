@@ -31,7 +31,7 @@ from test_upgrade import (
 )
 
 from components import releases
-from ops import backup, upgrade, upgrade_local
+from ops import backup, upgrade, upgrade_import, upgrade_local
 from ops.upgrade import REPO, Log, UpgradeError, Upgrader, check_backup_dir
 from ops.upgrade_plan import follow_migrations
 
@@ -66,7 +66,7 @@ def test_the_admin_key_and_environment_values_never_go_to_a_proxy(tmp_path, host
     real_admin_api(up, convex)
     up.backup()
     up.check_admin_key()
-    up.set_env([("SECRET_TOKEN", "s3cr3t")])
+    upgrade_import.set_env(up, [("SECRET_TOKEN", "s3cr3t")])
     assert hostile_proxy.requests == []
     assert [(method, path) for method, path, _, _ in convex.requests[-2:]] == [
         ("GET", "/api/check_admin_key"), ("POST", "/api/update_environment_variables")]
@@ -84,7 +84,7 @@ def test_no_admin_request_follows_a_redirect(tmp_path, status):
         with pytest.raises(UpgradeError, match=rf"refused the admin key \(HTTP {status}\)"):
             up.check_admin_key()
         with pytest.raises(UpgradeError, match=rf"environment variables \(HTTP {status}\)"):
-            up.set_env([("SECRET_TOKEN", "s3cr3t")])
+            upgrade_import.set_env(up, [("SECRET_TOKEN", "s3cr3t")])
         assert elsewhere.requests == []
     finally:
         elsewhere.close()
@@ -371,7 +371,7 @@ def test_a_loose_directory_of_another_user_is_refused(tmp_path, monkeypatch):
     backup_dir = tmp_path / "shared"
     backup_dir.mkdir()
     backup_dir.chmod(0o755)
-    monkeypatch.setattr(upgrade.os, "geteuid", lambda: backup_dir.stat().st_uid + 1)
+    monkeypatch.setattr(os, "geteuid", lambda: backup_dir.stat().st_uid + 1)
     with pytest.raises(UpgradeError) as refused:
         Log(backup_dir / "upgrade.log")
     assert str(refused.value) == (f"{backup_dir} is readable by other users and belongs to "
@@ -494,7 +494,7 @@ def test_data_networks_secrets_and_provider_replacements_are_still_refused(tmp_p
         up.execute("in-place")
     assert str(stopped.value).split("\n")[0] == (
         f"the preview would change more than images and containers: {refused}. Nothing was "
-        "applied; version reset.")
+        "applied; settings reset.")
     assert ("up",) not in stack.calls and stack.config["convex-selfhost:version"] == OLD
     assert f"error: the preview would change more than images and containers: {refused}" in \
         (tmp_path / "backup" / "upgrade.log").read_text()
@@ -512,17 +512,17 @@ def test_every_step_of_a_run_is_in_the_log_file(tmp_path):
     assert json.loads((tmp_path / "backup" / "snapshot.env.json").read_text())
 
 
-def test_export_import_stops_on_an_unusable_environment_file(tmp_path):
+def test_export_import_stops_on_an_unusable_environment_file(tmp_path, monkeypatch):
     stack = FakeStack()
     stack.export_stack = lambda: {"resources": []}
     up, _ = upgrader(tmp_path, stack)
-    npx = up.npx
+    npx = upgrade_import.npx
 
-    def spoil_then_import(*args):
+    def spoil_then_import(upgrader, *args):
         (up.backup_dir / "snapshot.env.json").write_text("not JSON")
-        npx(*args)
+        npx(upgrader, *args)
 
-    up.npx = spoil_then_import
+    monkeypatch.setattr(upgrade_import, "npx", spoil_then_import)
     with pytest.raises(UpgradeError) as failed:
         up.execute("export-import")
     assert str(failed.value).split("\n")[0] == (

@@ -78,7 +78,8 @@ class Shim(BaseHTTPRequestHandler):
             with open(SHIM["record"], "a") as record:
                 record.write(json.dumps(json.loads(body)) + "\n")
             return self._send(200, b"{}")
-        upstream = http.client.HTTPConnection("127.0.0.1", SHIM["backend_port"], timeout=60)
+        upstream = http.client.HTTPConnection(SHIM.get("backend_host", "127.0.0.1"),
+                                              SHIM["backend_port"], timeout=60)
         headers = {k: v for k, v in self.headers.items() if k.lower() != "host"}
         upstream.request(self.command, self.path, body or None, headers)
         answer = upstream.getresponse()
@@ -107,6 +108,9 @@ def shimmed(*args, **kwargs):
 
         def with_migrated(container):
             for line in lines(container):
+                if line and SHIM.get("seen"):  # the real log lines it read
+                    with open(SHIM["seen"], "a") as seen:
+                        seen.write(line + "\n")
                 yield line
                 if line == "":  # after the first poll
                     yield ("(synthetic: the stand-in logs no migrations) db metadata version "
@@ -158,6 +162,9 @@ class Runner:
         self.app.mkdir()
         (self.app / "package.json").write_text('{"dependencies": {"convex": "1.29.0"}}\n')
         self.npx_calls, self.env_sets = tmp / "npx-calls", tmp / "env-sets"
+        self.seen = tmp / "log-lines-seen"  # what the migration watch read
+        self.backend_host = "127.0.0.1"
+        self.to = DEFAULT_VERSION
         self.runs = 0
 
     def run(self, *args: str, synthetic_migration: bool = False, timeout: int = 60,
@@ -165,12 +172,13 @@ class Runner:
         self.runs += 1
         backup = self.tmp / f"backups $(touch pwned) {self.runs}"
         shim = {"env": self.shim_env, "variables": VARIABLES, "backend_port": self.backend_port,
+                "backend_host": self.backend_host, "seen": str(self.seen),
                 "synthetic_migration": synthetic_migration, "record": str(self.env_sets)}
         environment = dict(self.ws.env, UPGRADE_SHIM=json.dumps(shim),
                            NPX_CALLS=str(self.npx_calls),
                            PATH=f"{self.bin}{os.pathsep}{self.ws.env['PATH']}", **env)
         command = [sys.executable, str(self.driver), "run", "--stack", self.stack, "--to",
-                   DEFAULT_VERSION, "--app-dir", str(self.app), "--backup-dir", str(backup),
+                   self.to, "--app-dir", str(self.app), "--backup-dir", str(backup),
                    "--timeout", str(timeout), *args]
         done = subprocess.run(command, cwd=self.ws.project, env=environment, text=True,
                               capture_output=True, timeout=RUN_TIMEOUT)
