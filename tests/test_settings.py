@@ -834,10 +834,22 @@ HOSTILE = {
     "sshUser": "Hunter2!", "sshPrivateKey": "hunter2key", "sshHostKey": "hunter2 key",
     "backendBinary": "/hunter2/none", "backendBinaryUrl": "http://hunter2",
     "backendBinarySha256": "hunter2",
+    "kubernetesNamespace": "Hunter2_ns", "kubernetesStorageClass": "Hunter2_sc",
+    "kubernetesStorageSize": "hunter2", "kubernetesIngressClass": "Hunter2 class",
+    "kubernetesIngressAnnotations": ["hunter2", "a=hunter2\nx"],
+    "kubernetesIngressTlsSecret": "Hunter2_s", "kubernetesCertManagerIssuer": "Hunter2_i",
+    "kubernetesDashboardHost": "hunter2 host",
 }
+KUBERNETES_HOSTILE = {"target": "kubernetes", **{name: value for name, value in HOSTILE.items()
+                                                 if name.startswith("kubernetes")}}
 # Values that are valid on their own but meet another setting in a message (a clash, a
 # public bind, a pool, a release that does not read a setting, an unread knob).
 HOSTILE_COMBINATIONS = [
+    ("staging", KUBERNETES_HOSTILE),
+    ("prod", {**KUBERNETES_HOSTILE, "kubernetesIngressClass": "nginx",
+              "kubernetesIngressTlsSecret": "hunter2-s", "kubernetesCertManagerIssuer": "x",
+              "cloudOrigin": "https://hunter2.example.com",
+              "siteOrigin": "https://hunter2.example.com"}),
     ("staging", {"backendPort": 45678, "sitePort": 45678}),
     ("staging", {"instanceName": "hunter2-inst", "dashboardPort": 3220}),
     ("preview", {"deployments": ["hunter2-a", "hunter2-b"], "backendPort": 6900}),

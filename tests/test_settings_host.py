@@ -100,5 +100,5 @@ def test_host_keys_on_the_docker_target_are_refused():
         "`pulumi config set target host`.",
         "convex-selfhost:sshHostKey: only applies with `target: host`; remove it, or set "
         "`pulumi config set target host`."]
-    assert list(problems("staging", {"target": "kubernetes"})) == [
-        "convex-selfhost:target: 'kubernetes' is not one of 'docker', 'host'."]
+    assert list(problems("staging", {"target": "lxc"})) == [
+        "convex-selfhost:target: 'lxc' is not one of 'docker', 'host', 'kubernetes'."]

@@ -24,6 +24,7 @@ from components.settings.database import read_database
 from components.settings.deployments import default_instance_name, read_deployments
 from components.settings.host import read_host, read_target
 from components.settings.keys import KEYS, KEYS_BY_NAME, NAMESPACE, Key
+from components.settings.kubernetes import check_ingress_origins, cluster_urls, read_kubernetes
 from components.settings.model import (
     BACKEND_IMAGE,
     DASHBOARD_IMAGE,
@@ -32,6 +33,7 @@ from components.settings.model import (
     DatabaseSettings,
     DeploymentSettings,
     HostSettings,
+    KubernetesSettings,
     S3Settings,
     StackSettings,
     TlsSettings,
@@ -58,6 +60,7 @@ __all__ = [
     "DatabaseSettings",
     "DeploymentSettings",
     "HostSettings",
+    "KubernetesSettings",
     "Key",
     "S3Settings",
     "SecretValue",
@@ -98,8 +101,11 @@ def settings_from_config(
     database = read_database(reader, version)
     s3 = read_s3(reader, version)
     domains = read_domains(reader)
-    tls = read_tls(reader, domains, dashboard)
-    deployments = read_deployments(reader, stack, bind, dashboard, tls, domains)
+    # On a cluster the ingress serves TLS; kubernetes.py refuses the proxy's keys.
+    tls = read_tls(reader, domains, dashboard) if target != "kubernetes" else None
+    # A cluster's Services listen inside it (kubernetes.py refuses bindAddress there).
+    deployments = read_deployments(reader, stack, bind if target != "kubernetes" else
+                                   "127.0.0.1", dashboard, tls, domains)
     tuning = read_tuning(reader, version, database.kind, warnings)
     if reader.boolean("dashboardLoadMonacoInternally"):
         reader.problem(
@@ -111,6 +117,11 @@ def settings_from_config(
     _check_metrics_exposure(reader, bind, tuning, warnings)
     containers = read_containers(reader)
 
+    kube = read_kubernetes(reader, target, _base_instance(reader, stack))
+    if kube is not None:
+        deployments = cluster_urls(deployments, kube, bool(reader.string("cloudOrigin")),
+                                   bool(reader.string("siteOrigin")), dashboard)
+        check_ingress_origins(reader, kube, deployments)
     settings = StackSettings(
         stack=stack,
         version=version,
@@ -129,10 +140,16 @@ def settings_from_config(
         warnings=tuple(warnings),
         target=target,
         host=read_host(reader, target, bind),
+        kubernetes=kube,
     )
     if reader.problems:
         raise ConfigError(stack, reader.problems)
     return settings
+
+
+def _base_instance(reader: Reader, stack: str) -> str:
+    name = reader.string("instanceName")
+    return name if rules.is_valid_instance_name(name) else default_instance_name(stack)
 
 
 def _check_key_names(reader: Reader, raw: Mapping[str, Any]) -> None:

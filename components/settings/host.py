@@ -13,7 +13,7 @@ from components.settings.model import HostSettings
 from components.settings.network import is_hostname
 from components.settings.reader import Reader, SecretValue
 
-TARGETS = ("docker", "host")
+TARGETS = ("docker", "host", "kubernetes")
 _USER = re.compile(r"[a-z_][a-z0-9_-]{0,31}")
 _HOST_KEY = re.compile(r"(ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp(256|384|521)|"
                        r"sk-ssh-ed25519@openssh\.com) [A-Za-z0-9+/]{40,}={0,2}")

@@ -26,6 +26,14 @@ class Key:
 KEYS: tuple[Key, ...] = (
     # where it runs
     Key("target", "string", "docker"),
+    Key("kubernetesNamespace", "string", ""),
+    Key("kubernetesStorageClass", "string", ""),
+    Key("kubernetesStorageSize", "string", "10Gi"),
+    Key("kubernetesIngressClass", "string", ""),
+    Key("kubernetesIngressAnnotations", "array", []),
+    Key("kubernetesIngressTlsSecret", "string", ""),
+    Key("kubernetesCertManagerIssuer", "string", ""),
+    Key("kubernetesDashboardHost", "string", ""),
     # identity and version
     Key("instanceName", "string", ""),
     Key("instanceSecret", "string", "", secret=True),

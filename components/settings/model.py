@@ -75,6 +75,20 @@ class HostSettings:
 
 
 @dataclass(frozen=True)
+class KubernetesSettings:
+    """target: kubernetes: where in the cluster, and how it is reached."""
+
+    namespace: str
+    storage_class: str  # "": the cluster's default
+    storage_size: str  # a quantity, e.g. 10Gi
+    ingress_class: str  # "": no Ingress
+    ingress_annotations: tuple[tuple[str, str], ...]
+    tls_secret: str  # an existing TLS Secret for the ingress, or
+    cert_manager_issuer: str  # a cert-manager ClusterIssuer that makes one
+    dashboard_host: str
+
+
+@dataclass(frozen=True)
 class DeploymentSettings:
     """One Convex deployment (backend + dashboard) of the stack."""
 
@@ -152,8 +166,9 @@ class StackSettings:
     docker_host: str = ""  # the docker provider's `docker:host`, "" for the local engine
     backups: Optional[BackupSettings] = None
     warnings: tuple[str, ...] = field(default=())
-    target: str = "docker"  # "docker" | "host"
+    target: str = "docker"  # "docker" | "host" | "kubernetes"
     host: Optional[HostSettings] = None  # target: host
+    kubernetes: Optional[KubernetesSettings] = None  # target: kubernetes
 
     @property
     def backend_image(self) -> str:
