@@ -1,23 +1,25 @@
 """convex-selfhost: a self-hosted Convex deployment per stack.
 
 Read the stack's settings (all errors at once), describe each deployment independently of
-where it runs (components/core), let the target build its resources (components/docker or
-components/host), and export what users and CI need. Secrets among the outputs stay Pulumi secrets.
+where it runs (components/core), let the target build its resources (components/docker,
+components/host or components/kubernetes), and export what users and CI need. Secrets among
+the outputs stay Pulumi secrets.
 """
+
+import importlib
 
 import pulumi
 
 from components.core.keys import OUTPUTS
 from components.core.spec import describe_all
-from components.docker import stack as docker_target
-from components.host import stack as host_target
 from components.settings import load_settings
 
 settings = load_settings()
 for warning in settings.warnings:
     pulumi.log.warn(warning)
 
-target = host_target if settings.target == "host" else docker_target
+# Only the chosen target's modules (and provider SDK) are imported.
+target = importlib.import_module(f"components.{settings.target}.stack")
 deployments = target.deploy(settings, describe_all(settings))
 
 for output_name, attribute in OUTPUTS.items():

@@ -33,7 +33,7 @@ STACKS = sorted(p.name.split(".")[1] for p in (REPO / "stacks").glob("Pulumi.*.y
 # The stack files this project ships as examples (documented, with golden snapshots); a
 # user's own stack files (README: "Add an environment") are evaluated like them but need
 # neither.
-EXAMPLE_STACKS = ("dev", "dev-restore", "host", "preview", "prod", "staging")
+EXAMPLE_STACKS = ("dev", "dev-restore", "host", "kubernetes", "preview", "prod", "staging")
 # The engine's wire form of a secret value (Pulumi's property-value spec, "Secrets"):
 # {SIG_KEY: SECRET_SIG, "value": ...}. Spelled out here rather than read from SDK internals.
 SIG_KEY = "4dabf18193072939515e22adb298388d"

@@ -35,6 +35,8 @@ VARIANTS = {
     "preview": ("preview", {}, {}, {}, "1.44"),
     "dev-restore": ("dev-restore", {}, {}, {}, "1.44"),
     "host": ("host", {}, {}, {}, "1.44"),
+    "kubernetes": ("kubernetes", {}, {"databaseUrl": "postgres://u:p@db.example.com:5432"},
+                   {}, "1.44"),
     # Backups, limits and a remote engine too old for the healthcheck start interval.
     "dev-backups-remote-old-engine": (
         "dev", {"backupSchedule": "15 3 * * *", "backupKeep": 3, "memoryLimitMb": 1024,

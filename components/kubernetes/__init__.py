@@ -1,0 +1,1 @@
+"""The Kubernetes target (`target: kubernetes`), on pulumi-kubernetes."""
