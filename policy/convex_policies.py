@@ -57,6 +57,7 @@ from pulumi_policy.proxy import UnknownValueError
 
 from components import rules
 from components.rules import MOVING_TAGS, ImageRef, parse_image_ref  # noqa: F401
+from policy.kubernetes_policies import KUBERNETES_POLICIES
 from policy.resource_props import (
     ADMIN_KEY_PUBLIC_ENV,
     CONTAINER_TYPE,
@@ -271,4 +272,5 @@ ALL_POLICIES = [
     protect_data_in_prod,
     no_public_ports_without_tls,
     secret_envs_are_secret,
+    *KUBERNETES_POLICIES,
 ]

@@ -56,6 +56,9 @@ EXPECTED_POLICY_NAMES = {
     "protect-data-in-prod",
     "no-public-ports-without-tls",
     "secret-envs-are-secret",
+    "single-convex-backend",
+    "pinned-workload-images",
+    "protect-claims-in-prod",
 }
 
 
@@ -732,7 +735,10 @@ def test_served_pack_analyze_stack_with_policy_config(analyzer):
 
 
 def test_all_policies_lists_every_policy_in_module():
-    module_policies = {id(obj): obj for obj in vars(cp).values() if isinstance(obj, Policy)}
+    from policy import kubernetes_policies
+
+    module_policies = {id(obj): obj for module in (cp, kubernetes_policies)
+                       for obj in vars(module).values() if isinstance(obj, Policy)}
     listed = {id(p) for p in cp.ALL_POLICIES}
     assert set(module_policies) == listed
     names = [p.name for p in cp.ALL_POLICIES]
