@@ -6,7 +6,8 @@
 # 1. State backend and passphrase come from ./env.sh (sourced): this checkout's
 #    .pulumi-state/ unless PULUMI_BACKEND_URL / PULUMI_CONFIG_PASSPHRASE(_FILE) are set.
 # 2. Selects the stack, creating it (passphrase secrets provider) if it does not exist.
-# 3. Checks the Docker engine the stack deploys to: the stack's `docker:host` config, else
+# 3. On the Docker target (not host, kubernetes), checks the Docker engine the stack
+#    deploys to: the stack's `docker:host` config, else
 #    DOCKER_HOST, else the local engine (a remote host needs no local engine). It must
 #    answer; below API 1.44 (Engine 25) a warning says the backend healthcheck's
 #    start_interval is ignored there, so first starts are only probed more slowly.
@@ -107,47 +108,54 @@ command -v pulumi >/dev/null ||
 
 pulumi stack select --create "$stack" --secrets-provider passphrase
 
-# The engine the Docker provider will talk to: the stack's docker:host wins over DOCKER_HOST.
-docker_host="$(pulumi config get docker:host --stack "$stack" 2>/dev/null || true)"
-if [ -n "$docker_host" ]; then
-  where="the Docker engine at $docker_host (the stack's docker:host)"
-elif [ -n "${DOCKER_HOST:-}" ]; then
-  docker_host="$DOCKER_HOST"
-  where="the Docker engine at $docker_host (DOCKER_HOST)"
-else
-  where="the local Docker engine"
-fi
-docker_cmd=(docker)
-[ -z "$docker_host" ] || docker_cmd+=(-H "$docker_host")
-
-if ! command -v docker >/dev/null; then
+# Only a Docker-target stack needs an engine; host and kubernetes stacks reach their
+# machines through their providers (SSH, the cluster's API), which report what fails.
+target="$(pulumi config get convex-selfhost:target --stack "$stack" 2>/dev/null || true)"
+if [ "${target:-docker}" = docker ]; then
+  # The engine the Docker provider will talk to: the stack's docker:host wins over DOCKER_HOST.
+  docker_host="$(pulumi config get docker:host --stack "$stack" 2>/dev/null || true)"
   if [ -n "$docker_host" ]; then
-    echo "warning: no docker CLI on this machine, so $where was not checked" >&2
+    where="the Docker engine at $docker_host (the stack's docker:host)"
+  elif [ -n "${DOCKER_HOST:-}" ]; then
+    docker_host="$DOCKER_HOST"
+    where="the Docker engine at $docker_host (DOCKER_HOST)"
   else
-    die "no docker CLI and no docker:host: install Docker Engine 25+, or deploy to a remote" \
-        "engine with \`pulumi config set docker:host ssh://user@host --stack $stack\`"
+    where="the local Docker engine"
   fi
-elif ! answer="$("${docker_cmd[@]}" version --format '{{.Server.APIVersion}}' 2>&1)"; then
-  reason="$(printf '%s\n' "$answer" | grep -v '^[[:space:]]*$' | tail -n 1)"
-  if [ -n "$docker_host" ]; then
-    die "$where does not answer: \`${docker_cmd[*]} version\` failed${reason:+ ($reason)}." \
-        "Check the host is up, runs Docker, and that you can reach it" \
-        "(for ssh://: \`ssh <user@host> docker version\` works without a password prompt)."
+  docker_cmd=(docker)
+  [ -z "$docker_host" ] || docker_cmd+=(-H "$docker_host")
+
+  if ! command -v docker >/dev/null; then
+    if [ -n "$docker_host" ]; then
+      echo "warning: no docker CLI on this machine, so $where was not checked" >&2
+    else
+      die "no docker CLI and no docker:host: install Docker Engine 25+, or deploy to a remote" \
+          "engine with \`pulumi config set docker:host ssh://user@host --stack $stack\`"
+    fi
+  elif ! answer="$("${docker_cmd[@]}" version --format '{{.Server.APIVersion}}' 2>&1)"; then
+    reason="$(printf '%s\n' "$answer" | grep -v '^[[:space:]]*$' | tail -n 1)"
+    if [ -n "$docker_host" ]; then
+      die "$where does not answer: \`${docker_cmd[*]} version\` failed${reason:+ ($reason)}." \
+          "Check the host is up, runs Docker, and that you can reach it" \
+          "(for ssh://: \`ssh <user@host> docker version\` works without a password prompt)."
+    fi
+    die "$where does not answer: \`docker version\` failed${reason:+ ($reason)}. Start Docker," \
+        "or deploy to a remote engine: \`pulumi config set docker:host ssh://user@host --stack $stack\`."
+  else
+    api="$(printf '%s\n' "$answer" | grep -E '^[0-9]+\.[0-9]+' | tail -n 1 || true)"
+    major="${api%%.*}" minor="${api#*.}"
+    minor="${minor%%.*}"
+    if [ -z "$api" ]; then
+      echo "warning: could not read the API version of $where; Docker Engine 25+ is expected" >&2
+    elif [ "$major" -lt 1 ] || { [ "$major" -eq 1 ] && [ "$minor" -lt 44 ]; }; then
+      echo "warning: $where speaks Docker API $api, below 1.44 (Docker Engine 25)." \
+           "It ignores the backend healthcheck's start_interval, so a first start is probed at" \
+           "the normal interval instead of every second: \`pulumi up\` notices a healthy" \
+           "backend later, nothing breaks. Upgrade to Docker Engine 25+ to fix it." >&2
+    fi
   fi
-  die "$where does not answer: \`docker version\` failed${reason:+ ($reason)}. Start Docker," \
-      "or deploy to a remote engine: \`pulumi config set docker:host ssh://user@host --stack $stack\`."
 else
-  api="$(printf '%s\n' "$answer" | grep -E '^[0-9]+\.[0-9]+' | tail -n 1 || true)"
-  major="${api%%.*}" minor="${api#*.}"
-  minor="${minor%%.*}"
-  if [ -z "$api" ]; then
-    echo "warning: could not read the API version of $where; Docker Engine 25+ is expected" >&2
-  elif [ "$major" -lt 1 ] || { [ "$major" -eq 1 ] && [ "$minor" -lt 44 ]; }; then
-    echo "warning: $where speaks Docker API $api, below 1.44 (Docker Engine 25)." \
-         "It ignores the backend healthcheck's start_interval, so a first start is probed at" \
-         "the normal interval instead of every second: \`pulumi up\` notices a healthy" \
-         "backend later, nothing breaks. Upgrade to Docker Engine 25+ to fix it." >&2
-  fi
+  echo "target $target: no Docker engine needed on this machine"
 fi
 
 if [ "${CONVEX_SELFHOST_SKIP_INSTALL:-}" != 1 ]; then

@@ -240,7 +240,7 @@ def status(stack: str, run: Runner = run_command, backend_type=Backend,
     version = version or DEFAULT_VERSION
     done = run(["pulumi", "config", "get", "convex-selfhost:target", "--stack", stack],
                PULUMI_TIMEOUT)
-    on_host = done.returncode == 0 and done.stdout.strip() == "host"
+    target = done.stdout.strip() if done.returncode == 0 else "docker"
     per_deployment = deployments(outputs)
     if not per_deployment:
         raise StatusError(f"stack '{stack}' has no deployment outputs: was it deployed "
@@ -252,11 +252,16 @@ def status(stack: str, run: Runner = run_command, backend_type=Backend,
         instance = str(values.get("instanceName") or key)
         mine = [c for c in containers if c.deployment == instance
                 or (not c.deployment and c.name.startswith(f"{instance}-"))]
-        if on_host:
+        if target == "host":
             # A systemd unit on the host: seen here through the backend it runs (its state
             # on the host: `systemctl status` / `journalctl -u` there).
             unit = instance if instance.startswith("convex-") else f"convex-{instance}"
             report.ok(f"host target: unit {unit}.service, checked through its backend")
+        elif target == "kubernetes":
+            # Pods on a cluster: `kubectl get statefulset,pods -n <namespace>` there.
+            report.ok(f"kubernetes target: StatefulSet {instance}-backend, checked through "
+                      "its backend (in-cluster URLs: run this where they resolve, or "
+                      "`kubectl port-forward`)")
         else:
             if not mine:
                 report.fail("the stack's state records no container for it")

@@ -35,6 +35,9 @@ case "$*" in
     if [ -n "${FAKE_DOCKER_HOST:-}" ]; then echo "$FAKE_DOCKER_HOST"; else
       echo "error: configuration key 'docker:host' not found for stack" >&2; exit 255; fi ;;
   "config get version"*) echo "${OLD_VERSION:-}" ;;
+  "config get convex-selfhost:target"*)
+    if [ -n "${FAKE_TARGET:-}" ]; then echo "$FAKE_TARGET"; else
+      echo "error: configuration key 'convex-selfhost:target' not found" >&2; exit 255; fi ;;
   "stack output backendUrl"*) echo "${BACKEND_URL:-https://api.convex.example.com}" ;;
   "stack output adminKey"*) echo "$ADMIN_KEY" ;;
   "stack output"*) echo "backendUrl  https://api.convex.example.com" ;;
@@ -466,6 +469,17 @@ def test_up_stops_clearly_without_a_local_engine(sandbox):
     assert "local Docker engine does not answer" in result.stderr
     assert "Start Docker" in result.stderr and "docker:host" in result.stderr
     assert pulumi_up_calls(sandbox.calls()) == []
+
+
+@pytest.mark.parametrize("target", ["host", "kubernetes"])
+def test_up_needs_no_docker_engine_for_a_host_or_cluster_stack(sandbox, target):
+    sandbox.without("docker")
+    result = sandbox.run(str(sandbox.repo / "up.sh"), "prod", "--yes", FAKE_TARGET=target,
+                         FAKE_ENGINE="nowhere")
+    assert result.returncode == 0, result.stderr
+    assert f"target {target}: no Docker engine needed on this machine" in result.stdout
+    assert not [c for c in sandbox.calls() if c.startswith("docker ")]
+    assert pulumi_up_calls(sandbox.calls()) == ["pulumi up --yes --stack prod --refresh"]
 
 
 def test_up_warns_about_an_engine_older_than_25(sandbox):

@@ -174,3 +174,14 @@ def test_a_host_target_stack_is_checked_through_its_backend():
     assert code == 0, text
     assert "  ok    host target: unit convex-dev.service, checked through its backend" in text
     assert not [c for c in fake.calls if c[0] == "docker"]
+
+
+def test_a_kubernetes_target_stack_is_checked_through_its_backend():
+    fake = Fake(SINGLE, state([]), {})
+    fake.target = "kubernetes"
+    code, text = run_status(fake)
+    assert code == 0, text
+    assert "  ok    kubernetes target: StatefulSet convex-dev-backend, checked through its " \
+           "backend" in text
+    assert "state records no container" not in text
+    assert not [c for c in fake.calls if c[0] == "docker"]
