@@ -20,13 +20,12 @@ import json
 import shlex
 import shutil
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import hosttarget
 import pytest
-from test_integration import PROJECT_FILES, Workspace, integration_skip_reason
+from test_integration import integration_skip_reason, project_copy
 
 REPO = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.integration
@@ -48,15 +47,7 @@ def setup(tmp_path_factory):
     if reason:
         pytest.skip(reason)
     root = tmp_path_factory.mktemp("hostit")
-    ws = Workspace(root)
-    ws.project.mkdir()
-    (root / "state").mkdir()
-    for name in PROJECT_FILES:
-        source = REPO / name
-        (shutil.copytree if source.is_dir() else shutil.copy2)(source, ws.project / name)
-    for stale in (ws.project / "stacks").glob("Pulumi.*.yaml"):
-        stale.unlink()
-    (ws.project / "venv").symlink_to(Path(sys.prefix), target_is_directory=True)
+    ws = project_copy(root)
     older, newer = hosttarget.standin_versions()
     binaries = {}
     for version in (older, newer):

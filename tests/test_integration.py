@@ -181,24 +181,31 @@ _SUMMARY = re.compile(r"^\s*([+~-]|\+-|-\+)?\s*\d+ (created|updated|deleted|repl
                       r"protected|Resources:|no changes", re.I)
 
 
+def project_copy(root: Path, keep: tuple = ()) -> Workspace:
+    """A Workspace on a copy of the project in ROOT, with its own state directory, the
+    stack files whose names start with KEEP, and the test's own interpreter as its venv
+    (it has everything the program imports)."""
+    ws = Workspace(root)
+    ws.project.mkdir()
+    (ws.root / "state").mkdir()
+    for name in PROJECT_FILES:
+        source = REPO / name
+        (shutil.copytree if source.is_dir() else shutil.copy2)(source, ws.project / name)
+    for stale in (ws.project / "stacks").glob("Pulumi.*.yaml"):
+        if not stale.name.startswith(keep):
+            stale.unlink()
+    (ws.project / "venv").symlink_to(Path(sys.prefix), target_is_directory=True)
+    return ws
+
+
 @pytest.fixture(scope="module")
 def workspace(tmp_path_factory):
     reason = integration_skip_reason()
     if reason:
         pytest.skip(reason)
     _ensure_images()
-    ws = Workspace(tmp_path_factory.mktemp("integration"))
-    ws.project.mkdir()
-    (ws.root / "state").mkdir()
-    for name in PROJECT_FILES:
-        source = REPO / name
-        copy = shutil.copytree if source.is_dir() else shutil.copy2
-        copy(source, ws.project / name)
-    for stale in (ws.project / "stacks").glob("Pulumi.*.yaml"):
-        if not stale.name.startswith(("Pulumi.dev.", "Pulumi.prod.")):
-            stale.unlink()
-    # The test's own interpreter has everything the program imports.
-    (ws.project / "venv").symlink_to(Path(sys.prefix), target_is_directory=True)
+    ws = project_copy(tmp_path_factory.mktemp("integration"),
+                      keep=("Pulumi.dev.", "Pulumi.prod."))
     yield ws
     _cleanup(ws)
 

@@ -22,11 +22,10 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-from test_integration import ENABLE_VAR, PROJECT_FILES, Workspace
+from test_integration import ENABLE_VAR, project_copy
 
 from components.releases import DEFAULT_VERSION
 from components.settings.model import BACKEND_IMAGE
@@ -81,16 +80,7 @@ def cluster(tmp_path_factory):
     reason = skip_reason()
     if reason:
         pytest.skip(reason)
-    root = tmp_path_factory.mktemp("k8sit")
-    ws = Workspace(root)
-    ws.project.mkdir()
-    (root / "state").mkdir()
-    for name in PROJECT_FILES:
-        source = REPO / name
-        (shutil.copytree if source.is_dir() else shutil.copy2)(source, ws.project / name)
-    for stale in (ws.project / "stacks").glob("Pulumi.*.yaml"):
-        stale.unlink()
-    (ws.project / "venv").symlink_to(Path(sys.prefix), target_is_directory=True)
+    ws = project_copy(tmp_path_factory.mktemp("k8sit"))
     storage_class = f"{ws.prefix}-class"
     for role in ("data", "backups"):
         kubectl("apply", "-f", "-", stdin=volume(f"{ws.prefix}-{role}", storage_class))
