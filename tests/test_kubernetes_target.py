@@ -108,6 +108,7 @@ def test_the_ingress_serves_api_site_and_dashboard_with_cert_manager():
     assert spec["tls"] == [{"hosts": [host for host, _ in routes],
                             "secretName": "convex-kubernetes-tls"}]
     assert ingress.inputs["metadata"]["annotations"] == {
+        "pulumi.com/skipAwait": "true",
         "nginx.ingress.kubernetes.io/proxy-read-timeout": "3600",
         "nginx.ingress.kubernetes.io/proxy-send-timeout": "3600",
         "cert-manager.io/cluster-issuer": "letsencrypt"}

@@ -45,7 +45,7 @@ def tls_secret(spec: DeploymentSpec, kube: KubernetesSettings) -> str:
 
 def ingress(name: str, spec: DeploymentSpec, kube: KubernetesSettings,
             namespace: pulumi.Input[str], opts: pulumi.ResourceOptions) -> Ingress:
-    annotations = dict(kube.ingress_annotations)
+    annotations = {**dict(kube.ingress_annotations), "pulumi.com/skipAwait": "true"}
     if kube.cert_manager_issuer:
         annotations[CERT_MANAGER_ANNOTATION] = kube.cert_manager_issuer
     rules = [IngressRuleArgs(host=host, http=HTTPIngressRuleValueArgs(paths=[
@@ -60,6 +60,9 @@ def ingress(name: str, spec: DeploymentSpec, kube: KubernetesSettings,
         f"{name}-ingress",
         metadata=ObjectMetaArgs(name=spec.instance_name, namespace=namespace,
                                 labels=w.labels(spec, "backend"),
-                                annotations=annotations or None),
+                                annotations=annotations),
+        # Not awaited: the provider would wait for an address in the Ingress's status,
+        # which some controllers never publish (and none does before DNS and certificates
+        # are in place); the workloads behind it are awaited.
         spec=IngressSpecArgs(ingress_class_name=kube.ingress_class, rules=rules, tls=tls),
         opts=opts)
