@@ -72,8 +72,16 @@ import urllib.error
 import urllib.parse
 import urllib.request
 import zipfile
-from dataclasses import dataclass
 from pathlib import Path
+
+if __package__:  # imported as ops.backup
+    from ops.backup_cron import CronError, CronSchedule, parse_cron  # noqa: F401
+    from ops.backup_verify import VerifyError, verify
+else:  # run as a file: its modules lie beside it (in the repository, or uploaded with it);
+    # that directory is searched even under `python -I`, which leaves it out of sys.path
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    from backup_cron import CronError, CronSchedule, parse_cron  # noqa: F401
+    from backup_verify import VerifyError, verify
 
 KEY_ENV = "CONVEX_SELF_HOSTED_ADMIN_KEY"
 LAST_RUN = ".last-run.json"
@@ -113,10 +121,6 @@ class BackupError(Exception):
 
 class UsageError(Exception):
     """Bad arguments or environment: one line on stderr, exit 2."""
-
-
-class CronError(ValueError):
-    """An invalid cron expression; the message names the field and the problem."""
 
 
 def _json_dict(raw) -> dict:
@@ -506,6 +510,16 @@ def env_name(snapshot: str) -> str:
     return snapshot.removesuffix(".zip") + ".env.json"
 
 
+def checked(path: Path) -> dict:
+    """The snapshot's counts (backup_verify); a snapshot that fails the check is removed,
+    so it never counts toward --keep, and the run fails."""
+    try:
+        return verify(str(path)).record()
+    except VerifyError as error:
+        path.unlink(missing_ok=True)
+        raise BackupError(f"the snapshot failed verification: {error}") from None
+
+
 def run_once(url: str, key: str, dest: str, keep: int, timeout: float, poll: float,
              max_bytes: int = MAX_BYTES, min_free: int = MIN_FREE) -> bool:
     """One backup run, over within TIMEOUT seconds: logs exactly one line and writes
@@ -523,13 +537,16 @@ def run_once(url: str, key: str, dest: str, keep: int, timeout: float, poll: flo
         write_private(env_file, json.dumps(variables, indent=2) + "\n", PARTIAL + env_file.name)
         try:
             size = download(client, doc["_id"], dest, name, max_bytes, min_free)
+            counts = checked(Path(dest, name))
         except BaseException:
             env_file.unlink(missing_ok=True)
             raise
         kept = prune(dest, keep, name)
         record.update(ok=True, file=name, env_file=env_file.name, env_vars=len(variables),
-                      bytes=size, export_id=doc["_id"], start_ts=decode_int64(doc.get("start_ts")))
-        line = f"convex-backup ok file={name} bytes={size} kept={kept}"
+                      bytes=size, export_id=doc["_id"], start_ts=decode_int64(doc.get("start_ts")),
+                      **counts)
+        line = (f"convex-backup ok file={name} bytes={size} tables={counts['tables']} "
+                f"documents={counts['documents']} files={counts['files']} kept={kept}")
     except Exception as err:  # a scheduled run must never crash the loop
         reason = (str(err) if isinstance(err, BackupError) else err.__class__.__name__) or "error"
         reason = redact(reason, key)  # before cutting it
@@ -542,77 +559,6 @@ def run_once(url: str, key: str, dest: str, keep: int, timeout: float, poll: flo
         write_private(Path(dest, LAST_RUN), json.dumps(record))
     print(f"{line} elapsed={time.monotonic() - started:.1f}s", flush=True)
     return record["ok"]
-
-
-FIELDS = (("minute", 0, 59), ("hour", 0, 23), ("day-of-month", 1, 31), ("month", 1, 12),
-          ("day-of-week", 0, 7))
-
-
-def _parse_field(text: str, field: str, low: int, high: int) -> frozenset[int]:
-    values: set[int] = set()
-    for item in text.split(","):
-        span, slash, step = item.partition("/")
-        if slash and (not step.isdigit() or int(step) < 1):
-            raise CronError(f"{field}: step {step!r} must be a number >= 1")
-        if slash and span != "*" and "-" not in span:
-            raise CronError(f"{field}: a step needs * or a range, not {span!r}")
-        bounds = [low, high] if span == "*" else span.split("-", 1)
-        for number in map(str, bounds):
-            if not number.isdigit():
-                raise CronError(f"{field}: {number!r} is not a number")
-            if not low <= int(number) <= high:
-                raise CronError(f"{field}: {number} is out of range {low}-{high}")
-        first, last = int(bounds[0]), int(bounds[-1])
-        if first > last:
-            raise CronError(f"{field}: range {span} is reversed")
-        values.update(range(first, last + 1, int(step) if slash else 1))
-    return frozenset(values)
-
-
-@dataclass(frozen=True)
-class CronSchedule:
-    expr: str
-    minutes: frozenset[int]
-    hours: frozenset[int]
-    days: frozenset[int]
-    months: frozenset[int]
-    weekdays: frozenset[int]  # 0 = Sunday
-    any_day: bool  # day-of-month or day-of-week starts with "*": both must match, else either
-
-    def day_matches(self, day: dt.datetime) -> bool:
-        dom, dow = day.day in self.days, (day.weekday() + 1) % 7 in self.weekdays
-        return (dom and dow) if self.any_day else (dom or dow)
-
-    def next_after(self, when: dt.datetime) -> dt.datetime:
-        """The first matching minute strictly after WHEN, in UTC (naive WHEN is taken as UTC)."""
-        when = when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
-        t = when.replace(second=0, microsecond=0) + dt.timedelta(minutes=1)
-        limit = t + dt.timedelta(days=366 * 5)
-        while t < limit:
-            if t.month not in self.months:
-                t = (t.replace(day=1, hour=0, minute=0) + dt.timedelta(days=32)).replace(day=1)
-            elif not self.day_matches(t):
-                t = t.replace(hour=0, minute=0) + dt.timedelta(days=1)
-            elif t.hour not in self.hours:
-                t = t.replace(minute=0) + dt.timedelta(hours=1)
-            elif t.minute not in self.minutes:
-                t += dt.timedelta(minutes=1)
-            else:
-                return t
-        raise CronError("day-of-month: no such day in the given month(s)")
-
-
-def parse_cron(expr: str) -> CronSchedule:
-    """Parse 'minute hour day-of-month month day-of-week' (numbers, *, a-b, a,b, */n, a-b/n)."""
-    parts = expr.split()
-    if len(parts) != 5:
-        raise CronError("expected 5 fields (minute hour day-of-month month day-of-week), "
-                        f"got {len(parts)}")
-    sets = [_parse_field(part, *spec) for part, spec in zip(parts, FIELDS, strict=True)]
-    schedule = CronSchedule(" ".join(parts), *sets[:4], frozenset(d % 7 for d in sets[4]),
-                            parts[2].startswith("*") or parts[4].startswith("*"))
-    schedule.next_after(dt.datetime(2000, 1, 1))  # raises when it can never match
-    return schedule
 
 
 def size(text: str) -> int:

@@ -5,7 +5,6 @@ import datetime as dt
 import json
 import os
 import re
-import shutil
 import signal
 import stat
 import subprocess
@@ -21,6 +20,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from test_backup_client import Flushes
 
+from components.core.backups import client_files
 from ops import backup
 
 REPO = Path(__file__).resolve().parents[1]
@@ -28,7 +28,8 @@ MODULE = REPO / "ops" / "backup.py"
 KEY = "convex-self-hosted|" + "5ec2e7" * 10
 UTC = dt.timezone.utc
 OK_LINE = re.compile(
-    r"convex-backup ok file=snapshot-\d{8}T\d{6}Z\.zip bytes=\d+ kept=\d+ elapsed=\d+\.\ds")
+    r"convex-backup ok file=snapshot-\d{8}T\d{6}Z\.zip bytes=\d+ tables=\d+ documents=\d+ "
+    r"files=\d+ kept=\d+ elapsed=\d+\.\ds")
 FAILED_LINE = re.compile(r'convex-backup failed reason="[^"]+" elapsed=\d+\.\ds')
 
 
@@ -94,7 +95,7 @@ def test_success_writes_a_private_valid_zip_and_logs_one_ok_line(tmp_path, capsy
     out, err = capsys.readouterr()
     assert err == "" and len(out.splitlines()) == 1 and OK_LINE.fullmatch(out.strip())
     (name,) = snapshots(dest)
-    assert f"file={name} bytes={len(fake.zip)} kept=1 " in out
+    assert f"file={name} bytes={len(fake.zip)} tables=1 documents=50 files=1 kept=1 " in out
     assert (dest / name).read_bytes() == fake.zip == snapshot_zip()
     assert zipfile.ZipFile(dest / name).testzip() is None
     assert stat.S_IMODE((dest / name).stat().st_mode) == 0o600
@@ -362,11 +363,12 @@ def script_env(**extra):
 @pytest.mark.parametrize("standalone", [False, True])
 def test_once_as_a_script_and_as_a_lone_file(tmp_path, standalone):
     script, cwd = MODULE, REPO
-    if standalone:  # as uploaded into the container: one file, no components package around
+    if standalone:  # as uploaded into the container: its files, no package around them
         cwd = tmp_path / "app"
         cwd.mkdir()
+        for name, text in client_files().items():
+            (cwd / name).write_text(text)
         script = cwd / "convex_backup.py"
-        shutil.copy(MODULE, script)
     dest = tmp_path / "backups"
     with FakeConvex(KEY) as fake:
         result = subprocess.run(

@@ -261,11 +261,14 @@ def test_the_wait_stops_before_the_next_poll_would_pass_the_deadline(fake_time):
 # ---- download, retention, the run record -----------------------------------------------
 
 def big_zip() -> bytes:
-    """Over 1 MiB, so the download takes several reads."""
+    """An export (README, one table of 1,500 documents) over 1 MiB, so the download takes
+    several reads."""
     buffer = io.BytesIO()
+    line = json.dumps({"_id": "d", "body": "x" * 1000}) + "\n"
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_STORED) as archive:
+        archive.writestr(zipfile.ZipInfo("README.md", (2026, 1, 1, 0, 0, 0)), "# export\n")
         archive.writestr(zipfile.ZipInfo("t/documents.jsonl", (2026, 1, 1, 0, 0, 0)),
-                         bytes(range(256)) * 6000)
+                         line * 1500)
     return buffer.getvalue()
 
 
@@ -360,12 +363,14 @@ def test_a_run_names_its_snapshot_in_utc_records_it_and_flushes_its_line(
     env_file = name.removesuffix(".zip") + ".env.json"
     assert {k: v for k, v in record.items() if k != "finished"} == {
         "ok": True, "file": name, "reason": None, "env_file": env_file, "env_vars": 0,
-        "bytes": len(data), "export_id": "e9", "start_ts": 12}
+        "bytes": len(data), "export_id": "e9", "start_ts": 12, "tables": 1, "documents": 1500,
+        "files": 0}
     assert sorted(p.name for p in dest.iterdir()) == [".last-run.json", env_file, name]
     assert (dest / env_file).read_text() == "[]\n"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["dest"]
     line = out.getvalue()
-    assert line.startswith(f"convex-backup ok file={name} bytes={len(data)} kept=1 elapsed=")
+    assert line.startswith(f"convex-backup ok file={name} bytes={len(data)} tables=1 "
+                           "documents=1500 files=0 kept=1 elapsed=")
     assert float(line.rsplit("=", 1)[1].rstrip("s\n")) < 60
     assert out.flushed_at == [len(line)]
 
@@ -593,3 +598,23 @@ def test_required_options_of_health_and_restore(argv, missing):
     with pytest.raises(backup.UsageError) as refused:
         backup.build_parser().parse_args(argv)
     assert str(refused.value) == f"the following arguments are required: {missing}"
+
+
+def test_a_snapshot_that_fails_verification_is_removed_and_fails_the_run(tmp_path):
+    """A download that is not a usable export never counts toward --keep."""
+    broken = io.BytesIO()
+    with zipfile.ZipFile(broken, "w") as archive:
+        archive.writestr("README.md", "# export\n")
+        archive.writestr("t/documents.jsonl", '{"_id": "a"}\nnot json\n')
+    data = broken.getvalue()
+    dest = tmp_path / "dest"
+    older = dest / "snapshot-20260101T000000Z.zip"
+    dest.mkdir()
+    older.write_bytes(big_zip())
+    path = dest / "snapshot-20260102T000000Z.zip"
+    path.write_bytes(data)
+    with pytest.raises(backup.BackupError) as failed:
+        backup.checked(path)
+    assert str(failed.value) == ("the snapshot failed verification: t/documents.jsonl: line 2 "
+                                 "is not JSON")
+    assert not path.exists() and older.exists()

@@ -21,7 +21,7 @@ import pytest
 from harness import EXAMPLE_STACKS, REPO, SECRET_SIG, SIG_KEY, assert_matches_golden, evaluate
 from test_settings import CA_PEM
 
-from components.docker import scheduled_backup
+from components.core.backups import ENTRY, client_files
 
 GOLDEN = REPO / "tests" / "golden"
 SECRET = "5f" * 32
@@ -74,9 +74,14 @@ def _normal(value):
         return {key: _normal(item) for key, item in sorted(value.items())}
     if isinstance(value, list):
         return [_normal(item) for item in value]
-    if isinstance(value, str) and value == scheduled_backup.SCRIPT.read_text():
-        return "<contents of ops/backup.py>"
+    if isinstance(value, str) and value in CLIENT_TEXTS:
+        return f"<contents of {CLIENT_TEXTS[value]}>"
     return value
+
+
+# The backup client's files, as uploaded: their text is not repeated in the snapshots.
+CLIENT_TEXTS = {text: "ops/backup.py" if name == ENTRY else f"ops/{name}"
+                for name, text in client_files().items()}
 
 
 def snapshot(name: str, monkeypatch) -> dict:

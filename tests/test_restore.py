@@ -21,6 +21,7 @@ from pathlib import Path
 
 import pytest
 
+from components.core.backups import client_files
 from ops import backup
 
 KEY = "convex-self-hosted|" + "5ec2e7" * 10
@@ -240,8 +241,9 @@ def test_no_node_no_app_directory_and_any_working_directory(fake, snapshot, rest
 
 
 def test_a_restore_runs_as_a_lone_script(fake, snapshot, tmp_path):
+    for name, text in client_files().items():  # as uploaded beside a deployment
+        (tmp_path / name).write_text(text)
     lone = tmp_path / "convex_backup.py"
-    lone.write_bytes((Path(backup.__file__)).read_bytes())
     done = subprocess.run([sys.executable, str(lone), "restore", "--url", fake.url, "--file",
                            str(snapshot), "--yes", "--no-env", "--poll-interval", "0.01"],
                           env={"PATH": "/usr/bin:/bin", backup.KEY_ENV: KEY},

@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from harness import evaluate, is_secret_value
+from harness import REPO, evaluate, is_secret_value
 from test_settings import problems
 
 from ops import backup
@@ -15,9 +15,11 @@ def test_backup_container_runs_the_uploaded_client_on_the_schedule():
     assert inputs["command"] == ["python3", "/app/convex_backup.py", "schedule", "--url",
                                  "http://backend:3210", "--dest", "/backups", "--keep", "5",
                                  "--cron", "0 3 * * *"]
-    (upload,) = inputs["uploads"]
-    assert upload["file"] == "/app/convex_backup.py"
-    assert upload["content"] == Path(backup.__file__).read_text()
+    # The client and the modules it imports, side by side.
+    assert {u["file"]: u["content"] for u in inputs["uploads"]} == {
+        "/app/convex_backup.py": Path(backup.__file__).read_text(),
+        "/app/backup_cron.py": (REPO / "ops" / "backup_cron.py").read_text(),
+        "/app/backup_verify.py": (REPO / "ops" / "backup_verify.py").read_text()}
     assert inputs["healthcheck"]["tests"] == ["CMD", "python3", "/app/convex_backup.py",
                                               "health", "--dest", "/backups"]
     assert inputs["networksAdvanced"][0]["name"] == "convex-staging-net"

@@ -1,6 +1,6 @@
 """ScheduledBackup: a container that exports the deployment on a cron schedule.
 
-It runs ops/backup.py (standard library only, uploaded into a pinned Python
+It runs ops/backup.py and its modules (standard library only, uploaded into a pinned Python
 image, so nothing is downloaded when it starts) against the backend on the deployment's
 private network, and keeps the newest `keep` snapshots (file storage included) in a
 retained `<instance>-backups` volume. A failed run makes the container unhealthy.
@@ -9,18 +9,18 @@ retained `<instance>-backups` volume. A failed run makes the container unhealthy
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Optional, Sequence
 
 import pulumi
 import pulumi_docker as docker
 
+from components.core.backups import ENTRY, client_files
 from components.docker import docker_common
 from components.docker.docker_common import ContainerLimits
 from components.docker.health import HealthGate
 
-SCRIPT = Path(__file__).resolve().parents[2] / "ops" / "backup.py"
-SCRIPT_PATH = "/app/convex_backup.py"
+SCRIPT_DIR = "/app"
+SCRIPT_PATH = f"{SCRIPT_DIR}/{ENTRY}"
 BACKUP_PATH = "/backups"
 START_TIMEOUT_SECONDS = 60
 
@@ -69,7 +69,8 @@ class ScheduledBackup(pulumi.ComponentResource):
             image=args.image,
             envs=pulumi.Output.secret(env),
             command=command(args),
-            uploads=[docker.ContainerUploadArgs(file=SCRIPT_PATH, content=SCRIPT.read_text())],
+            uploads=[docker.ContainerUploadArgs(file=f"{SCRIPT_DIR}/{name}", content=text)
+                     for name, text in client_files().items()],
             volumes=[docker.ContainerVolumeArgs(volume_name=self.volume.name,
                                                 container_path=BACKUP_PATH)],
             networks_advanced=[docker.ContainerNetworksAdvancedArgs(name=args.network_name)],

@@ -21,17 +21,16 @@ import base64
 import hashlib
 import shlex
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Optional
 
 import pulumi
 from pulumi_command import remote
 
+from components.core.backups import client_files
 from components.core.spec import DeploymentSpec
 from components.host import unit
 
 SECRET_OUTPUTS = ["stdout", "stderr"]
-BACKUP_CLIENT = Path(__file__).resolve().parents[2] / "ops" / "backup.py"
 
 
 @dataclass(frozen=True)
@@ -121,9 +120,8 @@ def _backup_lines(spec: DeploymentSpec, backup_environment: Optional[str]) -> li
                 f"  rm -f {units} {shlex.quote(unit.backup_env_path(spec))}",
                 "  systemctl daemon-reload",
                 "fi"]
-    script = shlex.quote(f"{unit.INSTALL_ROOT}/{spec.instance_name}/{unit.BACKUP_SCRIPT}")
+    directory = f"{unit.INSTALL_ROOT}/{spec.instance_name}"
     env = shlex.quote(unit.backup_env_path(spec))
-    client = base64.b64encode(BACKUP_CLIENT.read_bytes()).decode()
     lines = [
         "command -v python3 >/dev/null || { echo 'python3 is not installed on the host "
         "(scheduled backups run the backup client with it)' >&2; exit 1; }",
@@ -131,13 +129,14 @@ def _backup_lines(spec: DeploymentSpec, backup_environment: Optional[str]) -> li
         f"if grep -qs '\"schedule\"' /etc/systemd/system/{service}; then",
         f"  systemctl disable --now --quiet {service} || true",
         "fi",
-        f"echo {client} | base64 -d > {script}.new",
-        f"chmod 644 {script}.new",
-        f"mv -f {script}.new {script}",
         f"echo {base64.b64encode(backup_environment.encode()).decode()} | base64 -d > {env}.new",
         f"chmod 600 {env}.new",
         f"mv -f {env}.new {env}",
     ]
+    for name, text in client_files().items():  # the client and its modules, side by side
+        path = shlex.quote(f"{directory}/{name}")
+        lines += [f"echo {base64.b64encode(text.encode()).decode()} | base64 -d > {path}.new",
+                  f"chmod 644 {path}.new", f"mv -f {path}.new {path}"]
     for name, text in ((service, unit.backup_unit_file(spec)),
                        (timer, unit.backup_timer_file(spec))):
         lines += [f"echo {base64.b64encode(text.encode()).decode()} | base64 -d > "

@@ -7,6 +7,7 @@ the settings; they are still quoted for systemd, so none can add a line or an ar
 from __future__ import annotations
 
 from components.core.backend import binary_invocation
+from components.core.backups import ENTRY
 from components.core.spec import DeploymentSpec
 from ops.backup import parse_cron
 
@@ -64,7 +65,7 @@ def invocation(spec: DeploymentSpec) -> tuple[list[str], list[tuple[str, str]]]:
                              ca_cert_path=ca_path(spec))
 
 
-BACKUP_SCRIPT = "convex_backup.py"  # ops/backup.py, beside the binary
+BACKUP_SCRIPT = ENTRY  # ops/backup.py (and its modules), beside the binary
 
 
 def backup_unit_name(spec: DeploymentSpec) -> str:

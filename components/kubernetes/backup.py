@@ -1,5 +1,5 @@
 """Scheduled backups on a cluster: a CronJob running the same backup client as the other
-targets (ops/backup.py, from a ConfigMap) once per schedule, into a retained claim.
+targets (ops/backup.py and its modules, from a ConfigMap) once per schedule, into a retained claim.
 
 The client needs nothing but Python's standard library, the backend's Service and the
 admin key (from a Secret, never in plain `env`). A failed run is a failed Job
@@ -7,8 +7,6 @@ admin key (from a Secret, never in plain `env`). A failed run is a failed Job
 """
 
 from __future__ import annotations
-
-from pathlib import Path
 
 import pulumi
 from pulumi_kubernetes.batch.v1 import (
@@ -36,18 +34,18 @@ from pulumi_kubernetes.core.v1 import (
 )
 from pulumi_kubernetes.meta.v1 import ObjectMetaArgs
 
+from components.core.backups import ENTRY, client_files
 from components.core.spec import DeploymentSpec
 from components.kubernetes import workloads as w
 from components.settings import KubernetesSettings
 
-CLIENT = Path(__file__).resolve().parents[2] / "ops" / "backup.py"
-SCRIPT_DIR, SCRIPT_NAME, BACKUP_PATH = "/app", "convex_backup.py", "/backups"
+SCRIPT_DIR, BACKUP_PATH = "/app", "/backups"
 RUN_TIMEOUT = 1800  # the client's own --timeout; the Job is stopped some minutes later
 KEY_ENV = "CONVEX_SELF_HOSTED_ADMIN_KEY"
 
 
 def command(spec: DeploymentSpec) -> list[str]:
-    return ["python3", f"{SCRIPT_DIR}/{SCRIPT_NAME}", "once",
+    return ["python3", f"{SCRIPT_DIR}/{ENTRY}", "once",
             "--url", f"http://{spec.instance_name}-backend:{w.API_PORT}",
             "--dest", BACKUP_PATH, "--keep", str(spec.backups.keep),
             "--timeout", str(RUN_TIMEOUT)]
@@ -69,7 +67,7 @@ class BackupJob(pulumi.ComponentResource):
                      string_data=pulumi.Output.secret(admin_key.apply(
                          lambda value: {KEY_ENV: value or ""})), opts=child)
         script = ConfigMap(f"{name}-client", metadata=meta("backup-client"),
-                           data={SCRIPT_NAME: CLIENT.read_text()}, opts=child)
+                           data=client_files(), opts=child)
         container = ContainerArgs(
             name="backup", image=spec.backups.image, command=command(spec),
             env=[EnvVarArgs(name=KEY_ENV, value_from=EnvVarSourceArgs(
