@@ -76,11 +76,15 @@ from pathlib import Path
 
 if __package__:  # imported as ops.backup
     from ops.backup_cron import CronError, CronSchedule, parse_cron  # noqa: F401
+    from ops.backup_offsite import KEY_ENV as ENCRYPTION_KEY_ENV
+    from ops.backup_offsite import Offsite, OffsiteError, offsite_of, ship
     from ops.backup_verify import VerifyError, verify
 else:  # run as a file: its modules lie beside it (in the repository, or uploaded with it);
     # that directory is searched even under `python -I`, which leaves it out of sys.path
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     from backup_cron import CronError, CronSchedule, parse_cron  # noqa: F401
+    from backup_offsite import KEY_ENV as ENCRYPTION_KEY_ENV
+    from backup_offsite import Offsite, OffsiteError, offsite_of, ship
     from backup_verify import VerifyError, verify
 
 KEY_ENV = "CONVEX_SELF_HOSTED_ADMIN_KEY"
@@ -94,7 +98,8 @@ STAMP = "%Y%m%dT%H%M%SZ"
 # (a hand-made snapshot-before-migration.zip, a directory, a symlink) is not ours.
 SNAPSHOT_NAME = re.compile(r"snapshot-([0-9]{8}T[0-9]{6}Z)\.zip")
 ENV_NAME = re.compile(r"snapshot-([0-9]{8}T[0-9]{6}Z)\.env\.json")
-PARTIAL_NAME = re.compile(re.escape(PARTIAL) + r"snapshot-[0-9]{8}T[0-9]{6}Z\.(zip|env\.json)")
+PARTIAL_NAME = re.compile(re.escape(PARTIAL) +
+                          r"snapshot-[0-9]{8}T[0-9]{6}Z\.(zip|env\.json)(\.enc)?")
 ENV_QUERY = "_system/cli/queryEnvironmentVariables"  # what `npx convex env list` runs
 TIMED_OUT = "timed out"  # BackupError.code of a request that ran into its deadline
 QUERY_FAILED = "query failed"  # BackupError.code of a query the backend ran and answered badly
@@ -521,7 +526,8 @@ def checked(path: Path) -> dict:
 
 
 def run_once(url: str, key: str, dest: str, keep: int, timeout: float, poll: float,
-             max_bytes: int = MAX_BYTES, min_free: int = MIN_FREE) -> bool:
+             max_bytes: int = MAX_BYTES, min_free: int = MIN_FREE,
+             offsite: Offsite | None = None) -> bool:
     """One backup run, over within TIMEOUT seconds: logs exactly one line and writes
     DEST/.last-run.json."""
     started = time.monotonic()
@@ -541,12 +547,19 @@ def run_once(url: str, key: str, dest: str, keep: int, timeout: float, poll: flo
         except BaseException:
             env_file.unlink(missing_ok=True)
             raise
+        if offsite is not None:
+            try:
+                record["remote"] = ship(offsite, dest, [name, env_file.name], keep)
+            except OffsiteError as error:  # the local files stay
+                raise BackupError(f"off-host copy failed: {error}") from None
+            record["encrypted"] = bool(offsite.key)
         kept = prune(dest, keep, name)
         record.update(ok=True, file=name, env_file=env_file.name, env_vars=len(variables),
                       bytes=size, export_id=doc["_id"], start_ts=decode_int64(doc.get("start_ts")),
                       **counts)
         line = (f"convex-backup ok file={name} bytes={size} tables={counts['tables']} "
-                f"documents={counts['documents']} files={counts['files']} kept={kept}")
+                f"documents={counts['documents']} files={counts['files']} kept={kept}"
+                + (f" remote={record['remote']}" if offsite else ""))
     except Exception as err:  # a scheduled run must never crash the loop
         reason = (str(err) if isinstance(err, BackupError) else err.__class__.__name__) or "error"
         reason = redact(reason, key)  # before cutting it
@@ -591,6 +604,18 @@ def build_parser() -> argparse.ArgumentParser:
                          help="free space to leave in --dest (1G)")
         if name == "schedule":
             cmd.add_argument("--cron", required=True, help="5-field cron expression, UTC")
+        cmd.add_argument("--s3-bucket", help="also copy each verified snapshot to this bucket "
+                                             "(credentials: AWS_ACCESS_KEY_ID, ...)")
+        cmd.add_argument("--s3-endpoint", default="", help="S3-compatible endpoint URL")
+        cmd.add_argument("--s3-region", default="us-east-1")
+        cmd.add_argument("--s3-prefix", default="", help="key prefix (per deployment)")
+        cmd.add_argument("--s3-path-style", action="store_true")
+        cmd.add_argument("--s3-lock-days", type=int, default=0,
+                         help="object lock (compliance) retention of each copy, days")
+        cmd.add_argument("--encrypt", action="store_true", help="encrypt the copies with the "
+                         f"key in {ENCRYPTION_KEY_ENV} (base64 of 32 bytes)")
+        cmd.add_argument("--no-local", action="store_true",
+                         help="remove the local copy once the bucket has it")
     sub.add_parser("health", help="is the last run ok?").add_argument("--dest", required=True)
     restore = sub.add_parser("restore", help="replace ALL data with a snapshot zip, as `npx "
                              "convex import --replace-all` does")
@@ -630,6 +655,10 @@ def check_args(args) -> str:
         except CronError as err:
             raise UsageError(f"--cron {json.dumps(args.cron)}: {err}") from None
     try:
+        args.offsite = offsite_of(args)
+    except OffsiteError as err:
+        raise UsageError(str(err)) from None
+    try:
         private_dir(args.dest)
     except OSError as err:
         raise UsageError(f"--dest {args.dest} is not a usable directory ({err.strerror})") from None
@@ -652,7 +681,7 @@ def cmd_schedule(args, key: str) -> int:
             while (left := (due - dt.datetime.now(UTC)).total_seconds()) > 0:
                 time.sleep(min(left, 30.0))
             run_once(args.url, key, args.dest, args.keep, args.timeout, args.poll_interval,
-                     args.max_bytes, args.min_free)
+                     args.max_bytes, args.min_free, args.offsite)
     except KeyboardInterrupt:
         print("convex-backup stopped", flush=True)
         return 0
@@ -909,7 +938,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "schedule":
             return cmd_schedule(args, key)
         return 0 if run_once(args.url, key, args.dest, args.keep, args.timeout,
-                             args.poll_interval, args.max_bytes, args.min_free) else 1
+                             args.poll_interval, args.max_bytes, args.min_free,
+                             args.offsite) else 1
     except UsageError as err:
         print(f"convex-backup: error: {err}", file=sys.stderr)
         return 2

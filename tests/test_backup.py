@@ -479,7 +479,7 @@ def test_schedule_sleeps_until_each_due_time_then_runs_once(tmp_path, monkeypatc
     assert handlers == [(signal.SIGTERM, signal.default_int_handler)]
     day = dt.timedelta(days=1)
     due = dt.datetime(2026, 11, 26, 3, 0, tzinfo=UTC)
-    args = ("http://backend:3210", KEY, str(tmp_path), 4, 50.0, 0.5, 20 << 30, 1 << 30)
+    args = ("http://backend:3210", KEY, str(tmp_path), 4, 50.0, 0.5, 20 << 30, 1 << 30, None)
     assert runs == [(due, *args), (due + day, *args)]
     assert sleeps[:2] == [30.0, 30.0] and max(sleeps) == 30.0 and sum(sleeps) == 60 + 86400
     assert capsys.readouterr().out == (
