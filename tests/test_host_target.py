@@ -208,3 +208,29 @@ def test_a_schedule_from_an_earlier_release_is_stopped_before_the_timer_takes_ov
                               {"instanceSecret": SAMPLE_SECRET}))["install"].inputs["stdin"]
     assert ("if grep -qs '\"schedule\"' /etc/systemd/system/convex-host-backup.service; then\n"
             "  systemctl disable --now --quiet convex-host-backup.service || true") in stdin
+
+
+def test_off_host_copies_on_a_host_flags_in_the_unit_secrets_in_its_env_file():
+    key = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="
+    run = evaluate("host", {"backupSchedule": "15 3 * * *", "backupS3Bucket": "acme-backups",
+                            "backupS3ForcePathStyle": True},
+                   {"instanceSecret": SAMPLE_SECRET, "backupS3AccessKeyId": "AKIA-id",
+                    "backupS3SecretAccessKey": "s3cr3t-key", "backupEncryptionKey": key})
+    stdin = commands(run)["install"].inputs["stdin"]
+    units = dict((name, base64.b64decode(b64).decode()) for b64, name in
+                 re.findall(r"echo (\S+) \| base64 -d > /etc/systemd/system/(\S+)\.new", stdin))
+    exec_start = next(line for line in units["convex-host-backup.service"].splitlines()
+                      if line.startswith("ExecStart="))
+    assert exec_start.endswith('"--s3-bucket" "acme-backups" "--s3-region" "us-east-1" '
+                               '"--s3-prefix" "convex-host" "--s3-path-style" "--encrypt"')
+    envs = [base64.b64decode(b64).decode() for b64 in
+            re.findall(r"echo (\S+) \| base64 -d > /etc/convex-selfhost/", stdin)]
+    backup_env = next(env for env in envs if "CONVEX_SELF_HOSTED_ADMIN_KEY" in env)
+    for line in ('AWS_ACCESS_KEY_ID="AKIA-id"', 'AWS_SECRET_ACCESS_KEY="s3cr3t-key"',
+                 f'CONVEX_BACKUP_ENCRYPTION_KEY="{key}"'):
+        assert line in backup_env.splitlines()
+    assert is_secret_value(commands(run)["install"].raw["stdin"])
+    # Every module of the client goes beside it.
+    for name in ("backup_offsite.py", "backup_crypto.py", "backup_s3.py", "backup_verify.py",
+                 "backup_cron.py"):
+        assert f"/opt/convex-selfhost/convex-host/{name}.new" in stdin

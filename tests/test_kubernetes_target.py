@@ -207,3 +207,21 @@ def test_other_targets_never_import_the_kubernetes_sdk():
     done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True,
                           text=True, timeout=120)
     assert done.stdout.split() == ["False", "False"], done.stderr[-2000:]
+
+
+def test_off_host_copies_in_the_cronjob_come_from_its_secret():
+    key = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="
+    run = evaluate("kubernetes", {"backupS3Bucket": "acme-backups"},
+                   {"backupS3AccessKeyId": "AKIA-id", "backupS3SecretAccessKey": "s3cr3t-key",
+                    "backupEncryptionKey": key})
+    job = run.named("convex-kubernetes-backup-cronjob")
+    assert container(job)["command"][-7:] == [
+        "--s3-bucket", "acme-backups", "--s3-region", "us-east-1", "--s3-prefix",
+        "convex-kubernetes", "--encrypt"]
+    env = env_of(job)
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "CONVEX_BACKUP_ENCRYPTION_KEY"):
+        assert env[name] == {"secretKeyRef": {"name": "convex-kubernetes-backup", "key": name}}
+    secret = run.named("convex-kubernetes-backup-key")
+    assert is_secret_value(secret.raw["stringData"])
+    assert secret.inputs["stringData"]["AWS_SECRET_ACCESS_KEY"] == "s3cr3t-key"
+    assert "s3cr3t-key" not in str(job.raw) and key not in str(job.raw)

@@ -16,10 +16,11 @@ def test_backup_container_runs_the_uploaded_client_on_the_schedule():
                                  "http://backend:3210", "--dest", "/backups", "--keep", "5",
                                  "--cron", "0 3 * * *"]
     # The client and the modules it imports, side by side.
-    assert {u["file"]: u["content"] for u in inputs["uploads"]} == {
-        "/app/convex_backup.py": Path(backup.__file__).read_text(),
-        "/app/backup_cron.py": (REPO / "ops" / "backup_cron.py").read_text(),
-        "/app/backup_verify.py": (REPO / "ops" / "backup_verify.py").read_text()}
+    uploads = {u["file"]: u["content"] for u in inputs["uploads"]}
+    assert uploads["/app/convex_backup.py"] == Path(backup.__file__).read_text()
+    assert uploads == {f"/app/{name}": (REPO / "ops" / name).read_text() for name in (
+        "backup_cron.py", "backup_verify.py", "backup_offsite.py", "backup_crypto.py",
+        "backup_s3.py")} | {"/app/convex_backup.py": Path(backup.__file__).read_text()}
     assert inputs["healthcheck"]["tests"] == ["CMD", "python3", "/app/convex_backup.py",
                                               "health", "--dest", "/backups"]
     assert inputs["networksAdvanced"][0]["name"] == "convex-staging-net"
@@ -77,3 +78,46 @@ def test_backup_container_gets_the_stacks_limits():
     assert backup_container["memory"] == 4096 and backup_container["cpus"] == "2.0"
     labels = {entry["label"]: entry["value"] for entry in backup_container["labels"]}
     assert labels["convex-selfhost.stack"] == "prod" and labels["convex-selfhost.role"] == "backup"
+
+
+def test_off_host_copies_add_flags_and_secret_credentials():
+    key = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="
+    run = evaluate("staging", {"backupSchedule": "0 3 * * *", "backupS3Bucket": "acme-backups",
+                               "backupS3Endpoint": "https://r2.example.com",
+                               "backupS3Region": "auto", "backupS3Prefix": "convex",
+                               "backupS3LockDays": 30, "backupLocal": False},
+                   {"backupS3AccessKeyId": "AKIA-hunter2", "backupS3SecretAccessKey": "s3cr3t",
+                    "backupEncryptionKey": key})
+    container = run.containers()["convex-staging-backup"]
+    assert container.inputs["command"][-12:] == [
+        "--s3-bucket", "acme-backups", "--s3-region", "auto", "--s3-prefix",
+        "convex/convex-staging", "--s3-endpoint", "https://r2.example.com", "--s3-lock-days",
+        "30", "--encrypt", "--no-local"]
+    assert is_secret_value(container.raw["envs"])
+    env = run.env("convex-staging-backup")
+    assert (env["AWS_ACCESS_KEY_ID"], env["AWS_SECRET_ACCESS_KEY"],
+            env["CONVEX_BACKUP_ENCRYPTION_KEY"]) == ("AKIA-hunter2", "s3cr3t", key)
+    for secret in ("hunter2", "s3cr3t", key):
+        assert secret not in " ".join(container.inputs["command"])
+
+
+def test_off_host_settings_are_checked_at_once():
+    found = problems("staging", {"backupSchedule": "0 3 * * *", "backupS3Bucket": "acme",
+                                 "backupS3Endpoint": "ftp://x", "backupS3LockDays": -1,
+                                 "backupS3Prefix": "a//b"},
+                     secrets={"backupEncryptionKey": "hunter2"})
+    assert list(found) == [
+        "convex-selfhost:backupS3Endpoint: 'ftp://x' is not an http(s) URL without a path or "
+        "credentials, e.g. https://<account>.r2.cloudflarestorage.com.",
+        "convex-selfhost:backupS3Prefix: 'a//b' is not a key prefix (letters, digits, "
+        "/!_.*'()- and no empty or .. parts).",
+        "convex-selfhost:backupS3AccessKeyId: and backupS3SecretAccessKey are required with "
+        "backupS3Bucket (the backup client signs its uploads with them; set both with "
+        "--secret).",
+        "convex-selfhost:backupS3LockDays: -1 is out of range; use a number from 0 to 36500 "
+        "days.",
+        "convex-selfhost:backupEncryptionKey: is not 32 bytes in base64; make one with "
+        "`openssl rand -base64 32` and keep a copy outside this stack."]
+    assert list(problems("staging", {"backupS3Bucket": "acme"})) == [
+        "convex-selfhost:backupS3Bucket: is set but backupSchedule is empty; set a schedule "
+        "(e.g. \"0 3 * * *\" for 03:00 UTC daily) or remove it."]

@@ -839,12 +839,20 @@ HOSTILE = {
     "kubernetesIngressAnnotations": ["hunter2", "a=hunter2\nx"],
     "kubernetesIngressTlsSecret": "Hunter2_s", "kubernetesCertManagerIssuer": "Hunter2_i",
     "kubernetesDashboardHost": "hunter2 host",
+    "backupS3Bucket": "Hunter2_bucket", "backupS3Endpoint": "ftp://hunter2",
+    "backupS3Region": "hunter2 region", "backupS3Prefix": "../hunter2",
+    "backupS3ForcePathStyle": "hunter2", "backupS3AccessKeyId": "hunter2-id",
+    "backupS3SecretAccessKey": "hunter2-secret", "backupS3LockDays": 987673,
+    "backupEncryptionKey": "hunter2key", "backupLocal": "hunter2",
 }
 KUBERNETES_HOSTILE = {"target": "kubernetes", **{name: value for name, value in HOSTILE.items()
                                                  if name.startswith("kubernetes")}}
 # Values that are valid on their own but meet another setting in a message (a clash, a
 # public bind, a pool, a release that does not read a setting, an unread knob).
 HOSTILE_COMBINATIONS = [
+    ("staging", {"backupSchedule": "0 3 * * *", **{name: value for name, value in HOSTILE.items()
+                                                    if name.startswith(("backupS3",
+                                                                        "backupEnc"))}}),
     ("staging", KUBERNETES_HOSTILE),
     ("prod", {**KUBERNETES_HOSTILE, "kubernetesIngressClass": "nginx",
               "kubernetesIngressTlsSecret": "hunter2-s", "kubernetesCertManagerIssuer": "x",

@@ -12,6 +12,7 @@ from typing import Optional, Sequence
 import pulumi
 
 from components.core.backend import backend_environment
+from components.core.backups import offsite_arguments, offsite_secrets
 from components.core.spec import DeploymentSpec
 from components.docker.backend import API_PORT, SITE_PROXY_PORT, BackendArgs
 from components.docker.backend import NETWORK_ALIAS as BACKEND_ALIAS
@@ -121,4 +122,6 @@ def backup_args(spec: DeploymentSpec, target: DockerTarget,
         backend_url=f"http://{BACKEND_ALIAS}:{API_PORT}", admin_key=admin_key,
         schedule=backups.schedule, keep=backups.keep, protect_data=spec.protect_data,
         limits=limits(spec, target), stack=spec.stack, docker_host=target.docker_host,
-        depends_on=depends_on)
+        depends_on=depends_on,
+        offsite_arguments=offsite_arguments(backups, spec.instance_name),
+        offsite_secrets=offsite_secrets(backups))

@@ -9,7 +9,7 @@ retained `<instance>-backups` volume. A failed run makes the container unhealthy
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Optional, Sequence
+from typing import Mapping, Optional, Sequence
 
 import pulumi
 import pulumi_docker as docker
@@ -39,11 +39,16 @@ class BackupArgs:
     stack: str = ""
     docker_host: str = ""
     depends_on: Sequence[pulumi.Resource] = ()
+    # Off-host copies (components/core/backups.py): the client's flags, and the secret
+    # environment it reads the bucket's credentials and the encryption key from.
+    offsite_arguments: Sequence[str] = ()
+    offsite_secrets: Mapping[str, str] = field(default_factory=dict)
 
 
 def command(args: BackupArgs) -> list[str]:
     return ["python3", SCRIPT_PATH, "schedule", "--url", args.backend_url, "--dest",
-            BACKUP_PATH, "--keep", str(args.keep), "--cron", args.schedule]
+            BACKUP_PATH, "--keep", str(args.keep), "--cron", args.schedule,
+            *args.offsite_arguments]
 
 
 class ScheduledBackup(pulumi.ComponentResource):
@@ -62,7 +67,8 @@ class ScheduledBackup(pulumi.ComponentResource):
                                         "backups"),
             opts=docker_common.data_volume_options(self, args.protect_data))
         env = pulumi.Output.from_input(args.admin_key).apply(
-            lambda key: [f"CONVEX_SELF_HOSTED_ADMIN_KEY={key}"])
+            lambda key: [f"CONVEX_SELF_HOSTED_ADMIN_KEY={key}",
+                         *(f"{name}={value}" for name, value in args.offsite_secrets.items())])
         self.container = docker.Container(
             f"{name}-container",
             name=f"{args.instance_name}-backup",

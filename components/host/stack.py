@@ -8,6 +8,7 @@ from typing import Optional, Sequence
 import pulumi
 import pulumi_random as random
 
+from components.core.backups import offsite_secrets
 from components.core.keys import admin_keys
 from components.core.spec import DeploymentSpec
 from components.host import unit
@@ -48,7 +49,8 @@ class HostDeployment(pulumi.ComponentResource):
         backup_environment = None
         if spec.backups is not None:
             backup_environment = pulumi.Output.secret(keys.admin_key.apply(
-                lambda key: unit.env_file([("CONVEX_SELF_HOSTED_ADMIN_KEY", key or "")])))
+                lambda key: unit.env_file([("CONVEX_SELF_HOSTED_ADMIN_KEY", key or ""),
+                                           *offsite_secrets(spec.backups).items()])))
         connection = HostConnection(
             host.address, host.port, host.user,
             host.private_key.reveal() if host.private_key else None, host.host_key)

@@ -7,9 +7,9 @@ the settings; they are still quoted for systemd, so none can add a line or an ar
 from __future__ import annotations
 
 from components.core.backend import binary_invocation
-from components.core.backups import ENTRY
+from components.core.backups import ENTRY, offsite_arguments
 from components.core.spec import DeploymentSpec
-from ops.backup import parse_cron
+from ops.backup_cron import parse_cron
 
 INSTALL_ROOT = "/opt/convex-selfhost"  # the binary: <root>/<instance>/convex-local-backend
 CONFIG_DIR = "/etc/convex-selfhost"  # <instance>.env, mode 600, root only
@@ -128,7 +128,8 @@ def backup_unit_file(spec: DeploymentSpec) -> str:
     script = f"{INSTALL_ROOT}/{spec.instance_name}/{BACKUP_SCRIPT}"
     arguments = ["once", "--url", f"http://{spec.bind_address}:{spec.backend_port}",
                  "--dest", f"%S/{backup_dir(spec)}", "--keep", str(backups.keep),
-                 "--timeout", str(BACKUP_RUN_TIMEOUT_SECONDS)]
+                 "--timeout", str(BACKUP_RUN_TIMEOUT_SECONDS),
+                 *offsite_arguments(backups, spec.instance_name)]
     exec_start = " ".join(["/usr/bin/python3", _argument(script),
                            *(a if a.startswith("%S/") else _argument(a) for a in arguments)])
     return "\n".join([

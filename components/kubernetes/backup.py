@@ -34,7 +34,7 @@ from pulumi_kubernetes.core.v1 import (
 )
 from pulumi_kubernetes.meta.v1 import ObjectMetaArgs
 
-from components.core.backups import ENTRY, client_files
+from components.core.backups import ENTRY, client_files, offsite_arguments, offsite_secrets
 from components.core.spec import DeploymentSpec
 from components.kubernetes import workloads as w
 from components.settings import KubernetesSettings
@@ -48,7 +48,7 @@ def command(spec: DeploymentSpec) -> list[str]:
     return ["python3", f"{SCRIPT_DIR}/{ENTRY}", "once",
             "--url", f"http://{spec.instance_name}-backend:{w.API_PORT}",
             "--dest", BACKUP_PATH, "--keep", str(spec.backups.keep),
-            "--timeout", str(RUN_TIMEOUT)]
+            "--timeout", str(RUN_TIMEOUT), *offsite_arguments(spec.backups, spec.instance_name)]
 
 
 class BackupJob(pulumi.ComponentResource):
@@ -58,6 +58,7 @@ class BackupJob(pulumi.ComponentResource):
         super().__init__("convex:selfhost:KubernetesBackup", name, None, opts)
         child = pulumi.ResourceOptions(parent=self)
         instance = spec.instance_name
+        secrets = offsite_secrets(spec.backups)  # bucket credentials, encryption key
 
         def meta(suffix: str) -> ObjectMetaArgs:
             return ObjectMetaArgs(name=f"{instance}-{suffix}", namespace=namespace,
@@ -65,14 +66,14 @@ class BackupJob(pulumi.ComponentResource):
 
         key = Secret(f"{name}-key", metadata=meta("backup"), type="Opaque",
                      string_data=pulumi.Output.secret(admin_key.apply(
-                         lambda value: {KEY_ENV: value or ""})), opts=child)
+                         lambda value: {KEY_ENV: value or "", **secrets})), opts=child)
         script = ConfigMap(f"{name}-client", metadata=meta("backup-client"),
                            data=client_files(), opts=child)
         container = ContainerArgs(
             name="backup", image=spec.backups.image, command=command(spec),
-            env=[EnvVarArgs(name=KEY_ENV, value_from=EnvVarSourceArgs(
-                     secret_key_ref=SecretKeySelectorArgs(name=key.metadata.name,
-                                                          key=KEY_ENV))),
+            env=[*(EnvVarArgs(name=name, value_from=EnvVarSourceArgs(
+                       secret_key_ref=SecretKeySelectorArgs(name=key.metadata.name, key=name)))
+                   for name in (KEY_ENV, *secrets)),
                  EnvVarArgs(name="PYTHONDONTWRITEBYTECODE", value="1")],
             volume_mounts=[VolumeMountArgs(name="client", mount_path=SCRIPT_DIR,
                                            read_only=True),

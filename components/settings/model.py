@@ -49,6 +49,17 @@ class BackupSettings:
     schedule: str  # 5-field cron expression (UTC)
     keep: int
     image: str
+    # Off-host copies (ops/backup_offsite.py): "" bucket: none.
+    s3_bucket: str = ""
+    s3_endpoint: str = ""  # "": AWS
+    s3_region: str = "us-east-1"
+    s3_prefix: str = ""  # keys: <prefix>/<instance>/snapshot-...
+    s3_path_style: bool = False
+    s3_access_key_id: Optional[SecretValue] = None
+    s3_secret_access_key: Optional[SecretValue] = None
+    lock_days: int = 0
+    encryption_key: Optional[SecretValue] = None  # base64 of 32 bytes
+    local: bool = True  # keep the local copy beside the bucket's
 
 
 @dataclass(frozen=True)
