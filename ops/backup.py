@@ -76,15 +76,20 @@ from pathlib import Path
 
 if __package__:  # imported as ops.backup
     from ops.backup_cron import CronError, CronSchedule, parse_cron  # noqa: F401
-    from ops.backup_offsite import KEY_ENV as ENCRYPTION_KEY_ENV
-    from ops.backup_offsite import Offsite, OffsiteError, offsite_of, ship
+    from ops.backup_offsite import (
+        Offsite,
+        OffsiteError,
+        add_offsite_arguments,
+        fetch,
+        offsite_of,
+        ship,
+    )
     from ops.backup_verify import VerifyError, verify
 else:  # run as a file: its modules lie beside it (in the repository, or uploaded with it);
     # that directory is searched even under `python -I`, which leaves it out of sys.path
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     from backup_cron import CronError, CronSchedule, parse_cron  # noqa: F401
-    from backup_offsite import KEY_ENV as ENCRYPTION_KEY_ENV
-    from backup_offsite import Offsite, OffsiteError, offsite_of, ship
+    from backup_offsite import Offsite, OffsiteError, add_offsite_arguments, fetch, offsite_of, ship
     from backup_verify import VerifyError, verify
 
 KEY_ENV = "CONVEX_SELF_HOSTED_ADMIN_KEY"
@@ -604,19 +609,11 @@ def build_parser() -> argparse.ArgumentParser:
                          help="free space to leave in --dest (1G)")
         if name == "schedule":
             cmd.add_argument("--cron", required=True, help="5-field cron expression, UTC")
-        cmd.add_argument("--s3-bucket", help="also copy each verified snapshot to this bucket "
-                                             "(credentials: AWS_ACCESS_KEY_ID, ...)")
-        cmd.add_argument("--s3-endpoint", default="", help="S3-compatible endpoint URL")
-        cmd.add_argument("--s3-region", default="us-east-1")
-        cmd.add_argument("--s3-prefix", default="", help="key prefix (per deployment)")
-        cmd.add_argument("--s3-path-style", action="store_true")
-        cmd.add_argument("--s3-lock-days", type=int, default=0,
-                         help="object lock (compliance) retention of each copy, days")
-        cmd.add_argument("--encrypt", action="store_true", help="encrypt the copies with the "
-                         f"key in {ENCRYPTION_KEY_ENV} (base64 of 32 bytes)")
-        cmd.add_argument("--no-local", action="store_true",
-                         help="remove the local copy once the bucket has it")
+        add_offsite_arguments(cmd)
     sub.add_parser("health", help="is the last run ok?").add_argument("--dest", required=True)
+    get = sub.add_parser("fetch", help="download the newest off-host copy (decrypted, verified)")
+    get.add_argument("--dest", required=True, help="directory to put it in (created 0700)")
+    add_offsite_arguments(get)
     restore = sub.add_parser("restore", help="replace ALL data with a snapshot zip, as `npx "
                              "convex import --replace-all` does")
     restore.add_argument("--url", required=True, help="backend URL, e.g. http://127.0.0.1:3210")
@@ -927,11 +924,33 @@ def cmd_restore(args, key: str) -> int:
     return 0
 
 
+def cmd_fetch(args) -> int:
+    """The newest snapshot of the bucket into --dest, ready for `restore --file`."""
+    try:
+        offsite = offsite_of(args)
+        if offsite is None:
+            raise UsageError("fetch needs --s3-bucket")
+        private_dir(args.dest)
+        path = fetch(offsite, args.dest)
+        counts = checked(Path(path))
+    except (OffsiteError, OSError) as err:
+        raise UsageError(str(err) if isinstance(err, OffsiteError) else
+                         f"--dest {args.dest}: {err.__class__.__name__}") from None
+    except BackupError as err:
+        print(f"convex-backup fetch failed reason={json.dumps(str(err))}", flush=True)
+        return 1
+    print(f"convex-backup fetch ok file={path} tables={counts['tables']} "
+          f"documents={counts['documents']} files={counts['files']}", flush=True)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
         if args.command == "health":
             return cmd_health(args)
+        if args.command == "fetch":
+            return cmd_fetch(args)
         key = check_args(args)
         if args.command == "restore":
             return cmd_restore(args, key)

@@ -93,3 +93,47 @@ def offsite_of(args) -> Offsite | None:
     bucket = backup_s3.Bucket(args.s3_bucket, args.s3_region, args.s3_endpoint,
                               args.s3_path_style, args.s3_prefix, args.s3_lock_days)
     return Offsite(bucket, key, not args.no_local)
+
+
+def add_offsite_arguments(command) -> None:
+    command.add_argument("--s3-bucket", help="also copy each verified snapshot to this bucket "
+                                             "(credentials: AWS_ACCESS_KEY_ID, ...)")
+    command.add_argument("--s3-endpoint", default="", help="S3-compatible endpoint URL")
+    command.add_argument("--s3-region", default="us-east-1")
+    command.add_argument("--s3-prefix", default="", help="key prefix (per deployment)")
+    command.add_argument("--s3-path-style", action="store_true")
+    command.add_argument("--s3-lock-days", type=int, default=0,
+                         help="object lock (compliance) retention of each copy, days")
+    command.add_argument("--encrypt", action="store_true", help="encrypt the copies with the "
+                         f"key in {KEY_ENV} (base64 of 32 bytes)")
+    command.add_argument("--no-local", action="store_true",
+                         help="remove the local copy once the bucket has it")
+
+
+def fetch(offsite: Offsite, dest: str) -> str:
+    """The newest snapshot under the prefix and its environment file, downloaded into DEST
+    and decrypted (with --encrypt's key) under their local names; the zip's path."""
+    try:
+        client = backup_s3.Client(offsite.bucket)
+        ours = [(m[1], n) for n in client.names() if (m := REMOTE_NAME.fullmatch(n))]
+        if not ours:
+            raise OffsiteError("the bucket holds no snapshot under this prefix")
+        newest = max(stamp for stamp, _ in ours)
+        for _, name in sorted(item for item in ours if item[0] == newest):
+            local = name.removesuffix(backup_crypto.SUFFIX)
+            partial = os.path.join(dest, PARTIAL + name)
+            client.get(name, partial)
+            if name != local:
+                if not offsite.key:
+                    raise OffsiteError(f"{name} is encrypted: pass --encrypt with its key in "
+                                       f"{KEY_ENV}")
+                backup_crypto.decrypt(partial, os.path.join(dest, local), offsite.key)
+                os.unlink(partial)
+            else:
+                os.replace(partial, os.path.join(dest, local))
+    except (backup_s3.S3Error, backup_crypto.CryptoError) as error:
+        raise OffsiteError(f"fetch: {error}") from None
+    finally:
+        for leftover in Path(dest).glob(PARTIAL + "snapshot-*"):
+            leftover.unlink(missing_ok=True)
+    return os.path.join(dest, f"snapshot-{newest}.zip")

@@ -181,3 +181,29 @@ def test_a_scheduled_run_uploads_and_records_it(tmp_path, bucket, monkeypatch):
     assert record["remote"] == f"dev/convex-dev/{record['file']}.enc"
     assert keys(bucket) == sorted([record["remote"],
                                    f"dev/convex-dev/{record['env_file']}.enc"])
+
+
+def test_fetch_brings_the_newest_copy_back_decrypted_and_verified(tmp_path, bucket,
+                                                                  monkeypatch, capsys):
+    dest, back = tmp_path / "dest", tmp_path / "back"
+    dest.mkdir()
+    offsite = backup_offsite.Offsite(bucket.config, backup_crypto.parse_key(KEY))
+    for stamp, documents in (("20261201T030000Z", 2), ("20261202T030000Z", 5)):
+        export_zip(dest / f"snapshot-{stamp}.zip", documents)
+        (dest / f"snapshot-{stamp}.env.json").write_text('[{"name": "A", "value": "1"}]\n')
+        backup_offsite.ship(offsite, str(dest), [f"snapshot-{stamp}.zip",
+                                                 f"snapshot-{stamp}.env.json"], 3)
+    flags = ["--s3-bucket", bucket.name, "--s3-endpoint", bucket.endpoint, "--s3-path-style",
+             "--s3-prefix", "prod/convex-prod"]
+    assert backup.main(["fetch", "--dest", str(back), *flags]) == 2
+    assert "is encrypted: pass --encrypt" in capsys.readouterr().err
+    assert not list(back.iterdir())
+    monkeypatch.setenv(backup_crypto.KEY_ENV, KEY)
+    assert backup.main(["fetch", "--dest", str(back), *flags, "--encrypt"]) == 0
+    out = capsys.readouterr().out
+    assert out.strip() == (f"convex-backup fetch ok file={back}/snapshot-20261202T030000Z.zip "
+                           "tables=1 documents=5 files=0")
+    assert sorted(p.name for p in back.iterdir()) == ["snapshot-20261202T030000Z.env.json",
+                                                      "snapshot-20261202T030000Z.zip"]
+    assert (back / "snapshot-20261202T030000Z.zip").read_bytes() == \
+        (dest / "snapshot-20261202T030000Z.zip").read_bytes()
