@@ -20,6 +20,7 @@ NETWORK_ALIAS = "dashboard"
 HEALTH_PATH = "/favicon.ico"
 HEALTH_TEST = ["CMD", "curl", "-fsS", "-o", "/dev/null",
                f"http://127.0.0.1:{DASHBOARD_PORT}{HEALTH_PATH}"]
+HEALTH_INTERVAL = 10
 START_TIMEOUT_SECONDS = 120
 
 
@@ -65,7 +66,7 @@ class ConvexDashboard(pulumi.ComponentResource):
                 name=args.network_name, aliases=[NETWORK_ALIAS])],
             healthcheck=docker_common.healthcheck(
                 HEALTH_TEST, args.limits,
-                interval=10, timeout=5, retries=3, start_period=START_TIMEOUT_SECONDS),
+                interval=HEALTH_INTERVAL, timeout=5, retries=3, start_period=START_TIMEOUT_SECONDS),
             stop_signal="SIGINT",
             stop_timeout=10,
             destroy_grace_seconds=10,
