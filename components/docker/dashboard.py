@@ -1,4 +1,11 @@
-"""ConvexDashboard: the dashboard container, started once the backend is healthy."""
+"""ConvexDashboard: the dashboard container and a gate on its health.
+
+Upstream's compose file starts the dashboard after a healthy backend, but the dashboard
+does not need one: its Next.js server (`node server.js`) reads NEXT_PUBLIC_DEPLOYMENT_URL
+from its environment and renders pages without calling the backend (`_app.tsx`
+getInitialProps); the user's browser talks to the backend. So it starts beside the
+backend, and `depends_on` is for programs that want an order anyway.
+"""
 
 from __future__ import annotations
 
