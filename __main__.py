@@ -9,15 +9,18 @@ import pulumi
 
 from components.core.keys import OUTPUTS
 from components.core.spec import describe_all
-from components.docker import stack as docker_target
-from components.host import stack as host_target
 from components.settings import load_settings
 
 settings = load_settings()
 for warning in settings.warnings:
     pulumi.log.warn(warning)
 
-target = host_target if settings.target == "host" else docker_target
+# Only the stack's own target is imported (pulumi_command, pulumi_docker): `pulumi` starts
+# a fresh interpreter for every run, and imports are most of the program's own time.
+if settings.target == "host":
+    from components.host import stack as target
+else:
+    from components.docker import stack as target
 deployments = target.deploy(settings, describe_all(settings))
 
 for output_name, attribute in OUTPUTS.items():
