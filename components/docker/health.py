@@ -212,7 +212,7 @@ class _HealthGateProvider(ResourceProvider):
 
 
 class HealthGate(Resource):
-    """Recorded only once `container` reports healthy within `timeout_seconds`."""
+    """Recorded only once `container` passes its healthcheck within `timeout_seconds`."""
 
     container_id: pulumi.Output[str]
 
