@@ -18,7 +18,9 @@ settings = load_settings()
 for warning in settings.warnings:
     pulumi.log.warn(warning)
 
-# Only the chosen target's modules (and provider SDK) are imported.
+# Only the chosen target's modules (and its provider SDK: pulumi_docker, pulumi_command or
+# pulumi_kubernetes) are imported: `pulumi` starts a fresh interpreter for every run, and
+# imports are most of the program's own time.
 target = importlib.import_module(f"components.{settings.target}.stack")
 deployments = target.deploy(settings, describe_all(settings))
 

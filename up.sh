@@ -10,17 +10,19 @@
 #    deploys to: the stack's `docker:host` config, else
 #    DOCKER_HOST, else the local engine (a remote host needs no local engine). It must
 #    answer; below API 1.44 (Engine 25) a warning says the backend healthcheck's
-#    start_interval is ignored there, so first starts are only probed more slowly.
+#    start_interval is ignored there, so Docker's own status of a first start lags.
 # 4. Installs requirements.txt into ./venv (the virtualenv Pulumi.yaml names).
 #    CONVEX_SELFHOST_SKIP_INSTALL=1 skips this step (offline re-runs; the tests).
 # 5. Recovers from an interrupted run (ops/recover.py): clears the lock of a
 #    `pulumi` process that no longer runs, adopts what Docker created meanwhile.
 # 6. `pulumi up --refresh` (unless you pass --refresh=false): it reads
 #    every container back from Docker first, so one removed or stopped outside Pulumi is
-#    recreated. It always shows its preview first. At a terminal (stdin and stdout)
+#    recreated. It shows its preview first. At a terminal (stdin and stdout)
 #    it then asks before applying. Without one (CI, pipes, --non-interactive) pass --yes;
 #    otherwise only the preview runs and the script exits 1. Dev stacks (`dev`, `dev-*`,
-#    unqualified) apply without asking.
+#    unqualified) apply without asking and without the separate preview
+#    (--skip-preview): nobody approves it, and the update prints each change as it makes it.
+#    Up to $PULUMI_PARALLEL (default 32) resource operations run at once (see below).
 # The stack is the first argument; `--stack X`/`-s X` among the others must name the same
 # stack (or are the only ones naming it). `--cwd`/`-C` and `--config-file` are refused.
 set -euo pipefail
@@ -96,9 +98,19 @@ fi
 [ "$refresh" = 0 ] || args=(--refresh "${args[@]+"${args[@]}"}")
 # pulumi asks only when both stdin and stdout are terminals.
 [ -t 0 ] && [ -t 1 ] || interactive=0
+skip_preview=()
 case "$stack" in  # only this project's own dev stacks, named without an org or project
-  dev|dev-*) yes=1 ;;
+  # Applied without asking, so a preview first would only run the program and ask every
+  # provider twice (1.3 s for one deployment, 2.5 s for ten); a failing program still
+  # stops before any change, and the update shows each change as it makes it.
+  dev|dev-*) yes=1 skip_preview=(--skip-preview) ;;
 esac
+# Pulumi's default (4 per CPU: 8 on 2 cores) is sized for CPU-bound providers. Here almost
+# every operation waits on the Docker engine (a network read-back sleeps 2 s, a health gate
+# waits for its container), so ten deployments' 30-odd independent first-wave operations
+# would queue behind each other. --parallel/-p or PULUMI_PARALLEL still decide.
+default_parallel=32
+export PULUMI_PARALLEL="${PULUMI_PARALLEL:-$default_parallel}"
 
 command -v pulumi >/dev/null ||
   die "the Pulumi CLI is not installed; see https://www.pulumi.com/docs/install/"
@@ -149,9 +161,10 @@ if [ "${target:-docker}" = docker ]; then
       echo "warning: could not read the API version of $where; Docker Engine 25+ is expected" >&2
     elif [ "$major" -lt 1 ] || { [ "$major" -eq 1 ] && [ "$minor" -lt 44 ]; }; then
       echo "warning: $where speaks Docker API $api, below 1.44 (Docker Engine 25)." \
-           "It ignores the backend healthcheck's start_interval, so a first start is probed at" \
-           "the normal interval instead of every second: \`pulumi up\` notices a healthy" \
-           "backend later, nothing breaks. Upgrade to Docker Engine 25+ to fix it." >&2
+           "It ignores the backend healthcheck's start_interval, so Docker probes a first start" \
+           "at the normal interval instead of every second: \`docker ps\` shows a started" \
+           "backend healthy later (\`pulumi up\` runs the healthcheck itself and is not" \
+           "slowed), nothing breaks. Upgrade to Docker Engine 25+ to fix it." >&2
     fi
   fi
 else
@@ -175,7 +188,8 @@ fi
 
 if [ "$yes" = 1 ]; then
   # --yes skips the question, not the preview: pulumi up prints it before updating.
-  pulumi up --yes --stack "$stack" ${args[@]+"${args[@]}"}
+  pulumi up --yes ${skip_preview[@]+"${skip_preview[@]}"} --stack "$stack" \
+    ${args[@]+"${args[@]}"}
 elif [ "$interactive" = 1 ]; then
   pulumi up --stack "$stack" ${args[@]+"${args[@]}"}  # previews, then asks
 else

@@ -2,6 +2,7 @@
 
 import base64
 import subprocess
+import time
 
 import dill
 import pytest
@@ -114,16 +115,22 @@ def test_inspect_asks_the_stacks_engine(monkeypatch):
 
     def run(command, **kwargs):
         seen.append((command, kwargs))
-        return subprocess.CompletedProcess(command, 0, '{"Running": true}', "")
+        return subprocess.CompletedProcess(
+            command, 0, '{"Running": true}\t{"Test": ["CMD-SHELL", "curl -f x"]}\n', "")
 
     monkeypatch.setattr(health.subprocess, "run", run)
-    assert health._inspect_state("c", "ssh://deploy@h") == {"Running": True}
-    assert health._inspect_state("c", "") == {"Running": True}
+    asked = {"Running": True, "Healthcheck": {"Test": ["CMD-SHELL", "curl -f x"]}}
+    assert health._inspect_state("c", "ssh://deploy@h") == asked
+    assert health._inspect_state("c", "") == asked
     options = {"capture_output": True, "text": True, "timeout": 60, "check": False}
+    state_and_check = "{{json .State}}\t{{json .Config.Healthcheck}}"
     assert seen == [(["docker", "--host", "ssh://deploy@h", "inspect", "--type", "container",
-                      "--format", "{{json .State}}", "--", "c"], options),
-                    (["docker", "inspect", "--type", "container", "--format", "{{json .State}}",
+                      "--format", state_and_check, "--", "c"], options),
+                    (["docker", "inspect", "--type", "container", "--format", state_and_check,
                       "--", "c"], options)]
+    monkeypatch.setattr(health.subprocess, "run", lambda c, **k: subprocess.CompletedProcess(
+        c, 0, '{"Running": true}\tnull\n', ""))
+    assert health._inspect_state("c", "") == {"Running": True, "Healthcheck": None}
 
     def hangs(command, **kwargs):
         raise subprocess.TimeoutExpired(command, kwargs["timeout"])
@@ -176,7 +183,8 @@ def test_a_gate_built_alone_carries_its_provider_inputs_and_dependency():
     assert gate.dependencies == [container.urn]
 
 
-@pytest.mark.parametrize("printed", ["not json", "null", "[]", "{}", '"running"', "42", ""])
+@pytest.mark.parametrize("printed", ["not json", "null", "[]", "{}", '"running"', "42", "",
+                                     '{"Running": true}\t{bad', "null\tnull"])
 def test_odd_inspect_output_is_a_gate_error_naming_the_container(monkeypatch, printed):
     monkeypatch.setattr(health.subprocess, "run", lambda c, **k: subprocess.CompletedProcess(
         c, 0, printed, ""))
@@ -245,3 +253,140 @@ def test_the_gate_shows_the_containers_plain_settings_by_name_and_waits_when_the
                                       ).changes is True
     dashboard = run.named("convex-dev-dashboard-healthy").inputs["settings"]
     assert dashboard["NEXT_PUBLIC_DEPLOYMENT_URL"] == "http://127.0.0.1:3210"
+
+
+# --- the gate's own probe: the healthcheck's test run inside the container -----------
+
+BACKEND_TEST = ["CMD-SHELL", "curl -f http://localhost:3210/version"]
+
+
+def checked(status=None, test=BACKEND_TEST, output=""):
+    """A running container whose configured healthcheck runs `test`."""
+    return {**running(status, output), "Healthcheck": {"Test": test} if test else None}
+
+
+def probes(*outcomes):
+    """A probe stand-in answering the given outcomes in turn (the last one repeats)."""
+    calls = []
+
+    def probe(name, host, test, seconds):
+        calls.append((name, host, test, seconds))
+        return outcomes[min(len(calls), len(outcomes)) - 1]
+
+    probe.calls = calls
+    return probe
+
+
+def test_a_container_answering_its_test_is_ready_before_docker_says_so():
+    # Docker still says "starting" (its first probe is an interval away): the gate's own
+    # run of the same test decides, without sleeping.
+    clock = Clock()
+    probe = probes(("passed", ""))
+    assert wait_until_healthy("b", "ssh://h", 300, inspect=states(checked("starting")),
+                              clock=clock, sleep=lambda s: pytest.fail("must not sleep"),
+                              probe=probe) == "healthy"
+    assert probe.calls == [("b", "ssh://h", BACKEND_TEST, health.PROBE_ROUND_SECONDS)]
+
+
+def test_docker_saying_healthy_needs_no_probe():
+    assert wait_until_healthy("b", "", 60, inspect=states(checked("healthy")), clock=Clock(),
+                              sleep=lambda s: None,
+                              probe=lambda *a: pytest.fail("no probe needed")) == "healthy"
+
+
+def test_probe_rounds_are_bounded_by_the_time_left_and_the_last_output_is_quoted():
+    clock = Clock()
+
+    def probe(name, host, test, seconds):
+        clock.now += seconds  # the loop inside the container ran for its whole round
+        probe.rounds.append(seconds)
+        return "failed", "curl: (7) Failed to connect to localhost port 3210: Connection refused"
+
+    probe.rounds = []
+    with pytest.raises(HealthGateError) as failed:
+        wait_until_healthy("convex-dev-backend", "", 70, inspect=states(checked("starting")),
+                           clock=clock, sleep=clock.sleep, probe=probe)
+    assert probe.rounds == [30, 30, 10] and clock.now == 70
+    assert str(failed.value) == (
+        "container convex-dev-backend did not become healthy within 70s (status starting; "
+        "last probe: curl: (7) Failed to connect to localhost port 3210: Connection refused). "
+        "See `docker logs convex-dev-backend`; the next `pulumi up` checks again and fails "
+        "until it is healthy.")
+
+
+def test_a_container_that_exits_while_probed_fails_naming_it():
+    exited = {"Status": "exited", "Running": False, "Restarting": False, "ExitCode": 2}
+    clock = Clock()
+    with pytest.raises(HealthGateError, match="container b is not running .status 'exited', "
+                                              "exit code 2"):
+        wait_until_healthy("b", "", 60, inspect=states(checked("starting"), exited),
+                           clock=clock, sleep=clock.sleep,
+                           probe=probes(("unavailable", "Container b is not running")))
+    assert clock.now == 0.5  # one short pause, no busy loop
+
+
+def test_an_image_without_sh_falls_back_to_dockers_status():
+    clock = Clock()
+    probe = probes(("unavailable", 'OCI runtime exec failed: exec: "sh": executable file not '
+                                   'found in $PATH'))
+    assert wait_until_healthy("b", "", 60,
+                              inspect=states(checked("starting"), checked("starting"),
+                                             checked("healthy")),
+                              clock=clock, sleep=clock.sleep, probe=probe) == "healthy"
+    assert len(probe.calls) == 1 and clock.now == 1.5  # then Docker's status, each second
+
+
+def test_tests_the_gate_cannot_run_leave_it_to_docker():
+    for test in (["NONE"], ["CMD"], ["CMD-SHELL", 3], "curl x", None):
+        assert health.healthcheck_test(checked(test=test)) == []
+    assert health.healthcheck_test({"Healthcheck": "odd"}) == []
+    assert health.healthcheck_test(checked(test=["CMD", "pg_isready", "-U", "convex"])) == [
+        "CMD", "pg_isready", "-U", "convex"]
+
+
+def test_the_probe_execs_the_test_in_the_container_on_the_stacks_engine(monkeypatch):
+    seen = []
+
+    def run(command, **kwargs):
+        seen.append((command, kwargs["timeout"]))
+        return subprocess.CompletedProcess(command, 0, "", "")
+
+    monkeypatch.setattr(health.subprocess, "run", run)
+    assert health._probe_inside("b", "ssh://deploy@h", BACKEND_TEST, 30) == ("passed", "")
+    assert seen == [(["docker", "--host", "ssh://deploy@h", "exec", "b", "sh", "-c",
+                      health.PROBE_SCRIPT, "probe", "30", *BACKEND_TEST], 90)]
+    answers = {3: ("out\n", "", ("failed", "out")),
+               1: ("", "Error: No such container: b\n",
+                   ("unavailable", "Error: No such container: b"))}
+    for code, (stdout, stderr, expected) in answers.items():
+        monkeypatch.setattr(health.subprocess, "run", lambda c, code=code, o=stdout, e=stderr,
+                            **k: subprocess.CompletedProcess(c, code, o, e))
+        assert health._probe_inside("b", "", BACKEND_TEST, 5) == expected
+
+    def hangs(command, **kwargs):
+        raise subprocess.TimeoutExpired(command, kwargs["timeout"])
+
+    monkeypatch.setattr(health.subprocess, "run", hangs)
+    assert health._probe_inside("b", "", BACKEND_TEST, 5) == (
+        "unavailable", "`docker exec` did not return")
+
+
+def _probe_script(*args, timeout=20):
+    return subprocess.run(["sh", "-c", health.PROBE_SCRIPT, "probe", *args],
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def test_the_probe_script_passes_as_soon_as_the_test_does(tmp_path):
+    flag = tmp_path / "ready"
+    subprocess.Popen(["sh", "-c", f"sleep 0.6; touch {flag}"])
+    started = time.monotonic()
+    done = _probe_script("20", "CMD", "test", "-e", str(flag))
+    assert done.returncode == 0 and time.monotonic() - started < 0.6 + 1.5
+    assert _probe_script("5", "CMD-SHELL", "exit 0").returncode == 0
+
+
+def test_the_probe_script_stops_when_its_time_is_up_with_the_last_output():
+    done = _probe_script("1", "CMD-SHELL", "echo \"refused $((6 * 7))\"; exit 7")
+    assert (done.returncode, done.stdout) == (health.PROBE_TIMED_OUT, "refused 42")
+    done = _probe_script("1", "CMD", "sh", "-c", "echo no; exit 1")
+    assert (done.returncode, done.stdout) == (health.PROBE_TIMED_OUT, "no")

@@ -137,8 +137,9 @@ def test_dashboard_follows_the_backend(run, stack):
         assert env["NEXT_PUBLIC_DEPLOYMENT_URL"] == per_deployment(run, "backendUrl")[key]
         assert "NEXT_PUBLIC_ADMIN_KEY" not in env
         assert dashboard.inputs["ports"][0]["internal"] == 6791
-        # Created only once the backend's health gate has passed.
-        assert run.named(f"{key}-backend-healthy").urn in dashboard.dependencies
+        # Started beside the backend, not after its gate: it does not need it.
+        assert run.named(f"{key}-backend-healthy").urn not in dashboard.dependencies
+        assert containers[f"{instance}-backend"].urn not in dashboard.dependencies
         assert dashboard.inputs["healthcheck"]["tests"] == [
             "CMD", "curl", "-fsS", "-o", "/dev/null", "http://127.0.0.1:6791/favicon.ico"]
         assert run.named(f"{key}-dashboard-healthy").inputs["container_name"] == \

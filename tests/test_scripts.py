@@ -28,8 +28,8 @@ SYSTEM_TOOLS = ("bash", "cat", "chmod", "cut", "date", "dirname", "git", "grep",
 FAKES = {
     "pulumi": r"""#!/usr/bin/env bash
 printf 'pulumi %s\n' "$*" >> "$CALLS"
-printf 'backend=%s passfile=%s\n' "${PULUMI_BACKEND_URL:-}" \
-  "${PULUMI_CONFIG_PASSPHRASE_FILE:-}" >> "$CALLS.env"
+printf 'backend=%s passfile=%s parallel=%s\n' "${PULUMI_BACKEND_URL:-}" \
+  "${PULUMI_CONFIG_PASSPHRASE_FILE:-}" "${PULUMI_PARALLEL-}" >> "$CALLS.env"
 case "$*" in
   "config get docker:host"*)
     if [ -n "${FAKE_DOCKER_HOST:-}" ]; then echo "$FAKE_DOCKER_HOST"; else
@@ -335,7 +335,7 @@ def test_up_with_yes_applies_and_passes_other_arguments(sandbox):
     # env.sh was sourced: the scratch repository's own state and passphrase.
     state = sandbox.repo.resolve() / ".pulumi-state"
     env_lines = Path(f"{sandbox.calls_file}.env").read_text().splitlines()
-    assert env_lines[0] == f"backend=file://{state} passfile={state / 'passphrase'}"
+    assert env_lines[0] == f"backend=file://{state} passfile={state / 'passphrase'} parallel=32"
 
 
 @pytest.mark.parametrize("stack", ["dev", "dev-alice"])
@@ -343,7 +343,23 @@ def test_up_applies_dev_stacks_without_asking(sandbox, stack):
     args = [stack] if stack != "dev" else []  # dev is the default
     result = sandbox.run(str(sandbox.repo / "up.sh"), *args)
     assert result.returncode == 0, result.stderr
-    assert pulumi_up_calls(sandbox.calls()) == [f"pulumi up --yes --stack {stack} --refresh"]
+    # ... and without a preview nobody would approve (the update shows each change).
+    assert pulumi_up_calls(sandbox.calls()) == [
+        f"pulumi up --yes --skip-preview --stack {stack} --refresh"]
+
+
+def test_up_runs_32_operations_at_once_unless_told_otherwise(sandbox):
+    for extra, expected in (({}, "32"), ({"PULUMI_PARALLEL": "4"}, "4")):
+        Path(f"{sandbox.calls_file}.env").unlink(missing_ok=True)
+        result = sandbox.run(str(sandbox.repo / "up.sh"), "staging", "--yes", **extra)
+        assert result.returncode == 0, result.stderr
+        lines = Path(f"{sandbox.calls_file}.env").read_text().splitlines()
+        assert {line.rsplit("parallel=", 1)[1] for line in lines} == {expected}
+    # A --parallel among the arguments goes to pulumi, which prefers it to the variable.
+    sandbox.calls_file.unlink()
+    sandbox.run(str(sandbox.repo / "up.sh"), "staging", "--yes", "--parallel", "2")
+    assert pulumi_up_calls(sandbox.calls()) == [
+        "pulumi up --yes --stack staging --refresh --parallel 2"]
 
 
 @pytest.mark.parametrize("args", [
@@ -508,11 +524,11 @@ def test_up_installs_requirements_into_venv_unless_skipped(sandbox):
     assert "python3 -m venv venv" in calls
     assert "venv/bin/python -m pip install --quiet -r requirements.txt" in calls
     assert calls.index("venv/bin/python -m pip install --quiet -r requirements.txt") \
-        < calls.index("pulumi up --yes --stack dev --refresh")
+        < calls.index("pulumi up --yes --skip-preview --stack dev --refresh")
     # then recovery from an interrupted run, with the project's virtualenv, before the update
     assert calls.index("venv/bin/python -m pip install --quiet -r requirements.txt") \
         < calls.index("venv/bin/python -m ops.recover dev") \
-        < calls.index("pulumi up --yes --stack dev --refresh")
+        < calls.index("pulumi up --yes --skip-preview --stack dev --refresh")
     sandbox.calls_file.unlink()
     sandbox.run(str(sandbox.repo / "up.sh"))  # CONVEX_SELFHOST_SKIP_INSTALL=1
     assert [c for c in sandbox.calls() if c.startswith(("python3", "venv/"))] == [

@@ -17,6 +17,9 @@ API_PORT = 3210
 SITE_PROXY_PORT = 3211
 DATA_PATH = "/convex/data"
 NETWORK_ALIAS = "backend"
+# Upstream's healthcheck (self-hosted/docker/docker-compose.yml), shell form.
+HEALTH_TEST = ["CMD-SHELL", f"curl -f http://localhost:{API_PORT}/version"]
+HEALTH_INTERVAL = 5
 
 
 @dataclass(frozen=True)
@@ -100,8 +103,8 @@ class ConvexBackend(pulumi.ComponentResource):
             # Failures during the start period do not count, so first-start migrations
             # may take up to the timeout; the health gate waits that long.
             healthcheck=docker_common.healthcheck(
-                ["CMD-SHELL", f"curl -f http://localhost:{API_PORT}/version"], args.limits,
-                interval=5, timeout=5, retries=3, start_period=args.start_timeout_seconds),
+                HEALTH_TEST, args.limits, interval=HEALTH_INTERVAL, timeout=5, retries=3,
+                start_period=args.start_timeout_seconds),
             stop_signal="SIGINT",
             stop_timeout=10,
             destroy_grace_seconds=10,

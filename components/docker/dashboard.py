@@ -1,4 +1,11 @@
-"""ConvexDashboard: the dashboard container, started once the backend is healthy."""
+"""ConvexDashboard: the dashboard container and a gate on its health.
+
+Upstream's compose file starts the dashboard after a healthy backend, but the dashboard
+does not need one: its Next.js server (`node server.js`) reads NEXT_PUBLIC_DEPLOYMENT_URL
+from its environment and renders pages without calling the backend (`_app.tsx`
+getInitialProps); the user's browser talks to the backend. So it starts beside the
+backend, and `depends_on` is for programs that want an order anyway.
+"""
 
 from __future__ import annotations
 
@@ -20,6 +27,7 @@ NETWORK_ALIAS = "dashboard"
 HEALTH_PATH = "/favicon.ico"
 HEALTH_TEST = ["CMD", "curl", "-fsS", "-o", "/dev/null",
                f"http://127.0.0.1:{DASHBOARD_PORT}{HEALTH_PATH}"]
+HEALTH_INTERVAL = 10
 START_TIMEOUT_SECONDS = 120
 
 
@@ -65,7 +73,7 @@ class ConvexDashboard(pulumi.ComponentResource):
                 name=args.network_name, aliases=[NETWORK_ALIAS])],
             healthcheck=docker_common.healthcheck(
                 HEALTH_TEST, args.limits,
-                interval=10, timeout=5, retries=3, start_period=START_TIMEOUT_SECONDS),
+                interval=HEALTH_INTERVAL, timeout=5, retries=3, start_period=START_TIMEOUT_SECONDS),
             stop_signal="SIGINT",
             stop_timeout=10,
             destroy_grace_seconds=10,

@@ -1,8 +1,10 @@
 """ConvexDeployment: one self-hosted Convex deployment and everything it needs.
 
 Network, instance secret, image pulls and volumes do not depend on each other, so the
-engine creates them at once; the chain is those -> (Postgres healthy) -> backend
-healthy -> dashboard healthy -> TLS proxy healthy.
+engine creates them at once; then (Postgres healthy ->) backend, and the dashboard
+beside it (it does not need the backend to start: its server only reads its
+environment, the user's browser talks to the backend); the TLS proxy after both are
+healthy.
 """
 
 from __future__ import annotations
@@ -66,7 +68,7 @@ class ConvexDeployment(pulumi.ComponentResource):
             self.dashboard = ConvexDashboard(
                 f"{name}-dashboard",
                 mapping.dashboard_args(spec, target, images.dashboard.image_id,
-                                       self.network.name, self.backend.healthy),
+                                       self.network.name),
                 opts=child)
             proxied.append(self.dashboard.healthy)
 

@@ -5,7 +5,8 @@ A healthcheck's start interval (fast probes while a container starts) needs Engi
 The program asks the engine the docker provider talks to (`docker:host`, else
 DOCKER_HOST and friends) with the `docker` CLI. Where it cannot ask (no CLI, engine not
 reachable during a preview), it leaves the start interval out, which every engine
-accepts: a first start is then noticed within one normal interval instead of a second.
+accepts: Docker then reports a first start healthy within one normal interval instead
+of a second (the health gates run the test themselves and do not wait for that).
 CONVEX_SELFHOST_DOCKER_API_VERSION=1.44 (for example) skips the question.
 """
 

@@ -68,14 +68,15 @@ def backend_args(spec: DeploymentSpec, target: DockerTarget,
 
 
 def dashboard_args(spec: DeploymentSpec, target: DockerTarget,
-                   image: pulumi.Input[str], network_name: pulumi.Input[str],
-                   backend_healthy: pulumi.Resource) -> DashboardArgs:
+                   image: pulumi.Input[str], network_name: pulumi.Input[str]) -> DashboardArgs:
+    # No dependency on the backend: the dashboard's server only reads its environment
+    # (upstream's dashboard-self-hosted: `node server.js`, `_app.tsx` getInitialProps);
+    # the user's browser talks to the backend. Both start at once.
     return DashboardArgs(
         instance_name=spec.instance_name, image=image, network_name=network_name,
         deployment_url=spec.cloud_origin, port=spec.dashboard_port,
         bind_address=spec.bind_address,
-        limits=limits(spec, target), stack=spec.stack, docker_host=target.docker_host,
-        depends_on=[backend_healthy])
+        limits=limits(spec, target), stack=spec.stack, docker_host=target.docker_host)
 
 
 def postgres_args(spec: DeploymentSpec, target: DockerTarget,

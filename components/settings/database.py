@@ -8,8 +8,6 @@ from __future__ import annotations
 import base64
 import re
 
-from cryptography import x509
-
 from components.settings.database_url import check_url
 from components.settings.model import DatabaseSettings
 from components.settings.reader import Reader
@@ -74,6 +72,10 @@ def _report_too_few_connections(reader: Reader, server_max: int, pool: int,
 
 
 def _is_certificate(base64_der: str) -> bool:
+    # Imported here: only a stack with databaseCaCert pays for it (every run starts
+    # a fresh interpreter).
+    from cryptography import x509
+
     try:  # the block holds only base64 characters and line breaks, which b64decode skips
         x509.load_der_x509_certificate(base64.b64decode(base64_der))
     except ValueError:  # also binascii.Error (bad padding)

@@ -29,7 +29,6 @@ backend = ConvexBackend("shop", BackendArgs(
 ))
 dashboard = ConvexDashboard("shop-dashboard", DashboardArgs(
     instance_name="shop", image=f"ghcr.io/get-convex/convex-dashboard:{TAG}",
-    network_name=network.name, deployment_url="http://127.0.0.1:4210", port=4791,
-    depends_on=[backend.healthy]))
+    network_name=network.name, deployment_url="http://127.0.0.1:4210", port=4791))
 pulumi.export("adminKey", pulumi.Output.secret(
     secret.hex.apply(lambda hex_secret: issue_admin_key("shop", hex_secret))))
