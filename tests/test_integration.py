@@ -306,7 +306,9 @@ def test_dev_stack_up_admin_keys_no_changes_upgrade_preview_destroy(workspace):
     assert run.returncode == 0 and run.stdout.startswith("convex-backup ok file=snapshot-"), run
     listing = subprocess.run(["docker", "exec", f"{instance}-backup", "ls", "/backups"],
                              capture_output=True, text=True).stdout.split()
-    assert len([f for f in listing if f.startswith("snapshot-")]) == 1, listing
+    # One snapshot, with its environment variables beside it.
+    assert len([f for f in listing if f.startswith("snapshot-") and f.endswith(".zip")]) == 1
+    assert len([f for f in listing if f.endswith(".env.json")]) == 1, listing
     out = ws.outputs(stack)
     status, body = _get(f"{out['backendUrl']}/version")
     assert (status, body.strip()) == (200, DEFAULT_VERSION)
