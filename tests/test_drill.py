@@ -2,11 +2,15 @@
 drill runs for real on an engine: see the closing note / docs/contributing.md)."""
 
 import json
+import os
+import shutil
 import subprocess
 import zipfile
 
 import pytest
+from fake_convex_export import snapshot_zip
 
+from components.releases import DEFAULT_VERSION
 from ops import drill
 
 
@@ -75,12 +79,6 @@ def test_a_drill_on_a_real_engine_with_the_stand_in_backend(tmp_path):
     """The whole drill against the local Docker engine and the stand-in backend image
     (tests/standins/build.sh): a throwaway backend started, the snapshot imported, exported
     again and compared, the container removed. Opt-in, as the other real-engine tests."""
-    import os
-    import shutil
-
-    from components.releases import DEFAULT_VERSION
-    from fake_convex_export import snapshot_zip
-
     image = f"{drill.IMAGE}:{DEFAULT_VERSION}"
     if os.environ.get("CONVEX_SELFHOST_INTEGRATION") != "1" or not shutil.which("docker") or \
             subprocess.run(["docker", "image", "inspect", image],
