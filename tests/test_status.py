@@ -185,3 +185,30 @@ def test_a_kubernetes_target_stack_is_checked_through_its_backend():
            "backend" in text
     assert "state records no container" not in text
     assert not [c for c in fake.calls if c[0] == "docker"]
+
+
+def test_a_container_docker_has_not_probed_yet_is_checked_by_its_own_healthcheck():
+    """Below API 1.44 Docker's first probe comes one interval after a start; `up` no longer
+    waits for it, so status runs the container's healthcheck test itself."""
+    seen = {"State": {"Running": True, "Health": {"Status": "starting", "Log": []}},
+            "Config": {"Healthcheck": {"Test": ["CMD-SHELL",
+                                                "curl -f http://localhost:3210/version"]}},
+            "Image": "sha256:abc"}
+    want = status.Expected(name="convex-dev-backend", image="sha256:abc",
+                           deployment="convex-dev", role="backend")
+    calls, codes = [], iter([0, 22])
+
+    def run(argv, timeout):
+        calls.append(argv)
+        return subprocess.CompletedProcess(argv, next(codes), "", "curl: (7) refused")
+
+    for line in (("  ok    backend convex-dev-backend: running, healthy, the "
+                  "stack's image"),
+                 ("  FAIL  backend convex-dev-backend: starting (its "
+                  "healthcheck does not pass yet: curl: (7) refused)")):
+        report = status.Report()
+        status.check_container(want, seen, report, lambda name, found: status.healthcheck_passes(
+            name, found, "ssh://deploy@h", run))
+        assert report.lines == [line]
+    assert calls[-1] == ["docker", "--host", "ssh://deploy@h", "exec", "convex-dev-backend",
+                         "sh", "-c", "curl -f http://localhost:3210/version"]
