@@ -554,31 +554,32 @@ def test_urls_lose_their_trailing_slashes_only(monkeypatch, tmp_path):
     assert Client("http://X/", KEY).url == "http://X"
 
 
+# The off-host options of once and schedule (ops/backup_offsite.add_offsite_arguments).
+S3_USAGE = ("[--s3-bucket S3_BUCKET] [--s3-endpoint S3_ENDPOINT] [--s3-region S3_REGION] "
+            "[--s3-prefix S3_PREFIX] [--s3-path-style] [--s3-lock-days S3_LOCK_DAYS] "
+            "[--encrypt] [--no-local] ")
+S3_HELP = (" --s3-bucket S3_BUCKET also copy each verified snapshot to this bucket (credentials: "
+           "AWS_ACCESS_KEY_ID, ...) --s3-endpoint S3_ENDPOINT S3-compatible endpoint URL "
+           "--s3-region S3_REGION --s3-prefix S3_PREFIX key prefix (per deployment) "
+           "--s3-path-style --s3-lock-days S3_LOCK_DAYS object lock (compliance) "
+           "retention of each copy, days --encrypt encrypt the copies with the key in "
+           "CONVEX_BACKUP_ENCRYPTION_KEY (base64 of 32 bytes) --no-local remove the local "
+           "copy once the bucket has it")
 HELP = {
     "once": "usage: convex-backup once [-h] --url URL --dest DEST --keep KEEP [--timeout TIMEOUT] "
             "[--poll-interval POLL_INTERVAL] [--max-bytes MAX_BYTES] [--min-free MIN_FREE] "
-            "[--s3-bucket S3_BUCKET] [--s3-endpoint S3_ENDPOINT] [--s3-region S3_REGION] "
-            "[--s3-prefix S3_PREFIX] [--s3-path-style] [--s3-lock-days S3_LOCK_DAYS] "
-            "[--encrypt] [--no-local] "
+            + S3_USAGE +
             "options: -h, --help show this help message and "
             "exit --url URL backend URL, e.g. http://backend:3210 --dest DEST backup directory "
             "(created 0700) --keep KEEP snapshots to keep --timeout TIMEOUT seconds per run: "
             "export, download and all --poll-interval POLL_INTERVAL seconds --max-bytes "
             "MAX_BYTES largest snapshot to download (bytes, or with K, M, G, T; 20G) --min-free "
             "MIN_FREE free space to leave in --dest (1G)"
-            " --s3-bucket S3_BUCKET also copy each verified snapshot to this bucket (credentials: "
-            "AWS_ACCESS_KEY_ID, ...) --s3-endpoint S3_ENDPOINT S3-compatible endpoint URL "
-            "--s3-region S3_REGION --s3-prefix S3_PREFIX key prefix (per deployment) "
-            "--s3-path-style --s3-lock-days S3_LOCK_DAYS object lock (compliance) "
-            "retention of each copy, days --encrypt encrypt the copies with the key in "
-            "CONVEX_BACKUP_ENCRYPTION_KEY (base64 of 32 bytes) --no-local remove the local "
-            "copy once the bucket has it",
+            + S3_HELP,
     "schedule": "usage: convex-backup schedule [-h] --url URL --dest DEST --keep KEEP [--timeout "
                 "TIMEOUT] [--poll-interval POLL_INTERVAL] [--max-bytes MAX_BYTES] [--min-free "
                 "MIN_FREE] --cron CRON "
-            "[--s3-bucket S3_BUCKET] [--s3-endpoint S3_ENDPOINT] [--s3-region S3_REGION] "
-            "[--s3-prefix S3_PREFIX] [--s3-path-style] [--s3-lock-days S3_LOCK_DAYS] "
-            "[--encrypt] [--no-local] "
+            + S3_USAGE +
                 "options: -h, --help show "
                 "this help message and exit --url URL backend URL, e.g. http://backend:3210 "
                 "--dest DEST backup directory (created 0700) --keep KEEP snapshots to keep "
@@ -586,13 +587,7 @@ HELP = {
                 "POLL_INTERVAL seconds --max-bytes MAX_BYTES largest snapshot to download "
                 "(bytes, or with K, M, G, T; 20G) --min-free MIN_FREE free space to leave in "
                 "--dest (1G) --cron CRON 5-field cron expression, UTC"
-            " --s3-bucket S3_BUCKET also copy each verified snapshot to this bucket (credentials: "
-            "AWS_ACCESS_KEY_ID, ...) --s3-endpoint S3_ENDPOINT S3-compatible endpoint URL "
-            "--s3-region S3_REGION --s3-prefix S3_PREFIX key prefix (per deployment) "
-            "--s3-path-style --s3-lock-days S3_LOCK_DAYS object lock (compliance) "
-            "retention of each copy, days --encrypt encrypt the copies with the key in "
-            "CONVEX_BACKUP_ENCRYPTION_KEY (base64 of 32 bytes) --no-local remove the local "
-            "copy once the bucket has it",
+            + S3_HELP,
     "health": "usage: convex-backup health [-h] --dest DEST options: -h, --help show this help "
               "message and exit --dest DEST",
     "restore": "usage: convex-backup restore [-h] --url URL --file FILE [--yes] [--timeout "
