@@ -76,6 +76,7 @@ from pathlib import Path
 
 if __package__:  # imported as ops.backup
     from ops.backup_cron import CronError, CronSchedule, parse_cron  # noqa: F401
+    from ops.backup_drill import add_drill_parser, cmd_drill
     from ops.backup_offsite import (
         Offsite,
         OffsiteError,
@@ -89,6 +90,7 @@ else:  # run as a file: its modules lie beside it (in the repository, or uploade
     # that directory is searched even under `python -I`, which leaves it out of sys.path
     sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
     from backup_cron import CronError, CronSchedule, parse_cron  # noqa: F401
+    from backup_drill import add_drill_parser, cmd_drill
     from backup_offsite import Offsite, OffsiteError, add_offsite_arguments, fetch, offsite_of, ship
     from backup_verify import VerifyError, verify
 
@@ -625,11 +627,12 @@ def build_parser() -> argparse.ArgumentParser:
     restore.add_argument("--poll-interval", type=float, default=1.0, help="seconds")
     restore.add_argument("--no-env", action="store_true",
                          help="do not set the environment variables saved beside the zip")
+    add_drill_parser(sub, add_offsite_arguments)
     return parser
 
 
 def check_args(args) -> str:
-    """Validate the arguments of once/schedule/restore in place; returns the admin key."""
+    """Validate the arguments of once/schedule/restore/drill in place; the admin key."""
     key = os.environ.get(KEY_ENV, "").strip()
     if not key:
         raise UsageError(f"{KEY_ENV} is not set; it must hold the deployment's admin key")
@@ -639,8 +642,8 @@ def check_args(args) -> str:
     if url.username or url.password or url.query or url.fragment:
         raise UsageError("--url must not hold credentials, a query or a fragment")
     args.url = args.url.rstrip("/")
-    names = ("timeout", "poll_interval") if args.command == "restore" else (
-        "keep", "timeout", "poll_interval", "max_bytes")
+    names = {"restore": ("timeout", "poll_interval"), "drill": ("timeout", "wait")}.get(
+        args.command, ("keep", "timeout", "poll_interval", "max_bytes"))
     for name in names:
         if not 0 < getattr(args, name) < float("inf"):
             raise UsageError(f"--{name.replace('_', '-')} must be greater than 0")
@@ -655,6 +658,10 @@ def check_args(args) -> str:
         args.offsite = offsite_of(args)
     except OffsiteError as err:
         raise UsageError(str(err)) from None
+    if args.command == "drill":  # reads --dest, never writes it
+        if not (args.file or args.dest or args.offsite):
+            raise UsageError("drill needs --file, --dest or --s3-bucket")
+        return key
     try:
         private_dir(args.dest)
     except OSError as err:
@@ -954,6 +961,8 @@ def main(argv: list[str] | None = None) -> int:
         key = check_args(args)
         if args.command == "restore":
             return cmd_restore(args, key)
+        if args.command == "drill":  # backup_drill cannot import this module by its name
+            return cmd_drill(args, key, sys.modules[__name__])
         if args.command == "schedule":
             return cmd_schedule(args, key)
         return 0 if run_once(args.url, key, args.dest, args.keep, args.timeout,

@@ -1,13 +1,22 @@
-"""A restore drill that proves a snapshot: `python -m ops.drill --stack STACK --file ZIP`.
+"""A restore drill that proves a snapshot: `python -m ops.drill --stack STACK [--file ZIP]`.
 
-On the stack's Docker engine it starts a throwaway backend of the stack's release beside
-the real one (its own container name, a random instance secret, an admin key derived here,
-a free loopback port, no volume: its data dies with it), imports the snapshot through the
-same API `restore` uses, exports it again and checks that the tables, documents and stored
-files match what the snapshot holds (and its run record, when one lies beside it). The
-container is removed at the end whatever happens; every wait is bounded. Nothing of the
-real deployment is touched. Docker target only: on a host or a cluster, restore into a
-scratch stack as the README's restore drill says.
+It starts a throwaway backend of the stack's release beside the real one (its own name, a
+random instance secret, an admin key derived from it, a free loopback port, no volume: its
+data dies with it), imports the snapshot through the API `restore` uses, exports it again
+and checks that the tables, documents and stored files match what the snapshot holds (and
+its run record, when one lies beside it): the backup client's `drill` (backup_drill.py).
+Nothing of the real deployment is touched; every wait is bounded; the throwaway backend is
+removed at the end whatever happens. Per target:
+
+* docker: a container of the stack's backend image on its Docker engine; --file (a zip
+  on this machine, e.g. from `ops/backup.py fetch`) is required.
+* host: over SSH with the stack's pinned host key, the installed binary in a temporary
+  directory on loopback, and the client installed beside it; the snapshot is --file
+  (sent over the same connection) or else the newest in the host's backup directory (or
+  in the bucket, when the stack keeps no local copies).
+* kubernetes: a Job made from the stack's suspended `<instance>-drill` CronJob: the backend
+  as a sidecar and the client beside it, on the newest snapshot of the backups claim (or of
+  the bucket); --file is refused (the snapshot is the cluster's own).
 """
 
 from __future__ import annotations
@@ -18,25 +27,23 @@ import os
 import secrets
 import socket
 import sys
-import tempfile
-import time
-import urllib.request
 from pathlib import Path
 from typing import Callable, Optional, Sequence
 
 from components.admin_key import issue_admin_key
 from ops import backup
-from ops.backup_verify import VerifyError, verify
+from ops.backup_drill import DrillFailed, drill_backend, expected_counts
 from ops.commands import last_line, run_command
+from ops.drill_host import drill_host
+from ops.drill_kubernetes import drill_kubernetes
 
 PULUMI_TIMEOUT = 120.0
 DOCKER_TIMEOUT = 120.0
 START_TIMEOUT = 300.0
-IMAGE = "ghcr.io/get-convex/convex-backend"
+IMPORT_TIMEOUT = 3600.0
 
 
-class DrillError(Exception):
-    """The drill failed; str() says where."""
+DrillError = DrillFailed  # the drill failed; str() says where (never a key)
 
 
 def free_port() -> int:
@@ -45,116 +52,116 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def stack_setting(stack: str, key: str, run: Callable = run_command) -> str:
-    done = run(["pulumi", "config", "get", key, "--stack", stack], PULUMI_TIMEOUT)
-    return done.stdout.strip() if done.returncode == 0 else ""
-
-
-def wait_until_up(url: str, timeout: float, sleep=time.sleep) -> None:
-    deadline = time.monotonic() + timeout
-    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}), backup.NoRedirect())
-    while True:
-        try:
-            with opener.open(f"{url}/version", timeout=5) as answer:
-                if answer.status == 200:
-                    return
-        except OSError:
-            pass
-        if time.monotonic() > deadline:
-            raise DrillError(f"the drill backend did not answer {url}/version within "
-                             f"{timeout:g}s")
-        sleep(1)
-
-
-def expected_counts(snapshot: Path) -> dict:
-    """What the snapshot holds, checked against its run record when that names it."""
+def stack_config(stack: str, run: Callable = run_command) -> dict:
+    """The stack's config as `pulumi config --json` shows it (secrets included)."""
+    done = run(["pulumi", "config", "--json", "--show-secrets", "--stack", stack],
+               PULUMI_TIMEOUT)
+    if done.returncode != 0:
+        raise DrillError(f"cannot read the config of stack {stack}: {last_line(done.stderr)}")
     try:
-        counts = verify(str(snapshot)).record()
-    except VerifyError as error:
-        raise DrillError(f"the snapshot failed verification: {error}") from None
-    record_path = snapshot.parent / backup.LAST_RUN
-    if record_path.is_file():
-        try:
-            record = json.loads(record_path.read_text())
-        except (OSError, ValueError):
-            record = {}
-        if isinstance(record, dict) and record.get("file") == snapshot.name:
-            recorded = {k: record.get(k) for k in counts}
-            if recorded != counts:
-                raise DrillError(f"the snapshot holds {counts}, its run record says {recorded}")
-    return counts
+        config = json.loads(done.stdout)
+    except ValueError:
+        raise DrillError(f"`pulumi config --json` of stack {stack} is not JSON") from None
+    return config if isinstance(config, dict) else {}
 
 
-def drill(stack: str, snapshot: Path, run: Callable = run_command,
-          say: Callable[[str], None] = print, timeout: float = START_TIMEOUT) -> dict:
-    if stack_setting(stack, "convex-selfhost:target", run) not in ("", "docker"):
-        raise DrillError("the drill runs on the Docker target; on a host or a cluster restore "
-                         "into a scratch stack (README: Restore drill)")
+def stack_settings(stack: str, config: dict):
+    """The stack's settings, read and checked as the program reads them."""
+    from components.settings import ConfigError, settings_from_config
+
+    raw = {key: item.get("value") for key, item in config.items()
+           if isinstance(item, dict) and item.get("value") is not None}
+    secret = {key for key, item in config.items() if isinstance(item, dict) and item.get("secret")}
+    try:
+        return settings_from_config(stack, raw, secret)
+    except ConfigError as error:
+        raise DrillError(f"the stack's settings are not valid: {error}") from None
+
+
+def pick_deployment(settings, key: Optional[str]):
+    names = [d.key for d in settings.deployments]
+    if key is None and len(names) == 1:
+        return settings.deployments[0]
+    for deployment in settings.deployments:
+        if deployment.key == key:
+            return deployment
+    raise DrillError(f"pass --deployment with one of {', '.join(names)}" if key is None else
+                     f"--deployment {key!r} is not in the stack (it has {', '.join(names)})")
+
+
+def drill_docker(settings, snapshot: Optional[Path], run: Callable, say: Callable,
+                 timeout: float) -> dict:
+    if snapshot is None:
+        raise DrillError("on the Docker target pass --file (a snapshot zip; `python "
+                         "ops/backup.py fetch` downloads the newest off-host copy)")
     expected = expected_counts(snapshot)
-    version = stack_setting(stack, "convex-selfhost:version", run)
-    if not version:
-        from components.releases import DEFAULT_VERSION
-        version = DEFAULT_VERSION
-    docker_host = stack_setting(stack, "docker:host", run)
-    docker = ["docker", *(["--host", docker_host] if docker_host else [])]
+    docker = ["docker", *(["--host", settings.docker_host] if settings.docker_host else [])]
     name = f"convex-drill-{secrets.token_hex(4)}"
     instance_secret = secrets.token_hex(32)
     port = free_port()
-    say(f"drill: starting {IMAGE}:{version[:12]} as {name} on 127.0.0.1:{port}")
+    image = settings.backend_image
+    say(f"drill: starting {image} as {name} on 127.0.0.1:{port}")
     started = run([*docker, "run", "-d", "--name", name, "--label", "convex-selfhost.role=drill",
                    "-p", f"127.0.0.1:{port}:3210", "-e", f"INSTANCE_NAME={name}",
-                   "-e", "INSTANCE_SECRET", f"{IMAGE}:{version}"], DOCKER_TIMEOUT,
+                   "-e", "INSTANCE_SECRET", "-e", "DISABLE_BEACON=true",
+                   image], DOCKER_TIMEOUT,
                   env={**os.environ, "INSTANCE_SECRET": instance_secret})
     try:
         if started.returncode != 0:
             raise DrillError(f"docker run failed: {last_line(started.stderr)}")
         url = f"http://127.0.0.1:{port}"
-        wait_until_up(url, timeout)
         key = issue_admin_key(name, instance_secret)
-        client = backup.Client(url, key, run_timeout=timeout)
-        try:
-            written = backup.Restore(client, str(snapshot), 1.0, say,
-                                     lambda summary: True).run()
-        except backup.BackupError as error:
-            raise DrillError(f"the import failed: {backup.redact(str(error), key)}") from None
-        finally:
-            client.close()
-        say(f"drill: imported {written} document(s); exporting again to compare")
-        with tempfile.TemporaryDirectory() as again:
-            if not backup.run_once(url, key, again, 1, timeout, 1.0):
-                raise DrillError("the export of the drill backend failed (see the line above)")
-            record = json.loads(Path(again, backup.LAST_RUN).read_text())
-        got = {k: record.get(k) for k in expected}
-        if got != expected:
-            raise DrillError(f"the drill backend holds {got} after the import, the snapshot "
-                             f"{expected}")
-        return expected
+        return drill_backend(backup, url, key, snapshot, IMPORT_TIMEOUT, say, timeout,
+                             expected)
     finally:
         removed = run([*docker, "rm", "-f", "-v", name], DOCKER_TIMEOUT)
         say(f"drill: removed {name}" if removed.returncode == 0 else
             f"drill: could not remove {name}: {last_line(removed.stderr)}; remove it by hand")
 
 
+def drill(stack: str, snapshot: Optional[Path], deployment_key: Optional[str] = None,
+          run: Callable = run_command, say: Callable[[str], None] = print,
+          timeout: float = START_TIMEOUT) -> dict:
+    config = stack_config(stack, run)
+    settings = stack_settings(stack, config)
+    deployment = pick_deployment(settings, deployment_key)
+    if settings.target == "host":
+        return drill_host(settings, deployment, snapshot, say, timeout)
+    if settings.target == "kubernetes":
+        if snapshot is not None:
+            raise DrillError("on a cluster the drill imports the cluster's own newest "
+                             "snapshot (the backups claim, or the bucket): drop --file")
+        return drill_kubernetes(settings, deployment, config, run, say, timeout)
+    return drill_docker(settings, snapshot, run, say, timeout)
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m ops.drill", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--stack", required=True, help="the stack whose release is drilled")
-    parser.add_argument("--file", required=True, help="a snapshot zip (e.g. from fetch)")
-    parser.add_argument("--timeout", type=float, default=START_TIMEOUT)
+    parser.add_argument("--file", help="a snapshot zip on this machine (e.g. from fetch); "
+                        "host stacks default to the host's newest")
+    parser.add_argument("--deployment", help="which deployment of a multi-deployment stack")
+    parser.add_argument("--timeout", type=float, default=START_TIMEOUT,
+                        help="seconds for the drill backend to start")
     args = parser.parse_args(argv)
-    snapshot = Path(args.file)
-    if not snapshot.is_file():
+    snapshot = Path(args.file) if args.file else None
+    if snapshot is not None and not snapshot.is_file():
         print(f"error: --file {args.file} is not a file", file=sys.stderr)
         return 2
+    if not 0 < args.timeout < float("inf"):
+        print("error: --timeout must be greater than 0", file=sys.stderr)
+        return 2
+    where = snapshot or f"stack {args.stack}"
     try:
-        counts = drill(args.stack, snapshot, timeout=args.timeout)
+        counts = drill(args.stack, snapshot, args.deployment, timeout=args.timeout)
     except DrillError as error:
-        print(f"convex-backup drill failed file={snapshot} reason={json.dumps(str(error))}",
+        print(f"convex-backup drill failed file={where} reason={json.dumps(str(error))}",
               file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130
-    print(f"convex-backup drill ok file={snapshot} tables={counts['tables']} "
+    print(f"convex-backup drill ok file={where} tables={counts['tables']} "
           f"documents={counts['documents']} files={counts['files']}")
     return 0
 

@@ -225,3 +225,51 @@ def test_off_host_copies_in_the_cronjob_come_from_its_secret():
     assert is_secret_value(secret.raw["stringData"])
     assert secret.inputs["stringData"]["AWS_SECRET_ACCESS_KEY"] == "s3cr3t-key"
     assert "s3cr3t-key" not in str(job.raw) and key not in str(job.raw)
+
+
+def test_the_restore_drill_is_a_suspended_cronjob_with_a_throwaway_backend_sidecar():
+    run = evaluate("kubernetes", secrets={"instanceSecret": SAMPLE_SECRET})
+    drill = run.named("convex-kubernetes-backup-drill")
+    spec = drill.inputs["spec"]
+    assert drill.inputs["metadata"]["name"] == "convex-kubernetes-drill"
+    assert spec["suspend"] is True and spec["jobTemplate"]["spec"]["backoffLimit"] == 0
+    (backend,) = pod(drill)["initContainers"]
+    assert backend["restartPolicy"] == "Always"  # a native sidecar: gone with the client
+    assert backend["image"] == run.named("convex-kubernetes-backend").inputs["spec"][
+        "template"]["spec"]["containers"][0]["image"]  # the same release
+    env = {e["name"]: e.get("value", e.get("valueFrom")) for e in backend["env"]}
+    assert env["INSTANCE_NAME"] == "convex-kubernetes-drill"
+    assert env["INSTANCE_SECRET"] == {"secretKeyRef": {"name": "convex-kubernetes-drill",
+                                                       "key": "INSTANCE_SECRET"}}
+    # Its data is an emptyDir: nothing of the real deployment (claim, database, S3).
+    volumes = {v["name"]: v for v in pod(drill)["volumes"]}
+    assert volumes["data"] == {"name": "data", "emptyDir": {}}
+    assert backend["volumeMounts"] == [{"name": "data", "mountPath": "/convex/data"}]
+    assert not {"DATABASE_URL", "POSTGRES_URL", "MYSQL_URL", "S3_STORAGE_EXPORTS_BUCKET"} & set(env)
+    assert volumes["backups"]["persistentVolumeClaim"] == {"claimName": "convex-kubernetes-backups",
+                                                           "readOnly": True}
+    c = container(drill)
+    assert c["command"] == ["python3", "/app/convex_backup.py", "drill", "--url",
+                            "http://127.0.0.1:3210", "--dest", "/backups", "--wait", "300",
+                            "--timeout", "3600"]
+    assert {"name": "backups", "mountPath": "/backups", "readOnly": True} in c["volumeMounts"]
+    # The drill's admin key is derived in the program from the drill's own secret.
+    values = run.named("convex-kubernetes-backup-drill-key")
+    assert is_secret_value(values.raw["stringData"])
+    data = values.inputs["stringData"]
+    assert check_admin_key(data["CONVEX_SELF_HOSTED_ADMIN_KEY"], "convex-kubernetes-drill",
+                           data["INSTANCE_SECRET"])
+    assert data["INSTANCE_SECRET"] != SAMPLE_SECRET
+    assert data["INSTANCE_SECRET"] not in str(drill.raw)
+
+
+def test_without_local_copies_the_drill_reads_the_bucket():
+    run = evaluate("kubernetes", {"backupS3Bucket": "acme-backups", "backupLocal": False},
+                   {"backupS3AccessKeyId": "AKIA-id", "backupS3SecretAccessKey": "s3cr3t-key"})
+    drill = run.named("convex-kubernetes-backup-drill")
+    command = container(drill)["command"]
+    assert "--dest" not in command and command[command.index("--s3-bucket") + 1] == "acme-backups"
+    env = env_of(drill)
+    assert env["AWS_SECRET_ACCESS_KEY"] == {"secretKeyRef": {
+        "name": "convex-kubernetes-drill", "key": "AWS_SECRET_ACCESS_KEY"}}
+    assert "s3cr3t-key" not in str(drill.raw)

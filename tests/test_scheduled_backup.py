@@ -20,7 +20,7 @@ def test_backup_container_runs_the_uploaded_client_on_the_schedule():
     assert uploads["/app/convex_backup.py"] == Path(backup.__file__).read_text()
     assert uploads == {f"/app/{name}": (REPO / "ops" / name).read_text() for name in (
         "backup_cron.py", "backup_verify.py", "backup_offsite.py", "backup_crypto.py",
-        "backup_s3.py")} | {"/app/convex_backup.py": Path(backup.__file__).read_text()}
+        "backup_s3.py", "backup_drill.py")} | {"/app/convex_backup.py": Path(backup.__file__).read_text()}
     assert inputs["healthcheck"]["tests"] == ["CMD", "python3", "/app/convex_backup.py",
                                               "health", "--dest", "/backups"]
     assert inputs["networksAdvanced"][0]["name"] == "convex-staging-net"

@@ -78,7 +78,11 @@ def backup_env_path(spec: DeploymentSpec) -> str:
 
 def backup_dir(spec: DeploymentSpec) -> str:
     """StateDirectory= of the backup unit: the snapshots, kept on destroy."""
-    return f"convex-selfhost-backups/{spec.instance_name}"
+    return backup_dir_for(spec.instance_name)
+
+
+def backup_dir_for(instance_name: str) -> str:
+    return f"convex-selfhost-backups/{instance_name}"
 
 
 _HARDENING = ["NoNewPrivileges=yes", "ProtectSystem=strict", "ProtectHome=yes",

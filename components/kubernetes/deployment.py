@@ -90,7 +90,7 @@ class KubernetesDeployment(pulumi.ComponentResource):
         if spec.backups is not None:
             self.backup = BackupJob(f"{name}-backup", spec, namespace, keys.admin_key,
                                     self._claim(name, "backups", spec.protect_data),
-                                    kube, child)
+                                    kube, settings.backend_image, child)
         self.instance_name, self.backend_url = spec.instance_name, spec.cloud_origin
         self.site_url, self.dashboard_url = spec.site_origin, spec.dashboard_url or None
         self.admin_key, self.read_only_admin_key = keys.admin_key, keys.read_only_admin_key
