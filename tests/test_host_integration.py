@@ -11,7 +11,8 @@ stage, install and health steps run again; nothing secret is in `pulumi stack ex
 plain text; a backend that never answers fails `up` twice; a wrong host key is refused;
 `destroy` removes the unit and keeps the data directory; scheduled backups run from a
 systemd timer whose elapses match the cron expression (systemd-analyze on the host);
-`ops.upgrade` swaps the binary and follows the journal over SSH.
+`ops.upgrade` swaps the binary and follows the journal over SSH; `ops.drill` imports the
+host's newest snapshot (and one sent from here) into a throwaway backend and cleans up.
 """
 
 from __future__ import annotations
@@ -20,12 +21,16 @@ import json
 import shlex
 import shutil
 import subprocess
+import sys
 import time
 from pathlib import Path
 
 import hosttarget
 import pytest
 from test_integration import integration_skip_reason, project_copy
+from test_restore_standin import seed_zip
+
+from ops import backup
 
 REPO = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.integration
@@ -167,10 +172,19 @@ def test_scheduled_backups_land_on_the_host(setup):
     ws.pulumi("up", "--yes", "--skip-preview", stack=stack)
     instance = f"convex-{stack}"
     directory = f"/var/lib/private/convex-selfhost-backups/{instance}"
+    # 32 documents in 2 tables, restored with the client installed beside the binary.
+    seed = seed_zip(Path(ws.root) / "seed.zip")
+    host.put(seed, "/tmp/seed.zip", mode="0600")
+    key = ws.outputs(stack)["adminKey"]
+    restored = host.ssh(f"{backup.KEY_ENV}={shlex.quote(key)} python3 /opt/convex-selfhost/"
+                        f"{instance}/convex_backup.py restore --url http://127.0.0.1:3330 "
+                        "--file /tmp/seed.zip --yes --poll-interval 0.2", check=False)
+    assert restored.returncode == 0, restored.stdout + restored.stderr
     listing = ""
     for _ in range(50):  # the first run is at the next full minute
         listing = host.ssh(f"ls {directory} 2>/dev/null || true").stdout
-        if "snapshot-" in listing and ".zip" in listing:
+        record = host.ssh(f"cat {directory}/.last-run.json 2>/dev/null || true").stdout
+        if "snapshot-" in listing and ".zip" in listing and '"documents": 32' in record:
             break
         time.sleep(3)
     print(f"\nbackups on the host: {listing.split()}")
@@ -181,6 +195,24 @@ def test_scheduled_backups_land_on_the_host(setup):
     assert host.ssh(f"systemctl is-enabled {instance}-backup.timer").stdout.strip() == "enabled"
     result = host.ssh(f"systemctl show -p Result --value {instance}-backup.service").stdout
     assert result.strip() == "success"
+    # The restore drill, as the README gives it: the host's newest snapshot, then a file
+    # sent from here, each into a throwaway backend beside the real one.
+    newest = sorted(n for n in listing.split() if n.endswith(".zip"))[-1]
+    copy = Path(ws.root) / newest
+    subprocess.run(["docker", "cp", f"{host.container}:{directory}/{newest}", str(copy)],
+                   check=True, capture_output=True)
+    for extra in ([], ["--file", str(copy)]):
+        done = subprocess.run([sys.executable, "-m", "ops.drill", "--stack", stack, *extra],
+                              cwd=ws.project, env=ws.env, capture_output=True, text=True,
+                              timeout=300)
+        print(done.stdout[-1500:])
+        assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+        assert done.stdout.splitlines()[-1].endswith("tables=2 documents=32 files=0")
+        assert key not in done.stdout + done.stderr
+    # Nothing of the drills is left: no directory, no process ([c]: not this command).
+    left = host.ssh("ls /var/tmp | grep '[c]onvex-drill' || true; "
+                    "pgrep -f '[c]onvex-drill' || true").stdout.split()
+    assert left == [], host.ssh("ps -eo pid,ppid,args").stdout
     # Turning the schedule off removes the backup units; the snapshots stay.
     ws.pulumi("config", "rm", "convex-selfhost:backupSchedule", stack=stack)
     ws.pulumi("config", "rm", "convex-selfhost:backupKeep", stack=stack)
