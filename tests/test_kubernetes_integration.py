@@ -8,9 +8,10 @@ meant for a disposable one such as kwok's (docs/contributing.md says how to star
 It checks: the first `up` creates everything and the provider awaits the StatefulSet,
 Deployment and Services; a second `preview` and a `refresh` show no changes; a version
 change updates only the workloads; nothing secret is in `pulumi stack export` in plain
-text; `destroy` keeps the data claims and the namespace; an unreachable cluster fails `up`
-with a clear error. The claims are bound to PersistentVolumes the test makes (a cluster
-without a provisioner, such as kwok's, binds nothing on its own). On kwok no container
+text; `ops.drill` makes a Job of the drill CronJob and deletes it; `destroy` keeps the
+data claims and the namespace; an unreachable cluster fails `up` with a clear error. The
+claims are bound to PersistentVolumes the test makes (a cluster without a provisioner,
+such as kwok's, binds nothing on its own). On kwok no container
 runs: pods become Ready by kwok's rules, so probes, images and the backend itself are not
 exercised; the API server's validation, defaulting and admission, the controllers
 (StatefulSet, Deployment, CronJob, the claim binder) and the provider's await logic are.
@@ -22,6 +23,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -145,12 +147,24 @@ def test_the_kubernetes_target_deploys_updates_and_keeps_the_data(cluster):
     ws.pulumi("config", "set", "convex-selfhost:version", DEFAULT_VERSION, stack=stack)
     changes = _changes(ws, stack)
     print(f"\nversion change: {changes}")
-    assert changes == [("update", f"{instance}-backend"), ("update", f"{instance}-dashboard")]
+    assert changes == [("update", f"{instance}-backend"), ("update", f"{instance}-backup-drill"),
+                       ("update", f"{instance}-dashboard")]
     ws.pulumi("up", "--yes", "--skip-preview", stack=stack)
     image = kubectl("get", "statefulset", f"{instance}-backend", "-n", namespace, "-o",
                     "jsonpath={.spec.template.spec.containers[0].image}").stdout
     assert image == f"{BACKEND_IMAGE}:{DEFAULT_VERSION}"
     assert _changes(ws, stack) == []
+
+    # The restore drill: a Job made from the suspended drill CronJob, deleted afterwards.
+    # kwok runs no container: its pod "completes" with no log, which the drill must not
+    # take for a pass (tests/test_kubernetes_drill_pod.py runs the same pod's containers).
+    drill = subprocess.run([sys.executable, "-m", "ops.drill", "--stack", stack],
+                           cwd=ws.project, env=ws.env, capture_output=True, text=True,
+                           timeout=600)
+    print(f"\ndrill: {drill.stdout}{drill.stderr}")
+    assert f"job {instance}-drill-" in drill.stdout and "deleted job" in drill.stdout
+    assert drill.returncode == 1 and "without a result line" in drill.stderr
+    assert kubectl("get", "jobs", "-n", namespace, "-o", "name").stdout.strip() == ""
 
     # destroy: the workloads go; the claims (the data) and the namespace stay.
     ws.pulumi("destroy", "--yes", "--skip-preview", stack=stack)
