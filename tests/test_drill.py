@@ -129,7 +129,8 @@ def test_the_host_script_runs_the_drill_and_cleans_up(tmp_path):
     assert "the snapshot's bytes" in output
     assert status == 0, output
     assert "the-drill-admin-key" not in output and "client ['drill'" in output
-    assert backup_drill.result_counts(status, output, "here") == {"tables": 1, "documents": 2, "files": 0}
+    counts = backup_drill.result_counts(status, output, "here")
+    assert counts == {"tables": 1, "documents": 2, "files": 0}
     assert sorted(p.name for p in tmp_path.iterdir()) == ["opt", "upload.zip"]  # dir gone
 
 

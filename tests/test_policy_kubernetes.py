@@ -73,10 +73,10 @@ def test_moving_tags_in_workloads_are_refused():
 def test_unprotected_claims_in_production_are_refused():
     found = violations(evaluate("kubernetes", {"protectData": False}, stack_name="prod"))
     # The data claim, and the backups claim the restore drill's backend reads from.
-    assert [m for m in found if "PersistentVolumeClaim" in m] == [
+    assert sorted(m for m in found if "PersistentVolumeClaim" in m) == [
         f"PersistentVolumeClaim 'convex-prod-{role}' holds Convex data in production stack "
         "'prod' and is not protected: a destroy or replacement would delete it. Create it "
         "with pulumi.ResourceOptions(protect=True) (protectData: true)."
-        for role in ("data", "backups")]
+        for role in ("backups", "data")]
     assert violations(evaluate("kubernetes", {"protectData": False},
                                stack_name="staging")) == []
