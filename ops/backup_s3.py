@@ -2,8 +2,8 @@
 
 AWS S3, R2, B2, MinIO, SeaweedFS: requests signed with AWS Signature Version 4 (a
 hash of every payload, `x-amz-content-sha256`), virtual-hosted or path-style addressing,
-credentials from AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY (/ AWS_SESSION_TOKEN) in the
-environment. Every request is bounded (connect and read timeouts, a cap on what a listing
+credentials from the environment, a container role or the instance's role
+(backup_credentials). Every request is bounded (connect and read timeouts, a cap on what a listing
 may return), goes straight to the endpoint (no proxy) and follows no redirect. Object lock:
 `lock_days` sends x-amz-object-lock-mode / -retain-until-date (with Content-MD5, which S3
 requires for them) on each upload; the bucket must have object lock enabled.
@@ -17,9 +17,16 @@ import hashlib
 import hmac
 import http.client
 import os
+import sys
 import urllib.parse
 import xml.etree.ElementTree as ElementTree
 from dataclasses import dataclass
+
+if __package__:
+    from ops import backup_credentials
+else:  # beside convex_backup.py (see there)
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    import backup_credentials
 
 TIMEOUT = 60.0
 LIST_LIMIT = 4 << 20  # one ListObjectsV2 page (1,000 keys) is far smaller
@@ -44,18 +51,17 @@ class Bucket:
         return f"{self.prefix.strip('/')}/{name}" if self.prefix.strip("/") else name
 
 
-def credentials() -> tuple[str, str, str]:
-    access, secret = os.environ.get("AWS_ACCESS_KEY_ID", ""), os.environ.get(
-        "AWS_SECRET_ACCESS_KEY", "")
-    if not access or not secret:
-        raise S3Error("AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY must be set for uploads")
-    return access, secret, os.environ.get("AWS_SESSION_TOKEN", "")
+def credentials() -> "backup_credentials.Credentials":
+    try:
+        return backup_credentials.resolve()
+    except backup_credentials.CredentialsError as error:
+        raise S3Error(str(error)) from None
 
 
 class Client:
     def __init__(self, bucket: Bucket, now=lambda: dt.datetime.now(dt.timezone.utc)):
         self.bucket, self.now = bucket, now
-        self.access, self.secret, self.token = credentials()
+        self.credentials = credentials()
         endpoint = bucket.endpoint or f"https://s3.{bucket.region}.amazonaws.com"
         parts = urllib.parse.urlsplit(endpoint)
         if parts.scheme not in ("http", "https") or not parts.hostname:
@@ -71,12 +77,16 @@ class Client:
     def _signed(self, method: str, path: str, query: dict, headers: dict,
                 payload_hash: str) -> dict:
         moment = self.now()
+        if not self.credentials.fresh(moment):  # a role's credentials, about to expire
+            self.credentials = credentials()
+        access, secret, token = (self.credentials.access_key, self.credentials.secret_key,
+                                 self.credentials.token)
         stamp, day = moment.strftime("%Y%m%dT%H%M%SZ"), moment.strftime("%Y%m%d")
         host = self.host if self.port is None else f"{self.host}:{self.port}"
         headers = {**{k.lower(): v.strip() for k, v in headers.items()}, "host": host,
                    "x-amz-date": stamp, "x-amz-content-sha256": payload_hash}
-        if self.token:
-            headers["x-amz-security-token"] = self.token
+        if token:
+            headers["x-amz-security-token"] = token
         names = sorted(headers)
         canonical_query = "&".join(
             f"{urllib.parse.quote(k, safe='-_.~')}={urllib.parse.quote(str(v), safe='-_.~')}"
@@ -87,11 +97,11 @@ class Client:
         scope = f"{day}/{self.bucket.region}/s3/aws4_request"
         to_sign = "\n".join(["AWS4-HMAC-SHA256", stamp, scope,
                              hashlib.sha256(request.encode()).hexdigest()])
-        key = ("AWS4" + self.secret).encode()
+        key = ("AWS4" + secret).encode()
         for part in (day, self.bucket.region, "s3", "aws4_request"):
             key = hmac.new(key, part.encode(), hashlib.sha256).digest()
         signature = hmac.new(key, to_sign.encode(), hashlib.sha256).hexdigest()
-        headers["authorization"] = (f"AWS4-HMAC-SHA256 Credential={self.access}/{scope}, "
+        headers["authorization"] = (f"AWS4-HMAC-SHA256 Credential={access}/{scope}, "
                                     f"SignedHeaders={';'.join(names)}, Signature={signature}")
         return headers
 

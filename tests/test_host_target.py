@@ -232,5 +232,5 @@ def test_off_host_copies_on_a_host_flags_in_the_unit_secrets_in_its_env_file():
     assert is_secret_value(commands(run)["install"].raw["stdin"])
     # Every module of the client goes beside it.
     for name in ("backup_offsite.py", "backup_crypto.py", "backup_s3.py", "backup_verify.py",
-                 "backup_cron.py", "backup_drill.py"):
+                 "backup_cron.py", "backup_drill.py", "backup_credentials.py"):
         assert f"/opt/convex-selfhost/convex-host/{name}.new" in stdin

@@ -3,7 +3,7 @@
 from pathlib import Path
 
 from harness import REPO, evaluate, is_secret_value
-from test_settings import problems
+from test_settings import load, problems
 
 from ops import backup
 
@@ -18,9 +18,10 @@ def test_backup_container_runs_the_uploaded_client_on_the_schedule():
     # The client and the modules it imports, side by side.
     uploads = {u["file"]: u["content"] for u in inputs["uploads"]}
     assert uploads["/app/convex_backup.py"] == Path(backup.__file__).read_text()
-    assert uploads == {f"/app/{name}": (REPO / "ops" / name).read_text() for name in (
-        "backup_cron.py", "backup_verify.py", "backup_offsite.py", "backup_crypto.py",
-        "backup_s3.py", "backup_drill.py")} | {"/app/convex_backup.py": Path(backup.__file__).read_text()}
+    modules = ("backup_cron.py", "backup_verify.py", "backup_offsite.py", "backup_crypto.py",
+               "backup_s3.py", "backup_drill.py", "backup_credentials.py")
+    assert uploads == {f"/app/{name}": (REPO / "ops" / name).read_text() for name in modules
+                       } | {"/app/convex_backup.py": Path(backup.__file__).read_text()}
     assert inputs["healthcheck"]["tests"] == ["CMD", "python3", "/app/convex_backup.py",
                                               "health", "--dest", "/backups"]
     assert inputs["networksAdvanced"][0]["name"] == "convex-staging-net"
@@ -105,19 +106,22 @@ def test_off_host_settings_are_checked_at_once():
     found = problems("staging", {"backupSchedule": "0 3 * * *", "backupS3Bucket": "acme",
                                  "backupS3Endpoint": "ftp://x", "backupS3LockDays": -1,
                                  "backupS3Prefix": "a//b"},
-                     secrets={"backupEncryptionKey": "hunter2"})
+                     secrets={"backupEncryptionKey": "hunter2", "backupS3AccessKeyId": "AKIA"})
     assert list(found) == [
         "convex-selfhost:backupS3Endpoint: 'ftp://x' is not an http(s) URL without a path or "
         "credentials, e.g. https://<account>.r2.cloudflarestorage.com.",
         "convex-selfhost:backupS3Prefix: 'a//b' is not a key prefix (letters, digits, "
         "/!_.*'()- and no empty or .. parts).",
-        "convex-selfhost:backupS3AccessKeyId: and backupS3SecretAccessKey are required with "
-        "backupS3Bucket (the backup client signs its uploads with them; set both with "
-        "--secret).",
+        "convex-selfhost:backupS3AccessKeyId: and backupS3SecretAccessKey go together: set "
+        "both with --secret, or neither (the backup client then uses the machine's role: a "
+        "container role, or the instance's via IMDSv2).",
         "convex-selfhost:backupS3LockDays: -1 is out of range; use a number from 0 to 36500 "
         "days.",
         "convex-selfhost:backupEncryptionKey: is not 32 bytes in base64; make one with "
         "`openssl rand -base64 32` and keep a copy outside this stack."]
+    # Neither key: the machine's role signs the uploads.
+    backups = load("staging", {"backupSchedule": "0 3 * * *", "backupS3Bucket": "acme"}).backups
+    assert backups.s3_bucket == "acme" and backups.s3_access_key_id is None
     assert list(problems("staging", {"backupS3Bucket": "acme"})) == [
         "convex-selfhost:backupS3Bucket: is set but backupSchedule is empty; set a schedule "
         "(e.g. \"0 3 * * *\" for 03:00 UTC daily) or remove it."]

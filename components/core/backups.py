@@ -11,7 +11,7 @@ from ops.backup_crypto import KEY_ENV as ENCRYPTION_KEY_ENV
 OPS = Path(__file__).resolve().parents[2] / "ops"
 ENTRY = "convex_backup.py"
 MODULES = ("backup_cron.py", "backup_verify.py", "backup_offsite.py", "backup_crypto.py",
-           "backup_s3.py", "backup_drill.py")
+           "backup_s3.py", "backup_drill.py", "backup_credentials.py")
 
 
 def client_files() -> dict[str, str]:

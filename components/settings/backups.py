@@ -73,10 +73,11 @@ def _read_offsite(reader: Reader, backups: BackupSettings) -> BackupSettings:
                                          ".. parts).")
     access = reader.secret("backupS3AccessKeyId")
     secret = reader.secret("backupS3SecretAccessKey")
-    if access is None or secret is None:
-        reader.problem("backupS3AccessKeyId", "and backupS3SecretAccessKey are required with "
-                                              "backupS3Bucket (the backup client signs its "
-                                              "uploads with them; set both with --secret).")
+    if (access is None) != (secret is None):
+        reader.problem("backupS3AccessKeyId", "and backupS3SecretAccessKey go together: set "
+                                              "both with --secret, or neither (the backup "
+                                              "client then uses the machine's role: a "
+                                              "container role, or the instance's via IMDSv2).")
     lock_days = reader.integer("backupS3LockDays", 0, 36500, "days")
     key = reader.secret("backupEncryptionKey")
     if key is not None:
