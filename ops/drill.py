@@ -36,6 +36,7 @@ from ops.backup_drill import DrillFailed, drill_backend, expected_counts
 from ops.commands import last_line, run_command
 from ops.drill_host import drill_host
 from ops.drill_kubernetes import drill_kubernetes
+from ops.stack_settings import StackSettingsError, stack_config, stack_settings
 
 PULUMI_TIMEOUT = 120.0
 DOCKER_TIMEOUT = 120.0
@@ -50,32 +51,6 @@ def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
-
-
-def stack_config(stack: str, run: Callable = run_command) -> dict:
-    """The stack's config as `pulumi config --json` shows it (secrets included)."""
-    done = run(["pulumi", "config", "--json", "--show-secrets", "--stack", stack],
-               PULUMI_TIMEOUT)
-    if done.returncode != 0:
-        raise DrillError(f"cannot read the config of stack {stack}: {last_line(done.stderr)}")
-    try:
-        config = json.loads(done.stdout)
-    except ValueError:
-        raise DrillError(f"`pulumi config --json` of stack {stack} is not JSON") from None
-    return config if isinstance(config, dict) else {}
-
-
-def stack_settings(stack: str, config: dict):
-    """The stack's settings, read and checked as the program reads them."""
-    from components.settings import ConfigError, settings_from_config
-
-    raw = {key: item.get("value") for key, item in config.items()
-           if isinstance(item, dict) and item.get("value") is not None}
-    secret = {key for key, item in config.items() if isinstance(item, dict) and item.get("secret")}
-    try:
-        return settings_from_config(stack, raw, secret)
-    except ConfigError as error:
-        raise DrillError(f"the stack's settings are not valid: {error}") from None
 
 
 def pick_deployment(settings, key: Optional[str]):
@@ -122,8 +97,11 @@ def drill_docker(settings, snapshot: Optional[Path], run: Callable, say: Callabl
 def drill(stack: str, snapshot: Optional[Path], deployment_key: Optional[str] = None,
           run: Callable = run_command, say: Callable[[str], None] = print,
           timeout: float = START_TIMEOUT) -> dict:
-    config = stack_config(stack, run)
-    settings = stack_settings(stack, config)
+    try:
+        config = stack_config(stack, run)
+        settings = stack_settings(stack, config)
+    except StackSettingsError as error:
+        raise DrillError(str(error)) from None
     deployment = pick_deployment(settings, deployment_key)
     if settings.target == "host":
         return drill_host(settings, deployment, snapshot, say, timeout)

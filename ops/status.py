@@ -8,7 +8,10 @@
 - the backend runs the Convex version the stack pins (`version`, else the default
   release): an upgrade set with `pulumi config set version` but not applied shows here;
 - with scheduled backups, the backup container is healthy: its health check fails when the
-  last successful backup is older than the schedule allows.
+  last successful backup is older than the schedule allows;
+- on the host target, over SSH with the stack's pinned host key: the unit is active, and
+  with backups the timer is active, the last run succeeded and is not overdue
+  (ops/status_host.py).
 
 Exit status: 0 when everything holds, 1 when something does not (each problem is one line
 starting with "FAIL"), 2 when the stack cannot be read. The admin key is read from the
@@ -32,6 +35,8 @@ from components.docker.docker_common import LABEL_PREFIX
 from components.releases import DEFAULT_VERSION
 from ops.backup import NoRedirect, redact
 from ops.commands import Runner, last_line, run_command
+from ops.stack_settings import StackSettingsError, stack_config, stack_settings
+from ops.status_host import check_host
 
 PULUMI_TIMEOUT = 120
 DOCKER_TIMEOUT = 30
@@ -269,6 +274,12 @@ def status(stack: str, run: Runner = run_command, backend_type=Backend,
         raise StatusError(f"stack '{stack}' has no deployment outputs: was it deployed "
                           f"(./up.sh {stack})?")
     seen = inspect([c.name for c in containers], docker_host, run)
+    host_settings = None
+    if target == "host":
+        try:
+            host_settings = stack_settings(stack, stack_config(stack, run))
+        except StackSettingsError as error:
+            raise StatusError(str(error)) from None
     failures = 0
     for key, values in per_deployment.items():
         report = Report()
@@ -276,10 +287,8 @@ def status(stack: str, run: Runner = run_command, backend_type=Backend,
         mine = [c for c in containers if c.deployment == instance
                 or (not c.deployment and c.name.startswith(f"{instance}-"))]
         if target == "host":
-            # A systemd unit on the host: seen here through the backend it runs (its state
-            # on the host: `systemctl status` / `journalctl -u` there).
-            unit = instance if instance.startswith("convex-") else f"convex-{instance}"
-            report.ok(f"host target: unit {unit}.service, checked through its backend")
+            # The systemd units on the host, over SSH; the backend also from here (below).
+            check_host(host_settings, instance, report, run)
         elif target == "kubernetes":
             # Pods on a cluster: `kubectl get statefulset,pods -n <namespace>` there.
             report.ok(f"kubernetes target: StatefulSet {instance}-backend, checked through "

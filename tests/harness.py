@@ -86,6 +86,14 @@ def stack_config(stack: Optional[str], overrides: Optional[Mapping[str, Any]] = 
             [full(k) for k in (secrets or {})])
 
 
+def config_json(stack: Optional[str], overrides: Optional[Mapping[str, Any]] = None,
+                secrets: Optional[Mapping[str, str]] = None) -> str:
+    """What `pulumi config --json --show-secrets` prints for the stack file (+ overrides)."""
+    values, secret_keys = stack_config(stack, overrides, secrets)
+    return json.dumps({key: {"value": value, "secret": key in secret_keys}
+                       for key, value in values.items()})
+
+
 @dataclass
 class Registered:
     type: str

@@ -10,7 +10,7 @@ import zipfile
 
 import pytest
 from fake_convex_export import snapshot_zip
-from harness import stack_config
+from harness import config_json
 
 from components.releases import DEFAULT_VERSION
 from ops import backup_drill, drill, drill_host, drill_kubernetes
@@ -21,13 +21,6 @@ def snapshot(path, documents=2):
         archive.writestr("README.md", "# export\n")
         archive.writestr("t/documents.jsonl", '{"_id": "a"}\n' * documents)
     return path
-
-
-def config_json(stack, overrides=None, secrets=None) -> str:
-    """What `pulumi config --json --show-secrets` prints for the stack file (+ overrides)."""
-    values, secret_keys = stack_config(stack, overrides, secrets)
-    return json.dumps({key: {"value": value, "secret": key in secret_keys}
-                       for key, value in values.items()})
 
 
 class Runner:

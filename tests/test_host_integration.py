@@ -209,6 +209,14 @@ def test_scheduled_backups_land_on_the_host(setup):
         assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
         assert done.stdout.splitlines()[-1].endswith("tables=2 documents=32 files=0")
         assert key not in done.stdout + done.stderr
+    # status.sh reads the units over SSH (the backend's loopback URL is the host's own, so
+    # the checks from here of the backend itself fail and are not looked at).
+    done = subprocess.run([sys.executable, "-m", "ops.status", stack], cwd=ws.project,
+                          env=ws.env, capture_output=True, text=True, timeout=300)
+    print(done.stdout)
+    assert f"ok    {instance}.service is active on 127.0.0.1" in done.stdout
+    assert f"ok    {instance}-backup.timer is active (last " in done.stdout
+    assert "ok    backups: health ok: last=" in done.stdout
     # Nothing of the drills is left: no directory, no process ([c]: not this command).
     left = host.ssh("ls /var/tmp | grep '[c]onvex-drill' || true; "
                     "pgrep -f '[c]onvex-drill' || true").stdout.split()

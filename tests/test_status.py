@@ -1,10 +1,12 @@
 """ops/status.py: what ./status.sh reports per deployment, from stand-in commands."""
 
+import datetime as dt
 import io
 import json
 import subprocess
 
 import pytest
+from harness import config_json
 
 from components.releases import DEFAULT_VERSION
 from ops import status
@@ -167,13 +169,70 @@ def test_a_stack_that_cannot_be_read_is_exit_2(monkeypatch, capsys):
         in capsys.readouterr().err
 
 
-def test_a_host_target_stack_is_checked_through_its_backend():
-    fake = Fake(SINGLE, state([]), {})
-    fake.target = "host"
+HOST = {"target": "host", "hostAddress": "convex-host.example.com", "sshUser": "deploy",
+        "sshHostKey": "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIExampleExampleExampleExampleExample"
+                      "ExampleExa", "backendBinaryUrl": "https://example.com/b.zip",
+        "backendBinarySha256": "0" * 64, "dashboard": False}
+RECENT = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+
+
+class HostFake(Fake):
+    """Also answers `pulumi config --json` with a host stack, and ssh with REMOTE."""
+
+    def __init__(self, remote, code=0, backups=True):
+        super().__init__(SINGLE, state([]), {})
+        self.target, self.remote, self.code = "host", remote, code
+        extra = {"backupSchedule": "0 3 * * *"} if backups else {}
+        self.config = config_json(None, {**HOST, **extra}, {"sshPrivateKey": "-----BEGIN "
+                                                             "OPENSSH PRIVATE KEY-----\nx"})
+
+    def __call__(self, argv, timeout):
+        if argv[:3] == ["pulumi", "config", "--json"]:
+            self.calls.append(list(argv))
+            return subprocess.CompletedProcess(argv, 0, self.config, "")
+        if argv[0] == "ssh":
+            self.calls.append(list(argv))
+            return subprocess.CompletedProcess(argv, self.code, self.remote,
+                                               "Host key verification failed.")
+        return super().__call__(argv, timeout)
+
+
+def test_a_host_target_stack_is_checked_over_ssh_and_through_its_backend():
+    fake = HostFake(f"unit=active\ntimer=active\nlast=Sat 2026-12-05 03:00:00 UTC\n"
+                    f"next=Sun 2026-12-06 03:00:00 UTC\nresult=success\n"
+                    f"health=convex-backup health ok: last={RECENT} file=snapshot-x.zip\n")
     code, text = run_status(fake)
     assert code == 0, text
-    assert "  ok    host target: unit convex-dev.service, checked through its backend" in text
+    assert "  ok    convex-dev.service is active on convex-host.example.com" in text
+    assert "  ok    convex-dev-backup.timer is active (last Sat 2026-12-05 03:00:00 UTC, " \
+           "next Sun 2026-12-06 03:00:00 UTC)" in text
+    assert f"  ok    backups: health ok: last={RECENT} file=snapshot-x.zip" in text
+    (ssh,) = [c for c in fake.calls if c[0] == "ssh"]
+    assert "StrictHostKeyChecking=yes" in ssh and ssh[-2:-1] == ["convex-host.example.com"]
+    assert ssh[-1].startswith("sudo -n bash -c ")
     assert not [c for c in fake.calls if c[0] == "docker"]
+
+
+def test_a_failed_unit_a_failed_backup_and_an_overdue_one_fail():
+    code, text = run_status(HostFake("unit=failed\ntimer=inactive\nresult=exit-code\n"
+                                     "health=convex-backup health failed: last=x reason=\"y\"\n"))
+    assert code == 1
+    assert "FAIL  convex-dev.service is failed on convex-host.example.com" in text
+    assert "FAIL  convex-dev-backup.timer is inactive: no backups are scheduled" in text
+    assert "FAIL  the last backup failed (exit-code)" in text
+    old = "2026-11-01T03:00:00+00:00"
+    code, text = run_status(HostFake(f"unit=active\ntimer=active\nresult=success\n"
+                                     f"health=convex-backup health ok: last={old} file=s\n"))
+    assert code == 1 and "FAIL  backups: no successful run since the last one; one was due " \
+                         "by 2026-11-03T03:35:00+00:00 (cron 0 3 * * *)" in text
+
+
+def test_a_host_that_cannot_be_reached_fails_and_no_backups_means_no_backup_checks():
+    code, text = run_status(HostFake("", code=255))
+    assert code == 1 and "FAIL  cannot read the units on convex-host.example.com over SSH: " \
+                         "Host key verification failed." in text
+    code, text = run_status(HostFake("unit=active\n", backups=False))
+    assert code == 0 and "backup" not in text
 
 
 def test_a_kubernetes_target_stack_is_checked_through_its_backend():
