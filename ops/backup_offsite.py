@@ -56,16 +56,7 @@ def ship(offsite: Offsite, dest: str, names: list, keep: int) -> str:
             finally:
                 if path != os.path.join(dest, name):
                     os.unlink(path)
-        ours = [(m[1], n) for n in client.names() if (m := REMOTE_NAME.fullmatch(n))]
-        old = set(sorted({stamp for stamp, _ in ours}, reverse=True)[keep:])
-        for stamp, name in ours:
-            if stamp in old:
-                try:
-                    client.delete(name)
-                except backup_s3.S3Error:
-                    if not offsite.bucket.lock_days:
-                        raise
-                    # Still under object lock: the bucket refuses; a later run deletes it.
+        prune_bucket(client, keep, bool(offsite.bucket.lock_days))
     except (backup_s3.S3Error, backup_crypto.CryptoError, OSError) as error:
         reason = str(error) if not isinstance(error, OSError) else error.__class__.__name__
         raise OffsiteError(reason) from None
@@ -73,6 +64,24 @@ def ship(offsite: Offsite, dest: str, names: list, keep: int) -> str:
         for name in names:
             Path(dest, name).unlink(missing_ok=True)
     return keys[0]
+
+
+def prune_bucket(client, keep: int, locked: bool) -> None:
+    """Keep the newest KEEP snapshots under the prefix (only names this client writes).
+    Under object lock every version is deleted by its id: a delete by name would only add
+    a delete marker over a version the bucket keeps; a version still retained is refused,
+    stays listed, and a later run deletes it."""
+    entries = client.versions() if locked else [(name, "") for name in client.names()]
+    ours = [(m[1], name, version) for name, version in entries
+            if (m := REMOTE_NAME.fullmatch(name))]
+    old = set(sorted({stamp for stamp, _, _ in ours}, reverse=True)[keep:])
+    for stamp, name, version in ours:
+        if stamp in old:
+            try:
+                client.delete(name, version)
+            except backup_s3.S3Error:
+                if not locked:
+                    raise
 
 
 def offsite_of(args) -> Offsite | None:

@@ -31,7 +31,7 @@ else:  # beside convex_backup.py (see there)
 TIMEOUT = 60.0
 LIST_LIMIT = 4 << 20  # one ListObjectsV2 page (1,000 keys) is far smaller
 CHUNK = 1 << 20
-NS = "{http://s3.amazonaws.com/doc/2006-03-01/}"
+NS = "{*}"  # any namespace: S3's own, or none, or one a compatible server spells its way
 
 
 class S3Error(Exception):
@@ -172,7 +172,7 @@ class Client:
             if token:
                 query["continuation-token"] = token
             root = _xml(self._request("list", "GET", query=query))
-            for item in root.iter(f"{NS}Contents"):
+            for item in root.findall(f"{NS}Contents"):
                 key = item.findtext(f"{NS}Key") or ""
                 if key.startswith(prefix) and "/" not in key[len(prefix):]:
                     found.append(key[len(prefix):])
@@ -180,8 +180,30 @@ class Client:
             if root.findtext(f"{NS}IsTruncated") != "true" or not token:
                 return found
 
-    def delete(self, name: str) -> None:
-        self._request(f"delete {name}", "DELETE", self.bucket.key(name))
+    def versions(self) -> list[tuple[str, str]]:
+        """(file name, version id) of every version and delete marker under the prefix (one
+        level): a bucket with object lock keeps versions, and only deleting a version by its
+        id removes it (refused while its retention lasts)."""
+        found, markers = [], None
+        prefix = self.bucket.key("")
+        while True:
+            query = {"versions": "", "prefix": prefix}
+            if markers:
+                query["key-marker"], query["version-id-marker"] = markers
+            root = _xml(self._request("list versions", "GET", query=query))
+            for item in [*root.findall(f"{NS}Version"), *root.findall(f"{NS}DeleteMarker")]:
+                key = item.findtext(f"{NS}Key") or ""
+                version = item.findtext(f"{NS}VersionId") or ""
+                if key.startswith(prefix) and "/" not in key[len(prefix):] and version:
+                    found.append((key[len(prefix):], version))
+            markers = (root.findtext(f"{NS}NextKeyMarker"),
+                       root.findtext(f"{NS}NextVersionIdMarker") or "")
+            if root.findtext(f"{NS}IsTruncated") != "true" or not markers[0]:
+                return found
+
+    def delete(self, name: str, version: str = "") -> None:
+        self._request(f"delete {name}", "DELETE", self.bucket.key(name),
+                      query={"versionId": version} if version else None)
 
     def get(self, name: str, path: str) -> None:
         """Download <prefix>/NAME into PATH (created 0600)."""
@@ -204,4 +226,4 @@ def _text(document: str, tag: str) -> str:
         root = _xml(document.encode())
     except S3Error:
         return ""
-    return (root.findtext(tag) or root.findtext(f"{NS}{tag}") or "")[:100]
+    return (root.findtext(f"{NS}{tag}") or "")[:100]

@@ -208,3 +208,33 @@ def test_fetch_brings_the_newest_copy_back_decrypted_and_verified(tmp_path, buck
                                                       "snapshot-20261202T030000Z.zip"]
     assert (back / "snapshot-20261202T030000Z.zip").read_bytes() == \
         (dest / "snapshot-20261202T030000Z.zip").read_bytes()
+
+
+def versions_of(bucket, prefix):
+    listed = bucket.s3.list_object_versions(Bucket=bucket.name, Prefix=prefix)
+    return sorted((v["Key"], "marker" if m else "version") for m, group in (
+        (False, listed.get("Versions", [])), (True, listed.get("DeleteMarkers", [])))
+        for v in group)
+
+
+def test_under_object_lock_old_versions_are_deleted_by_id_once_their_retention_ends(
+        tmp_path, bucket):
+    """A delete by name in a locked (versioned) bucket only hides a snapshot behind a delete
+    marker and keeps every byte; the client deletes versions by id instead: a retained one
+    is refused and stays (a later run retries), one past its retention (here: uploaded
+    without one) is gone for good, marker and all."""
+    prefix = "locked-prune/"
+    expired = "snapshot-20261101T030000Z.zip"  # as if its retention had ended
+    bucket.s3.put_object(Bucket=bucket.name, Key=prefix + expired, Body=b"old")
+    bucket.s3.delete_object(Bucket=bucket.name, Key=prefix + expired)  # a marker over it
+    config = backup_s3.Bucket(bucket.name, "us-east-1", bucket.endpoint, True,
+                              prefix.rstrip("/"), lock_days=1)
+    for stamp in ("20261201T030000Z", "20261202T030000Z"):
+        export_zip(tmp_path / f"snapshot-{stamp}.zip")
+        backup_offsite.ship(backup_offsite.Offsite(config), str(tmp_path),
+                            [f"snapshot-{stamp}.zip"], 1)
+    assert versions_of(bucket, prefix) == [
+        (prefix + "snapshot-20261201T030000Z.zip", "version"),  # retained: refused, kept
+        (prefix + "snapshot-20261202T030000Z.zip", "version")]
+    assert backup_s3.Client(config).names() == ["snapshot-20261201T030000Z.zip",
+                                                "snapshot-20261202T030000Z.zip"]
