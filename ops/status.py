@@ -11,7 +11,9 @@
   last successful backup is older than the schedule allows;
 - on the host target, over SSH with the stack's pinned host key: the unit is active, and
   with backups the timer is active, the last run succeeded and is not overdue
-  (ops/status_host.py).
+  (ops/status_host.py); on a cluster, with kubectl: the backend's replica is ready and,
+  with backups, the CronJob runs, its last Job did not fail and none is overdue
+  (ops/status_kubernetes.py).
 
 Exit status: 0 when everything holds, 1 when something does not (each problem is one line
 starting with "FAIL"), 2 when the stack cannot be read. The admin key is read from the
@@ -37,6 +39,7 @@ from ops.backup import NoRedirect, redact
 from ops.commands import Runner, last_line, run_command
 from ops.stack_settings import StackSettingsError, stack_config, stack_settings
 from ops.status_host import check_host
+from ops.status_kubernetes import check_cluster
 
 PULUMI_TIMEOUT = 120
 DOCKER_TIMEOUT = 30
@@ -274,10 +277,11 @@ def status(stack: str, run: Runner = run_command, backend_type=Backend,
         raise StatusError(f"stack '{stack}' has no deployment outputs: was it deployed "
                           f"(./up.sh {stack})?")
     seen = inspect([c.name for c in containers], docker_host, run)
-    host_settings = None
-    if target == "host":
+    target_settings, config = None, {}
+    if target in ("host", "kubernetes"):
         try:
-            host_settings = stack_settings(stack, stack_config(stack, run))
+            config = stack_config(stack, run)
+            target_settings = stack_settings(stack, config)
         except StackSettingsError as error:
             raise StatusError(str(error)) from None
     failures = 0
@@ -288,12 +292,11 @@ def status(stack: str, run: Runner = run_command, backend_type=Backend,
                 or (not c.deployment and c.name.startswith(f"{instance}-"))]
         if target == "host":
             # The systemd units on the host, over SSH; the backend also from here (below).
-            check_host(host_settings, instance, report, run)
+            check_host(target_settings, instance, report, run)
         elif target == "kubernetes":
-            # Pods on a cluster: `kubectl get statefulset,pods -n <namespace>` there.
-            report.ok(f"kubernetes target: StatefulSet {instance}-backend, checked through "
-                      "its backend (in-cluster URLs: run this where they resolve, or "
-                      "`kubectl port-forward`)")
+            # The workloads as the cluster reports them; the backend also from here (its
+            # in-cluster URL: run this where it resolves, or `kubectl port-forward`).
+            check_cluster(target_settings, config, instance, report, run)
         else:
             if not mine:
                 report.fail("the stack's state records no container for it")

@@ -58,12 +58,12 @@ def parse(text: str) -> dict[str, str]:
     return found
 
 
-def overdue(health: str, cron: str, now: dt.datetime) -> Optional[str]:
-    """When the last successful run (the health line's last=) is older than two scheduled
-    times plus a run's bound, the moment one was due by; else None."""
-    found = re.search(r"last=(\S+)", health)
+def overdue(last: str, cron: str, now: dt.datetime) -> Optional[str]:
+    """When LAST (an ISO 8601 time with its zone: the last successful run, or since when
+    one was expected) is older than two scheduled times plus a run's bound, the moment one
+    was due by; else None."""
     try:
-        finished = dt.datetime.fromisoformat(found[1]) if found else None
+        finished = dt.datetime.fromisoformat(last.replace("Z", "+00:00")) if last else None
         schedule = parse_cron(cron)
     except (ValueError, CronError):
         return None
@@ -115,7 +115,9 @@ def check_host(settings, instance: str, report, run: Callable,
         report.fail(f"the last backup failed ({seen.get('result')}): {health} "
                     f"(`journalctl -u {timer.replace('.timer', '.service')}` there)")
     elif health.startswith("convex-backup health ok"):
-        late = overdue(health, settings.backups.schedule, now or dt.datetime.now(dt.timezone.utc))
+        found = re.search(r"last=(\S+)", health)
+        late = overdue(found[1] if found else "", settings.backups.schedule,
+                       now or dt.datetime.now(dt.timezone.utc))
         if late:
             report.fail(f"backups: no successful run since the last one; one was due by {late} "
                         f"(cron {settings.backups.schedule}): {health}")

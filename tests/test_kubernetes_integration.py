@@ -130,6 +130,14 @@ def test_the_kubernetes_target_deploys_updates_and_keeps_the_data(cluster):
     env = {e["name"]: e for e in sts["spec"]["template"]["spec"]["containers"][0]["env"]}
     assert "value" not in env["INSTANCE_SECRET"] and "valueFrom" in env["INSTANCE_SECRET"]
     assert kubectl("get", "cronjob", f"{instance}-backup", "-n", namespace).returncode == 0
+    # status.sh reads the workloads with kubectl (the backend's in-cluster URL does not
+    # resolve here, so the checks of the backend itself fail and are not looked at).
+    status = subprocess.run([sys.executable, "-m", "ops.status", stack], cwd=ws.project,
+                            env=ws.env, capture_output=True, text=True, timeout=300)
+    print(f"\nstatus: {status.stdout}{status.stderr}")
+    assert f"ok    StatefulSet {instance}-backend has its replica ready in {namespace}" \
+        in status.stdout
+    assert f"ok    backups: CronJob {instance}-backup, last success none yet" in status.stdout
 
     # Nothing to do the second time, also after reading everything back.
     assert _changes(ws, stack) == []

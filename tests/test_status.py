@@ -235,15 +235,69 @@ def test_a_host_that_cannot_be_reached_fails_and_no_backups_means_no_backup_chec
     assert code == 0 and "backup" not in text
 
 
-def test_a_kubernetes_target_stack_is_checked_through_its_backend():
-    fake = Fake(SINGLE, state([]), {})
-    fake.target = "kubernetes"
+class ClusterFake(Fake):
+    """A kubernetes stack: `pulumi config --json`, and kubectl answering from OBJECTS."""
+
+    def __init__(self, objects, backups=True):
+        super().__init__(SINGLE, state([]), {})
+        self.target, self.objects = "kubernetes", objects
+        self.config = config_json("kubernetes", None if backups else {"backupSchedule": None})
+
+    def __call__(self, argv, timeout):
+        if argv[:3] == ["pulumi", "config", "--json"]:
+            self.calls.append(list(argv))
+            return subprocess.CompletedProcess(argv, 0, self.config, "")
+        if argv[0] == "kubectl":
+            self.calls.append(list(argv))
+            kind, name = argv[argv.index("get") + 1], argv[argv.index("get") + 2]
+            found = self.objects.get(kind if kind == "jobs" else f"{kind}/{name}")
+            if found is None:
+                return subprocess.CompletedProcess(argv, 1, "", f'Error from server (NotFound): '
+                                                   f'{kind} "{name}" not found')
+            return subprocess.CompletedProcess(argv, 0, json.dumps(found), "")
+        return super().__call__(argv, timeout)
+
+
+def cluster(ready=1, success="", created="2026-12-01T00:00:00Z", suspended=False, jobs=()):
+    return {"statefulset/convex-dev-backend": {"status": {"readyReplicas": ready}},
+            "cronjob/convex-dev-backup": {
+                "metadata": {"creationTimestamp": created}, "spec": {"suspend": suspended},
+                "status": {"lastSuccessfulTime": success} if success else {}},
+            "jobs": {"items": [{"metadata": {"name": name, "creationTimestamp": when,
+                                             "ownerReferences": [{"kind": "CronJob",
+                                                                  "name": "convex-dev-backup"}]},
+                                "status": {"conditions": [{"type": state, "status": "True"}]}}
+                               for name, when, state in jobs]}}
+
+
+def test_a_kubernetes_stack_is_checked_with_kubectl_and_through_its_backend():
+    recent = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    fake = ClusterFake(cluster(success=recent, jobs=[("b-1", recent, "Complete")]))
     code, text = run_status(fake)
     assert code == 0, text
-    assert "  ok    kubernetes target: StatefulSet convex-dev-backend, checked through its " \
-           "backend" in text
-    assert "state records no container" not in text
+    assert "  ok    StatefulSet convex-dev-backend has its replica ready in " \
+           "convex-kubernetes" in text
+    assert f"  ok    backups: CronJob convex-dev-backup, last success {recent}" in text
+    kubectl = [c for c in fake.calls if c[0] == "kubectl"]
+    assert kubectl[0][:3] == ["kubectl", "--namespace", "convex-kubernetes"]
     assert not [c for c in fake.calls if c[0] == "docker"]
+
+
+def test_a_cluster_without_a_ready_replica_a_failed_job_or_a_late_backup_fails():
+    code, text = run_status(ClusterFake(cluster(ready=0, suspended=True, jobs=[
+        ("b-1", "2026-12-01T03:00:00Z", "Complete"), ("b-2", "2026-12-02T03:00:00Z", "Failed")])))
+    assert code == 1
+    assert "FAIL  StatefulSet convex-dev-backend has 0 ready replica(s)" in text
+    assert "FAIL  CronJob convex-dev-backup is suspended" in text
+    assert "FAIL  the last backup Job b-2 failed (`kubectl logs job/b-2 -n " \
+           "convex-kubernetes`)" in text
+    assert "FAIL  backups: no successful run since 2026-12-01T00:00:00Z; one was due by " \
+           "2026-12-02T03:35:00+00:00 (cron 0 3 * * *)" in text
+    code, text = run_status(ClusterFake({}))
+    assert code == 1 and "cannot read StatefulSet convex-dev-backend in convex-kubernetes: " \
+                         "Error from server (NotFound)" in text
+    code, text = run_status(ClusterFake(cluster(), backups=False))
+    assert code == 0 and "backup" not in text
 
 
 def test_a_container_docker_has_not_probed_yet_is_checked_by_its_own_healthcheck():
