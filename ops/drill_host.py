@@ -19,8 +19,9 @@ from ops.backup_drill import DrillFailed, expected_counts, result_counts
 IMPORT_TIMEOUT = 3600.0  # the client's --timeout: the import, and the export after it
 
 
-# The host's half: bash as root, its secrets and the snapshot on stdin (never in argv or a
-# file outside its 0700 temporary directory, removed on every exit).
+# The host's half: bash as root, its secrets and the snapshot on stdin (never in a file
+# outside its 0700 temporary directory, removed on every exit). The binary takes the
+# throwaway instance secret only as a flag, as the unit passes the real one.
 HOST_SCRIPT = r"""set -euo pipefail
 umask 077
 IFS= read -r secret
@@ -159,7 +160,7 @@ def drill_host(settings, deployment, snapshot: Optional[Path], say: Callable,
         with ssh_command(host) as ssh:
             status, output = stream(ssh(remote), host_stdin(drill_secret, environment),
                                     snapshot, timeout + 2 * IMPORT_TIMEOUT + 60, say,
-                                    hide=[key, *environment.values()])
+                                    hide=[key, drill_secret, *environment.values()])
     except UpgradeError as error:
         raise DrillFailed(str(error).replace(" Nothing was changed.", "")) from None
     return result_counts(status, output, "the drill on the host")
