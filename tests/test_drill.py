@@ -2,18 +2,21 @@
 commands (the whole drill runs for real against engines in the opt-in tests below, in
 tests/test_host_integration.py and in docs/contributing.md)."""
 
+import io
 import json
 import os
 import shutil
 import subprocess
+import tarfile
 import zipfile
 
 import pytest
 from fake_convex_export import snapshot_zip
 from harness import config_json
 
+from components.core.backups import client_files
 from components.releases import DEFAULT_VERSION
-from ops import backup_drill, drill, drill_host, drill_kubernetes
+from ops import backup, backup_drill, drill, drill_host, drill_kubernetes
 
 
 def snapshot(path, documents=2):
@@ -51,17 +54,85 @@ def test_the_docker_backend_gets_its_secret_by_environment_and_is_always_removed
     said = []
     with pytest.raises(drill.DrillError, match="docker run failed: docker: no such image"):
         drill.drill("prod", snapshot(tmp_path / "s.zip"), run=run, say=said.append)
-    (start, env), (remove, _) = [(a, e) for a, e in run.calls if a[0] == "docker"]
+    (start, env), *removes = [(a, e) for a, e in run.calls if a[0] == "docker"]
     assert start[:4] == ["docker", "--host", "ssh://deploy@h", "run"]
     version = json.loads(run.config)["convex-selfhost:version"]["value"]
     assert start[-1] == f"ghcr.io/get-convex/convex-backend:{version}"
+    assert "-p" not in start  # nothing published: the client runs beside it
     secret = env["INSTANCE_SECRET"]
     assert len(secret) == 64 and secret not in " ".join(start)
     assert "-e" in start and "INSTANCE_SECRET" in start
     name = start[start.index("--name") + 1]
     assert name.startswith("convex-drill-")
-    assert remove == ["docker", "--host", "ssh://deploy@h", "rm", "-f", "-v", name]
+    assert [r for r, _ in removes] == [
+        ["docker", "--host", "ssh://deploy@h", "rm", "-f", "-v", f"{name}-client"],
+        ["docker", "--host", "ssh://deploy@h", "rm", "-f", "-v", name]]
     assert said[-1] == f"drill: removed {name}"
+
+
+def test_the_client_runs_beside_the_backend_on_the_volume_or_a_streamed_file(
+        tmp_path, monkeypatch):
+    copied, streamed = [], []
+    monkeypatch.setattr(drill, "copy_in", lambda docker, container, files, snap:
+                        copied.append((container, sorted(files), snap)))
+    ok = "convex-backup drill ok file=/backups/s.zip tables=1 documents=2 files=0"
+
+    def fake_stream(argv, head, body, timeout, say, hide=()):
+        streamed.append((argv, hide))
+        return 0, f"drill: imported 2\n{ok}\n"
+    monkeypatch.setattr(drill, "stream", fake_stream)
+    run = Runner(config_json("dev", {"backupSchedule": "0 3 * * *"}))
+    assert drill.drill("dev", None, run=run, say=lambda _: None) == {
+        "tables": 1, "documents": 2, "files": 0}
+    (backend, _), (create, env), *_ = [(a, e) for a, e in run.calls if a[0] == "docker"]
+    name = backend[backend.index("--name") + 1]
+    assert create[create.index("--network") + 1] == f"container:{name}"
+    assert ["-v", "convex-dev-backups:/backups:ro"] == create[create.index("-v"):
+                                                             create.index("-v") + 2]
+    assert create[create.index("drill") + 1:create.index("drill") + 5] == [
+        "--url", "http://127.0.0.1:3210", "--dest", "/backups"]
+    assert {"--cap-drop", "ALL", "no-new-privileges"} <= set(create)
+    key = env[backup.KEY_ENV]
+    assert key.startswith(f"{name}|") and key not in " ".join(create)
+    assert copied == [(f"{name}-client", sorted(client_files()), None)]
+    assert streamed[0][0][-3:] == ["start", "--attach", f"{name}-client"]
+    assert key in streamed[0][1]
+    # --file: streamed into /drill, no volume.
+    run = Runner(config_json("dev"))
+    drill.drill("dev", snapshot(tmp_path / "s.zip"), run=run, say=lambda _: None)
+    create = [a for a, _ in run.calls if a[:2] == ["docker", "create"]][0]
+    assert "-v" not in create and "/drill/s.zip" in create
+    assert copied[-1][2] == tmp_path / "s.zip"
+
+
+def test_copy_in_streams_one_tar_readable_by_anyone(tmp_path, monkeypatch):
+    seen = {}
+
+    class Proc:
+        def __init__(self, argv, **kwargs):
+            seen["argv"] = argv
+            self.stdin, self.stderr = io.BytesIO(), io.BytesIO(b"")
+            self.stdin.close = lambda: None
+
+        def wait(self):
+            seen["tar"] = self.stdin.getvalue()
+            return 0
+
+        def kill(self):
+            raise AssertionError("not within its time")
+    monkeypatch.setattr(drill.subprocess, "Popen", Proc)
+    path = snapshot(tmp_path / "snapshot-20261201T030000Z.zip")
+    (tmp_path / ".last-run.json").write_text("{}")
+    drill.copy_in(["docker"], "c-client", {"convex_backup.py": "print()"}, path)
+    assert seen["argv"] == ["docker", "cp", "-", "c-client:/"]
+    with tarfile.open(fileobj=io.BytesIO(seen["tar"])) as tar:
+        members = {m.name: (m.isdir(), oct(m.mode)) for m in tar.getmembers()}
+        assert tar.extractfile("drill/snapshot-20261201T030000Z.zip").read() == \
+            path.read_bytes()
+    assert members == {"app": (True, "0o755"), "app/convex_backup.py": (False, "0o644"),
+                       "drill": (True, "0o755"),
+                       "drill/snapshot-20261201T030000Z.zip": (False, "0o644"),
+                       "drill/.last-run.json": (False, "0o644")}
 
 
 def test_a_bad_snapshot_starts_nothing(tmp_path):
@@ -69,7 +140,7 @@ def test_a_bad_snapshot_starts_nothing(tmp_path):
     (tmp_path / "bad.zip").write_text("not a zip")
     with pytest.raises(drill.DrillError, match="failed verification"):
         drill.drill("prod", tmp_path / "bad.zip", run=run, say=lambda _: None)
-    with pytest.raises(drill.DrillError, match="pass --file"):
+    with pytest.raises(drill.DrillError, match="keeps no local snapshots: pass --file"):
         drill.drill("prod", None, run=run, say=lambda _: None)
     assert not [argv for argv, _ in run.calls if argv[0] == "docker"]
 
