@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import json
 import secrets
+import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -48,6 +49,9 @@ def drill_kubernetes(settings, deployment, config: dict, run: Callable, say: Cal
                      timeout: float, sleep=time.sleep) -> dict:
     from components.kubernetes.backup import drill_instance_for
 
+    if shutil.which("kubectl") is None:
+        raise DrillFailed("kubectl is not on PATH; the drill on a cluster runs as a Job that "
+                          "kubectl makes (https://kubernetes.io/docs/tasks/tools/)")
     if settings.backups is None:
         raise DrillFailed("the stack takes no backups (backupSchedule), so it has no drill "
                          "CronJob: on a cluster the drill runs on its own snapshots")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import shutil
 from typing import Callable, Optional
 
 from ops.commands import last_line
@@ -50,6 +51,10 @@ def _jobs_failed(run: Callable, kube: list, cron: str) -> list[str]:
 def check_cluster(settings, config: dict, instance: str, report, run: Callable,
                   now: Optional[dt.datetime] = None) -> None:
     namespace = settings.kubernetes.namespace
+    if shutil.which("kubectl") is None:
+        report.fail("kubectl is not on PATH: the cluster's workloads cannot be read "
+                    "(https://kubernetes.io/docs/tasks/tools/)")
+        return
     with kubectl_for(config) as kubectl:
         kube = [*kubectl, "--namespace", namespace, "--request-timeout", "30s"]
         backend, problem = _get(run, kube, "statefulset", f"{instance}-backend")

@@ -198,6 +198,20 @@ def test_the_host_script_runs_the_drill_and_cleans_up(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["opt", "upload.zip"]  # dir gone
 
 
+@pytest.fixture
+def kubectl_on_path(monkeypatch):
+    monkeypatch.setattr(drill_kubernetes.shutil, "which", lambda name: f"/usr/bin/{name}")
+
+
+def test_without_kubectl_the_drill_says_so(monkeypatch):
+    monkeypatch.setattr(drill_kubernetes.shutil, "which", lambda name: None)
+    run = Runner(config_json("kubernetes"))
+    with pytest.raises(drill.DrillError, match="kubectl is not on PATH"):
+        drill.drill("kubernetes", None, run=run, say=lambda _: None)
+    assert not [argv for argv, _ in run.calls if argv[0] == "kubectl"]
+
+
+@pytest.mark.usefixtures("kubectl_on_path")
 def test_a_kubernetes_drill_is_a_job_from_the_cronjob_deleted_afterwards(tmp_path):
     ok = "convex-backup drill ok file=/backups/s.zip tables=1 documents=50 files=0"
     run = Runner(config_json("kubernetes", {"kubernetes:kubeconfig": "apiVersion: v1\nkind: x",
@@ -222,6 +236,7 @@ def test_a_kubernetes_drill_is_a_job_from_the_cronjob_deleted_afterwards(tmp_pat
     ("Failed", "convex-backup drill failed file=s reason=\"x\"\n", "job .* \\(Failed\\): .*x"),
     ("Complete", "", "without a result line"),
 ])
+@pytest.mark.usefixtures("kubectl_on_path")
 def test_a_failed_or_silent_job_is_a_failed_drill_and_still_deleted(state, logs, reason):
     run = Runner(config_json("kubernetes"), job=[state], logs=logs)
     with pytest.raises(drill.DrillError, match=reason):

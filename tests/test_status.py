@@ -235,6 +235,12 @@ def test_a_host_that_cannot_be_reached_fails_and_no_backups_means_no_backup_chec
     assert code == 0 and "backup" not in text
 
 
+@pytest.fixture
+def kubectl_on_path(monkeypatch):
+    from ops import status_kubernetes
+    monkeypatch.setattr(status_kubernetes.shutil, "which", lambda name: f"/usr/bin/{name}")
+
+
 class ClusterFake(Fake):
     """A kubernetes stack: `pulumi config --json`, and kubectl answering from OBJECTS."""
 
@@ -270,6 +276,7 @@ def cluster(ready=1, success="", created="2026-12-01T00:00:00Z", suspended=False
                                for name, when, state in jobs]}}
 
 
+@pytest.mark.usefixtures("kubectl_on_path")
 def test_a_kubernetes_stack_is_checked_with_kubectl_and_through_its_backend():
     recent = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
     fake = ClusterFake(cluster(success=recent, jobs=[("b-1", recent, "Complete")]))
@@ -283,6 +290,7 @@ def test_a_kubernetes_stack_is_checked_with_kubectl_and_through_its_backend():
     assert not [c for c in fake.calls if c[0] == "docker"]
 
 
+@pytest.mark.usefixtures("kubectl_on_path")
 def test_a_cluster_without_a_ready_replica_a_failed_job_or_a_late_backup_fails():
     code, text = run_status(ClusterFake(cluster(ready=0, suspended=True, jobs=[
         ("b-1", "2026-12-01T03:00:00Z", "Complete"), ("b-2", "2026-12-02T03:00:00Z", "Failed")])))
@@ -298,6 +306,13 @@ def test_a_cluster_without_a_ready_replica_a_failed_job_or_a_late_backup_fails()
                          "Error from server (NotFound)" in text
     code, text = run_status(ClusterFake(cluster(), backups=False))
     assert code == 0 and "backup" not in text
+
+
+def test_without_kubectl_the_cluster_check_says_so(monkeypatch):
+    from ops import status_kubernetes
+    monkeypatch.setattr(status_kubernetes.shutil, "which", lambda name: None)
+    code, text = run_status(ClusterFake(cluster()))
+    assert code == 1 and "FAIL  kubectl is not on PATH" in text
 
 
 def test_a_container_docker_has_not_probed_yet_is_checked_by_its_own_healthcheck():
