@@ -118,6 +118,15 @@ command -v pulumi >/dev/null ||
 # shellcheck source=env.sh
 . ./env.sh || exit 1
 
+# The health gates are Stash resources (pulumi:index:Stash), which the CLI knows from
+# 3.208 on; an older one would fail the first `up` with "unrecognized resource type".
+cli_version="$(pulumi version 2>/dev/null || true)"
+case "$cli_version" in
+  v[0-2].*|v3.[0-9].*|v3.[0-9][0-9].*|v3.1[0-9][0-9].*|v3.20[0-7].*)
+    die "the Pulumi CLI is $cli_version; this project needs 3.208 or newer; see" \
+        "https://www.pulumi.com/docs/install/" ;;
+esac
+
 pulumi stack select --create "$stack" --secrets-provider passphrase
 
 # Only a Docker-target stack needs an engine; host and kubernetes stacks reach their

@@ -28,7 +28,11 @@ FAILED = re.compile(r"Migration worker failed|panicked|Transition too old")
 MODES = ("in-place", "export-import")
 NAMESPACE = "convex-selfhost"
 CHANGEABLE_TYPES = {"docker:index/remoteImage:RemoteImage", "docker:index/container:Container"}
-GATE_TYPE = "pulumi-python:dynamic:Resource"
+GATE_TYPE = "pulumi:index:Stash"
+# The health gates of earlier releases, and the provider they ran on: the first `up` of
+# this release replaces each by a Stash gate of the same name.
+LEGACY_GATE_TYPE = "pulumi-python:dynamic:Resource"
+LEGACY_GATE_PROVIDER = "pulumi:providers:pulumi-python"
 PROVIDER_TYPE_PREFIX = "pulumi:providers:"
 
 
@@ -169,22 +173,33 @@ def judge_preview(events: Iterable, changeable: frozenset = frozenset(CHANGEABLE
     images, containers and health-gate updates (or the `changeable` types) are what a
     version change replaces; all else is refused (with `refuse_deletes`, a changeable
     resource going away too), except a provider update that only passes the project's
-    configuration."""
+    configuration, and the replacement of an earlier release's health gates by Stash
+    gates."""
     refused, notes = [], []
+    steps = []
     for event in events:
         pre = getattr(event, "resource_pre_event", None)
         if pre is None or pre.metadata.op.value in ("same", "read"):
             continue
-        kind, op = pre.metadata.type, pre.metadata.op.value
-        name = pre.metadata.urn.rsplit("::", 1)[-1]
+        steps.append((pre, pre.metadata.type, pre.metadata.op.value,
+                      pre.metadata.urn.rsplit("::", 1)[-1]))
+    migrated = _migrated_gates(steps)
+    if migrated:
+        notes.append(f"the health gates {', '.join(sorted(migrated))} become Stash records "
+                     "(the engine keeps them; nothing they watch changes by it)")
+    for pre, kind, op, name in steps:
         if (kind in changeable and not (refuse_deletes and op == "delete")) or \
-                (kind == GATE_TYPE and op == "update"):
+                (kind == GATE_TYPE and op == "update") or \
+                (name in migrated and (kind, op) in ((GATE_TYPE, "create"),
+                                                     (LEGACY_GATE_TYPE, "delete"))) or \
+                (migrated and (kind, op) == (LEGACY_GATE_PROVIDER, "delete")):
             continue
         changed = _changed_inputs(pre.metadata)
         if kind.startswith(PROVIDER_TYPE_PREFIX) and op == "update":
             if changed and all(key.startswith(f"{NAMESPACE}:") for key in changed):
-                # The dynamic provider of the health gates receives the project's
-                # configuration as its inputs, so a new `version` updates it. That changes
+                # A dynamic provider (the earlier releases' health gates ran on one)
+                # receives the project's configuration as its inputs, so a new `version`
+                # updates it. That changes
                 # no resource by itself: whatever it would change on one is that
                 # resource's own step, judged here too.
                 notes.append(f"update {name} ({kind}) only passes the project's configuration "
@@ -196,6 +211,15 @@ def judge_preview(events: Iterable, changeable: frozenset = frozenset(CHANGEABLE
             continue
         refused.append(f"{op} {name} ({kind})")
     return refused, notes
+
+
+def _migrated_gates(steps: list) -> set[str]:
+    """The names of the earlier releases' gates this preview replaces by Stash gates (a
+    delete of the one and a create of the other under the same name)."""
+    created = {name for _, kind, op, name in steps if (kind, op) == (GATE_TYPE, "create")}
+    deleted = {name for _, kind, op, name in steps
+               if (kind, op) == (LEGACY_GATE_TYPE, "delete")}
+    return created & deleted
 
 
 def _changed_inputs(metadata) -> list[str]:

@@ -18,7 +18,7 @@ import os
 import runpy
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Optional
+from typing import Any, Callable, Mapping, Optional
 from unittest import mock
 
 import pulumi
@@ -26,6 +26,8 @@ import yaml
 from google.protobuf import json_format
 from pulumi.runtime import mocks as pulumi_mocks
 from pulumi.runtime.stack import wait_for_rpcs
+
+from components.docker import health as health_module
 
 REPO = Path(__file__).resolve().parents[1]
 PROJECT = "convex-selfhost"
@@ -120,6 +122,8 @@ class Evaluation:
     secret_outputs: set[str]
     warnings: list[str] = field(default_factory=list)
     component_outputs: dict[str, dict] = field(default_factory=dict)
+    # The health waits the program ran: (container name, engine address, timeout).
+    health_waits: list[tuple] = field(default_factory=list)
 
     def of_type(self, type_token: str) -> list[Registered]:
         return [r for r in self.resources if r.type == type_token]
@@ -229,17 +233,20 @@ class _Collect(logging.Handler):
 def evaluate(stack: Optional[str] = "dev", overrides: Optional[Mapping[str, Any]] = None,
              secrets: Optional[Mapping[str, str]] = None, stack_name: Optional[str] = None,
              program: Path = REPO / "__main__.py",
-             mocks: Optional[pulumi.runtime.Mocks] = None) -> Evaluation:
-    """Run the program for a stack file (or none) under the mock engine."""
+             mocks: Optional[pulumi.runtime.Mocks] = None,
+             health: Optional[Callable[[str, str, int], object]] = None) -> Evaluation:
+    """Run the program for a stack file (or none) under the mock engine. The health gates'
+    waits (`pulumi up` runs them) are recorded instead of asking Docker; `health`, if
+    given, is called for each (and may raise HealthGateError)."""
     config, secret_keys = stack_config(stack, overrides, secrets)
     name = stack_name or stack or "test"
     # Each run gets fresh Pulumi runtime state (settings, root stack, config).
     return contextvars.copy_context().run(_run, name, config, secret_keys, program,
-                                          mocks or Mocks())
+                                          mocks or Mocks(), health)
 
 
 def _run(stack: str, config: dict, secret_keys: list, program: Path,
-         mocks: pulumi.runtime.Mocks) -> Evaluation:
+         mocks: pulumi.runtime.Mocks, health) -> Evaluation:
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
     # Fresh runtime settings (no root stack, no tracked Output tasks): a previous run that
@@ -254,6 +261,14 @@ def _run(stack: str, config: dict, secret_keys: list, program: Path,
                              logger=logger, monitor=monitor)
     pulumi.runtime.set_all_config(config, secret_keys)
     exports: dict[str, Any] = {}
+    waits: list[tuple] = []
+
+    def wait(name, docker_host, timeout_seconds):
+        waits.append((name, docker_host, timeout_seconds))
+        return health(name, docker_host, timeout_seconds) if health else "healthy"
+
+    health_patch = mock.patch.object(health_module, "wait_until_healthy", wait)
+    health_patch.start()
     try:
         with mock.patch.object(pulumi, "export", lambda k, v: exports.__setitem__(k, v)):
             runpy.run_path(str(program), run_name="__main__")
@@ -270,6 +285,7 @@ def _run(stack: str, config: dict, secret_keys: list, program: Path,
         error.registered = monitor.registered
         raise
     finally:
+        health_patch.stop()
         pending = asyncio.all_tasks(loop)
         for task in pending:
             task.cancel()
@@ -278,7 +294,7 @@ def _run(stack: str, config: dict, secret_keys: list, program: Path,
         asyncio.set_event_loop(None)
         loop.close()
     return Evaluation(monitor.registered, outputs, secret_outputs, collector.messages,
-                      monitor.component_outputs)
+                      monitor.component_outputs, waits)
 
 
 def assert_matches_golden(path: Path, text: str) -> None:

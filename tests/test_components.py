@@ -19,7 +19,7 @@ def test_backend_and_dashboard_from_another_program():
     volume = run.named("shop-data")
     assert volume.inputs["name"] == "shop-data" and volume.protect and volume.retain_on_delete
     gate = run.named("shop-healthy")
-    assert gate.inputs["container_name"] == "shop-backend"
+    assert gate.inputs["input"]["container_name"] == "shop-backend"
     assert gate.urn not in containers["shop-dashboard"].dependencies
     assert containers["shop-dashboard"].inputs["envs"] == [
         "NEXT_PUBLIC_DEPLOYMENT_URL=http://127.0.0.1:4210"]

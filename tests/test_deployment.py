@@ -134,11 +134,14 @@ def test_docker_host_reaches_every_health_gate_and_the_proxy_gets_its_ports():
     run = evaluate("prod", {"docker:host": "ssh://deploy@convex.example.com",
                             "backupSchedule": "0 3 * * *", "httpPort": 8080,
                             "httpsPort": 8443, "tlsBindAddress": "10.0.0.7"})
-    gates = run.of_type("pulumi-python:dynamic:Resource")
-    assert {g.inputs["container_name"] for g in gates} == {
-        "convex-prod-postgres", "convex-prod-backend", "convex-prod-dashboard",
-        "convex-prod-proxy", "convex-prod-backup"}
-    assert {g.inputs["docker_host"] for g in gates} == {"ssh://deploy@convex.example.com"}
+    names = {"convex-prod-postgres", "convex-prod-backend", "convex-prod-dashboard",
+             "convex-prod-proxy", "convex-prod-backup"}
+    gates = run.of_type("pulumi:index:Stash")
+    assert {g.inputs["input"]["container_name"] for g in gates} == names
+    # Each gate waited on the stack's engine, whose address is never recorded.
+    assert {(name, host) for name, host, _ in run.health_waits} == {
+        (name, "ssh://deploy@convex.example.com") for name in names}
+    assert all("deploy@" not in repr(g.raw) for g in gates)
     containers = run.containers()
     proxy = containers["convex-prod-proxy"].inputs
     assert [(p["internal"], p["external"], p["ip"]) for p in proxy["ports"]] == [

@@ -1,15 +1,17 @@
-"""components/health.py: the gate waits for healthy, fails on exited or timed-out containers."""
+"""components/docker/health.py: every `pulumi up` waits for healthy containers (not a preview),
+fails on exited or timed-out ones, and records a gate only after."""
 
-import base64
+import asyncio
 import subprocess
+import threading
 import time
 
-import dill
+import pulumi
 import pytest
-from harness import REPO, SECRET_SIG, SIG_KEY, evaluate
+from harness import REPO, evaluate, is_secret_value
 
 from components.docker import health
-from components.docker.health import HealthGateError, _HealthGateProvider, wait_until_healthy
+from components.docker.health import HealthGateError, wait_until_healthy
 
 
 def states(*sequence):
@@ -143,44 +145,55 @@ def test_inspect_asks_the_stacks_engine(monkeypatch):
         health._inspect_state("c", "")
 
 
-def test_the_gate_waits_again_only_when_the_container_changes():
-    provider = _HealthGateProvider()
-    old = {"container_id": "a", "container_name": "c", "timeout_seconds": 60, "docker_host": ""}
-    same = provider.diff("a", old, dict(old))
-    assert (same.changes, same.replaces, same.delete_before_replace) == (False, [], False)
-    changed = provider.diff("a", old, {**old, "container_id": "b"})
-    assert (changed.replaces, changed.delete_before_replace) == ([], False)
-    for key, value in (("container_id", "b"), ("timeout_seconds", 120),
-                       ("docker_host", "ssh://h"), ("container_name", "d")):
-        assert provider.diff("a", old, {**old, key: value}).changes is True, key
-
-
-def test_create_and_update_wait_then_record(monkeypatch):
+def test_up_waits_for_the_container_on_the_gates_own_threads(monkeypatch):
     waited = []
+
+    def wait(name, host, timeout):
+        waited.append((name, host, timeout, threading.current_thread().name))
+
+    monkeypatch.setattr(health, "wait_until_healthy", wait)
+    monkeypatch.setattr(health.pulumi.runtime, "is_dry_run", lambda: False)
+    assert asyncio.run(health.confirm_healthy("abc", "c", "ssh://deploy@h", 60)) == "abc"
+    # Not the program's default executor: its threads carry the SDK's calls to the engine.
+    assert waited == [("c", "ssh://deploy@h", 60, waited[0][3])]
+    assert waited[0][3].startswith("health-gate")
+
+
+def test_a_preview_waits_for_nothing(monkeypatch):
     monkeypatch.setattr(health, "wait_until_healthy",
-                        lambda name, host, timeout: waited.append((name, host, timeout)))
-    props = {"container_id": "abc", "container_name": "c", "timeout_seconds": "60",
-             "docker_host": None}
-    created = _HealthGateProvider().create(props)
-    assert created.id == "abc" and created.outs == props
-    updated = _HealthGateProvider().update("abc", props, {**props, "container_id": "def"})
-    assert updated.outs["container_id"] == "def"
-    assert waited == [("c", "", 60), ("c", "", 60)]
-    remote = {**props, "docker_host": "ssh://deploy@h"}
-    _HealthGateProvider().create(remote)
-    _HealthGateProvider().update("abc", props, remote)
-    assert waited[2:] == [("c", "ssh://deploy@h", 60)] * 2
+                        lambda *a: pytest.fail("a preview must not wait"))
+    monkeypatch.setattr(health.pulumi.runtime, "is_dry_run", lambda: True)
+    assert asyncio.run(health.confirm_healthy("abc", "c", "", 60)) == "abc"
 
 
-def test_a_gate_built_alone_carries_its_provider_inputs_and_dependency():
+def test_a_gate_built_alone_records_its_container_after_the_wait():
     run = evaluate(None, program=REPO / "tests" / "programs" / "gate_alone.py")
     gate, container = run.named("web-healthy"), run.named("web")
-    provider = dill.loads(base64.b64decode(gate.inputs.pop("__provider")))
-    assert type(provider).__name__ == "_HealthGateProvider"
-    assert gate.type == "pulumi-python:dynamic:Resource" and gate.custom
-    assert gate.inputs == {"container_id": "web-id", "container_name": "web",
-                           "timeout_seconds": 90, "docker_host": ""}
+    # A Stash: kept by the engine itself, no provider process on any run.
+    assert gate.type == "pulumi:index:Stash" and gate.custom
+    assert gate.inputs == {"input": {"container_id": "web-id", "container_name": "web"}}
     assert gate.dependencies == [container.urn]
+    assert run.health_waits == [("web", "", 90)]
+
+
+def test_a_failed_wait_fails_the_program_with_its_message_and_records_no_gate():
+    def unhealthy(name, host, timeout):
+        if name == "convex-prod-backend":
+            raise HealthGateError(f"container {name} did not become healthy within "
+                                  f"{timeout}s")
+        return "healthy"
+
+    with pytest.raises(HealthGateError, match="convex-prod-backend did not become healthy "
+                                              "within 900s") as failed:
+        evaluate("prod", health=unhealthy)
+    # A RunError: the language host prints its message without a traceback.
+    assert isinstance(failed.value, pulumi.RunError)
+    names = {r.name for r in failed.value.registered}
+    assert "convex-prod-backend-container" in names
+    assert "convex-prod-backend-healthy" not in names
+    # What waits for the backend's health (the TLS proxy) is not created either.
+    assert "convex-prod-tls-container" not in names
+    assert "convex-prod-dashboard-healthy" in names
 
 
 @pytest.mark.parametrize("printed", ["not json", "null", "[]", "{}", '"running"', "42", "",
@@ -228,30 +241,25 @@ def test_the_last_probe_is_quoted_without_curls_progress_meter():
     assert len(health.readable("x" * 5000)) == 300
 
 
-def test_a_remote_engine_address_is_secret_in_the_gates_state():
-    run = evaluate(None, program=REPO / "tests" / "programs" / "gate_alone.py")
-    assert run.named("web-healthy").additional_secret_outputs == ["docker_host"]
+def test_a_remote_engine_address_is_used_for_the_wait_and_never_recorded():
     run = evaluate("dev", overrides={"docker:host": "ssh://deploy@build-host"})
-    gates = [r for r in run.resources if r.type == "pulumi-python:dynamic:Resource"]
-    assert gates
-    for gate in gates:
-        assert gate.inputs["docker_host"] == "ssh://deploy@build-host"
-        assert gate.raw["docker_host"] == {SIG_KEY: SECRET_SIG, "value": "ssh://deploy@build-host"}
+    gates = run.of_type("pulumi:index:Stash")
+    assert gates and all("build-host" not in repr(gate.raw) for gate in gates)
+    assert {host for _, host, _ in run.health_waits} == {"ssh://deploy@build-host"}
 
 
-def test_the_gate_shows_the_containers_plain_settings_by_name_and_waits_when_they_change():
+def test_the_gate_shows_the_containers_plain_settings_by_name():
     run = evaluate("dev", secrets={"extraEnv": ["API_TOKEN=t0ken-value"]})
     gate = run.named("convex-dev-backend-healthy")
-    settings = gate.inputs["settings"]
+    settings = gate.inputs["input"]["settings"]
     assert settings["RUST_LOG"] == "info" and settings["INSTANCE_NAME"] == "convex-dev"
     assert settings["label convex-selfhost.limits"].startswith("log-max-size=10m")
     assert "INSTANCE_SECRET" not in settings and "API_TOKEN" not in settings
     assert "t0ken-value" not in repr(gate.raw)
-    old = {"container_id": "a", "container_name": "c", "timeout_seconds": 60, "docker_host": "",
-           "settings": {"RUST_LOG": "info"}}
-    assert _HealthGateProvider().diff("a", old, {**old, "settings": {"RUST_LOG": "debug"}}
-                                      ).changes is True
-    dashboard = run.named("convex-dev-dashboard-healthy").inputs["settings"]
+    # A plain map beside the container's id: a preview shows a change of it by name even
+    # while the replaced container's id is still unknown.
+    assert not is_secret_value(gate.raw["input"]["settings"])
+    dashboard = run.named("convex-dev-dashboard-healthy").inputs["input"]["settings"]
     assert dashboard["NEXT_PUBLIC_DEPLOYMENT_URL"] == "http://127.0.0.1:3210"
 
 

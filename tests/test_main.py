@@ -12,7 +12,7 @@ SECRET_OUTPUTS = {"instanceSecret", "adminKey", "readOnlyAdminKey", "envLocal"}
 CONTAINER = "docker:index/container:Container"
 VOLUME = "docker:index/volume:Volume"
 IMAGE = "docker:index/remoteImage:RemoteImage"
-GATE = "pulumi-python:dynamic:Resource"
+GATE = "pulumi:index:Stash"
 
 
 def configured(stack, key):
@@ -106,8 +106,9 @@ def test_backend_container(run, stack):
         # The provider's wait would record an unhealthy container; the gate does not.
         assert "wait" not in inputs
         gate = run.named(f"{key}-backend-healthy")
-        assert gate.inputs["container_name"] == f"{instance}-backend"
-        assert gate.inputs["timeout_seconds"] == start
+        assert gate.type == GATE
+        assert gate.inputs["input"]["container_name"] == f"{instance}-backend"
+        assert (f"{instance}-backend", "", start) in run.health_waits
         assert backend.urn in gate.dependencies
         assert backend.replace_on_changes == ["healthcheck"]
         assert inputs["restart"] == "unless-stopped"
@@ -142,7 +143,7 @@ def test_dashboard_follows_the_backend(run, stack):
         assert containers[f"{instance}-backend"].urn not in dashboard.dependencies
         assert dashboard.inputs["healthcheck"]["tests"] == [
             "CMD", "curl", "-fsS", "-o", "/dev/null", "http://127.0.0.1:6791/favicon.ico"]
-        assert run.named(f"{key}-dashboard-healthy").inputs["container_name"] == \
+        assert run.named(f"{key}-dashboard-healthy").inputs["input"]["container_name"] == \
             f"{instance}-dashboard"
         image = run.named("images-dashboard")
         assert image.inputs["name"] == f"{DASHBOARD_IMAGE}:{configured(stack, 'version')}"
@@ -183,7 +184,7 @@ def test_backend_depends_only_on_its_inputs(run):
         for urn in backend.dependencies:
             dependency = run.by_urn(urn)
             if dependency.type == GATE:
-                assert dependency.inputs["container_name"] == f"{instance}-postgres"
+                assert dependency.inputs["input"]["container_name"] == f"{instance}-postgres"
 
 
 def test_evaluation_is_reproducible(stack, run):

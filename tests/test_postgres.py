@@ -43,7 +43,7 @@ def test_backend_waits_for_healthy_postgres_and_uses_it():
     run = run_with_postgres()
     backend = run.containers()["convex-dev-backend"]
     gate = run.named("convex-dev-postgres-healthy")
-    assert gate.inputs["container_name"] == "convex-dev-postgres"
+    assert gate.inputs["input"]["container_name"] == "convex-dev-postgres"
     assert gate.urn in backend.dependencies
     env = run.env("convex-dev-backend")
     password = run.env("convex-dev-postgres")["POSTGRES_PASSWORD"]

@@ -296,7 +296,7 @@ def test_change_a_setting_and_preview_it(clone, stacks):
     done = clone.sh(preview_line)
     assert re.search(r'~ RUST_LOG\s*: "info" => "debug"', done.output), done.output
     assert re.search(r"~ envs: \[\s*\n(\s*[+-] \[\d+\]: \[secret\]\s*\n)+\s*\]", done.output)
-    assert "debug" not in done.output.split("pulumi-python:dynamic:Resource")[0]
+    assert "debug" not in done.output.split("pulumi:index:Stash")[0]
     clone.sh(up_line, day2=False)
     after = container_id(backend), container_id(dashboard)
     assert after[0] != before[0], "the backend container was not replaced"

@@ -42,6 +42,7 @@ case "$*" in
   "stack output adminKey"*) echo "$ADMIN_KEY" ;;
   "stack output"*) echo "backendUrl  https://api.convex.example.com" ;;
   "stack select"*) [ -z "${FAKE_NO_STACK:-}" ] || exit 255 ;;
+  version) echo "${FAKE_PULUMI_VERSION:-v3.274.0}" ;;
   preview*) echo "Previewing update (fake)"; [ -z "${FAKE_HANG:-}" ] || exec sleep 30 ;;
   up*) echo "Previewing update (fake)"; echo "Updating (fake)" ;;
 esac
@@ -421,6 +422,22 @@ def test_up_stops_when_env_sh_refuses(sandbox):
     result = sandbox.run(str(sandbox.repo / "up.sh"))
     assert result.returncode == 1 and "is a symlink" in result.stderr
     assert not [c for c in sandbox.calls() if c.startswith("pulumi")]
+
+
+@pytest.mark.parametrize("version,refused", [
+    ("v3.207.0", True), ("v3.99.1", True), ("v2.25.2", True), ("v3.208.0", False),
+    ("v3.274.0", False), ("v3.1000.0", False), ("", False)])
+def test_up_refuses_a_pulumi_cli_without_stash_resources(sandbox, version, refused):
+    result = sandbox.run(str(sandbox.repo / "up.sh"), "--yes",
+                         FAKE_PULUMI_VERSION=version)
+    ups = pulumi_up_calls(sandbox.calls())
+    if refused:
+        assert result.returncode == 1 and ups == []
+        assert f"the Pulumi CLI is {version}; this project needs 3.208 or newer" \
+            in result.stderr
+    else:
+        assert result.returncode == 0, result.stderr
+        assert len(ups) == 1
 
 
 def run_at_a_terminal(sandbox, *args, stdout_too=True):

@@ -53,7 +53,8 @@ def test_prod_stack_serves_domains_through_caddy():
     # Started once backend and dashboard are healthy, and itself health-gated.
     for gate in ("convex-prod-backend-healthy", "convex-prod-dashboard-healthy"):
         assert run.named(gate).urn in proxy.dependencies
-    assert run.named("convex-prod-tls-healthy").inputs["container_name"] == "convex-prod-proxy"
+    assert run.named("convex-prod-tls-healthy").inputs["input"]["container_name"] == \
+        "convex-prod-proxy"
 
 
 def test_origins_follow_the_domains():

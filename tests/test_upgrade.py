@@ -21,7 +21,7 @@ from test_backup_client import Flushes
 from components import releases
 from ops import backup, upgrade, upgrade_import, upgrade_local, upgrade_plan
 from ops.upgrade import REPO, Log, UpgradeError, Upgrader, check_backup_dir
-from ops.upgrade_plan import PlanError, follow_migrations, plan
+from ops.upgrade_plan import PlanError, follow_migrations, judge_preview, plan
 
 OLD = "4d3b0a5de955a258e70e3813bbff486051d88820"
 NEW = "652b828b5129e6cdbcaa3c20efa8d116d09ff3bf"
@@ -142,7 +142,7 @@ class FakeStack:
     def preview(self, on_event):
         self.calls.append(("preview",))
         for op, kind, name in [("replace", "docker:index/container:Container", "c"),
-                               ("update", "pulumi-python:dynamic:Resource", "g"),
+                               ("update", "pulumi:index:Stash", "g"),
                                ("same", "docker:index/volume:Volume", "v"), *self.changes]:
             meta = SimpleNamespace(op=SimpleNamespace(value=op), type=kind, diffs=None,
                                    urn=f"urn:pulumi:dev::p::{kind}::{name}")
@@ -462,14 +462,35 @@ def test_export_import_stops_when_the_volume_cannot_be_unprotected(tmp_path):
 def test_preview_safety_allows_images_containers_and_gate_updates_only(tmp_path):
     stack = FakeStack(changes=[
         ("read", "docker:index/network:Network", "n"),
-        ("create", "pulumi-python:dynamic:Resource", "new-gate"),
+        ("create", "pulumi:index:Stash", "new-gate"),
+        ("delete", "pulumi-python:dynamic:Resource", "old-gate"),
         ("delete", "random:index/randomBytes:RandomBytes", "secret")])
     stack.preview = lambda on_event, original=stack.preview: (
         on_event(SimpleNamespace(diagnostic_event="x")), original(on_event))
     up, _ = upgrader(tmp_path, stack)
     assert up.preview_is_safe() == [
-        "create new-gate (pulumi-python:dynamic:Resource)",
+        "create new-gate (pulumi:index:Stash)",
+        "delete old-gate (pulumi-python:dynamic:Resource)",
         "delete secret (random:index/randomBytes:RandomBytes)"]
+
+
+def test_an_earlier_releases_gates_may_become_stash_gates_under_the_same_names():
+    def step(op, kind, name):
+        meta = SimpleNamespace(op=SimpleNamespace(value=op), type=kind, diffs=None,
+                               urn=f"urn:pulumi:dev::p::{kind}::{name}")
+        return SimpleNamespace(resource_pre_event=SimpleNamespace(metadata=meta))
+
+    gate = "convex-dev-backend-healthy"
+    events = [step("create", "pulumi:index:Stash", gate),
+              step("delete", "pulumi-python:dynamic:Resource", gate),
+              step("delete", "pulumi:providers:pulumi-python", "default"),
+              step("replace", "docker:index/container:Container", "c")]
+    refused, notes = judge_preview(events)
+    assert refused == [] and len(notes) == 1 and gate in notes[0]
+    # Without the matching create, the old gate's delete (and its provider's) is refused.
+    refused, _ = judge_preview(events[1:])
+    assert refused == [f"delete {gate} (pulumi-python:dynamic:Resource)",
+                       "delete default (pulumi:providers:pulumi-python)"]
 
 
 def test_backup_makes_a_private_directory_wherever_the_log_is(tmp_path):

@@ -1,11 +1,13 @@
 """HealthGate: `pulumi up` succeeds only once a container answers its healthcheck, every time.
 
 The docker provider's own `wait` records the container even when the wait times out,
-and the next `pulumi up` sees no diff and accepts the unhealthy container. A gate is a
-separate (dynamic) resource that depends on the container: it is recorded only after
-the container is healthy, so a failed wait fails this `pulumi up`, and the next one
-waits (and fails) again until the container is healthy. A replaced container (a new id)
-is waited for again.
+and the next `pulumi up` sees no diff and accepts the unhealthy container. Here every
+`pulumi up` (like `docker compose up --wait`) confirms each container's health in the
+program itself, before it registers the container's gate: a small record in the state
+(a Stash, kept by the engine itself) that what depends on the container's health
+depends on. A failed wait fails this `pulumi up`, and the next one waits (and fails)
+again until the container is healthy; a container Docker already reports healthy costs
+one `docker inspect`. A preview waits for nothing.
 
 Healthy means: the container's own healthcheck test passes. Docker runs that test only
 every `interval` (and, below API 1.44, the first time only one interval after the start),
@@ -23,19 +25,18 @@ It asks Docker through the `docker` CLI, against the same engine as the provider
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import shutil
 import subprocess
 import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Mapping, Optional
 
 import pulumi
-from pulumi.dynamic import CreateResult, DiffResult, Resource, ResourceProvider, UpdateResult
+from pulumi.dynamic import ResourceProvider
 
-# Inputs whose change means "wait again" (a new container, another engine, another limit,
-# other settings).
-_WATCHED = ("container_id", "container_name", "docker_host", "timeout_seconds", "settings")
 _OUTPUT_LIMIT = 300
 # Between two probes inside the container: a ready container is noticed within about this
 # long, and a waiting gate costs one probe process per interval.
@@ -56,8 +57,9 @@ PROBE_SCRIPT = (
 PROBE_TIMED_OUT = 3
 
 
-class HealthGateError(Exception):
-    pass
+class HealthGateError(pulumi.RunError):
+    """Why a container is not healthy; a RunError, so `pulumi up` prints the message
+    alone."""
 
 
 def _docker(docker_host: str) -> list[str]:
@@ -195,26 +197,28 @@ def wait_until_healthy(name: str, docker_host: str, timeout_seconds: int,
                 f"{name}`; the next `pulumi up` checks again and fails until it is healthy.")
 
 
-class _HealthGateProvider(ResourceProvider):
-    def create(self, props):
-        wait_until_healthy(props["container_name"], props.get("docker_host") or "",
-                           int(props["timeout_seconds"]))
-        return CreateResult(id_=str(props["container_id"]), outs=dict(props))
-
-    def diff(self, _id, olds, news):
-        changed = any(olds.get(key) != news.get(key) for key in _WATCHED)
-        return DiffResult(changes=changed, replaces=[], delete_before_replace=False)
-
-    def update(self, _id, _olds, news):
-        wait_until_healthy(news["container_name"], news.get("docker_host") or "",
-                           int(news["timeout_seconds"]))
-        return UpdateResult(outs=dict(news))
+# Waits block on `docker` processes: they run on threads of their own, never on the
+# program's default executor (its threads carry the SDK's own calls to the engine).
+_WAITS = ThreadPoolExecutor(max_workers=64, thread_name_prefix="health-gate")
 
 
-class HealthGate(Resource):
-    """Recorded only once `container` passes its healthcheck within `timeout_seconds`."""
+async def confirm_healthy(container_id: str, container_name: str, docker_host: str,
+                          timeout_seconds: int) -> str:
+    """The container's id, once it passes its healthcheck (`pulumi up`); at once in a
+    preview, which changes nothing and so has nothing to wait for."""
+    if not pulumi.runtime.is_dry_run():
+        await asyncio.get_running_loop().run_in_executor(
+            _WAITS, wait_until_healthy, container_name, docker_host, timeout_seconds)
+    return container_id
 
-    container_id: pulumi.Output[str]
+
+class HealthGate(pulumi.Stash):
+    """Recorded only once `container` passes its healthcheck within `timeout_seconds`.
+
+    A Stash (a value the engine itself keeps in the state: no provider process to start
+    on any run). Its input resolves only after `confirm_healthy`, so the gate and what
+    depends on it are registered after the container is healthy, and a failed wait fails
+    the program with the wait's message (HealthGateError is a RunError: no traceback)."""
 
     def __init__(self, name: str, container, timeout_seconds: int, docker_host: str = "",
                  opts: Optional[pulumi.ResourceOptions] = None,
@@ -222,15 +226,17 @@ class HealthGate(Resource):
         """`settings`: what the container runs with, secrets left out (its plain environment
         variables and labels). The container's own envs are secret as a whole in the
         state, so a preview shows their change only as [secret]; the gate's map shows it
-        by name (RUST_LOG: "info" => "debug")."""
-        # container.id and container.name as inputs make the gate depend on the container.
-        # The engine address may carry credentials (and `docker:host` may be set with
-        # --secret): it is kept secret in the gate's state whatever it holds.
-        super().__init__(
-            _HealthGateProvider(), name,
-            {"container_id": container.id, "container_name": container.name,
-             "timeout_seconds": timeout_seconds,
-             "docker_host": pulumi.Output.secret(docker_host) if docker_host else "",
-             **({"settings": dict(settings)} if settings else {})},
-            pulumi.ResourceOptions.merge(
-                opts, pulumi.ResourceOptions(additional_secret_outputs=["docker_host"])))
+        by name (RUST_LOG: "info" => "debug"). The engine address (which may carry
+        credentials) is used for the wait and never recorded."""
+        confirmed = pulumi.Output.all(container.id, container.name).apply(
+            lambda values: confirm_healthy(values[0], values[1], docker_host,
+                                           int(timeout_seconds)))
+        record = {"container_id": confirmed, "container_name": container.name,
+                  **({"settings": dict(settings)} if settings else {})}
+        super().__init__(name, input=record, opts=opts)
+
+
+class _HealthGateProvider(ResourceProvider):
+    """The provider of the gates of earlier releases (dynamic resources). Their state names
+    this class, so it stays: the first `pulumi up` after an upgrade deletes those gates
+    (deleting one does nothing) and records the Stash gates instead."""
