@@ -77,13 +77,38 @@ def test_timeout_names_the_last_probe():
     clock = Clock()
     with pytest.raises(HealthGateError) as failed:
         wait_until_healthy("convex-dev-backend", "", 10,
-                           inspect=states(running("unhealthy", "curl: (7) refused\n")),
+                           inspect=states(running("starting", "curl: (7) refused\n")),
                            clock=clock, sleep=clock.sleep)
     assert str(failed.value) == (
-        "container convex-dev-backend did not become healthy within 10s (status unhealthy; "
+        "container convex-dev-backend did not become healthy within 10s (status starting; "
         "last probe: curl: (7) refused). See `docker logs convex-dev-backend`; the next "
         "`pulumi up` checks again and fails until it is healthy.")
     assert clock.now == 10
+
+
+def test_a_container_docker_calls_unhealthy_fails_at_once_after_one_short_probe():
+    # Docker says unhealthy only after the start period, which is as long as the wait: a
+    # container left failing (a backend whose database is gone, a backup container whose
+    # last run failed) fails `pulumi up` at once with the reason, not after the timeout.
+    clock, probe = Clock(), probes(("failed", "convex-backup health failed: last=x"))
+    with pytest.raises(HealthGateError) as failed:
+        wait_until_healthy("convex-prod-backup", "", 60,
+                           inspect=states(checked("unhealthy", output="old output")),
+                           clock=clock, sleep=clock.sleep, probe=probe)
+    assert str(failed.value) == (
+        "container convex-prod-backup is unhealthy: Docker counts its healthcheck as failing "
+        "after its start period, and a probe now fails too (last probe: convex-backup health "
+        "failed: last=x). See `docker logs convex-prod-backup`; the next `pulumi up` checks "
+        "again and fails until it is healthy.")
+    assert [call[3] for call in probe.calls] == [1] and clock.now == 0
+    # One that answers again (its database is back) passes before Docker's next check.
+    assert wait_until_healthy("c", "", 60, inspect=states(checked("unhealthy")),
+                              clock=clock, sleep=clock.sleep,
+                              probe=probes(("passed", ""))) == "healthy"
+    # Without a test it can run, Docker's word stands.
+    with pytest.raises(HealthGateError, match="is unhealthy"):
+        wait_until_healthy("c", "", 60, inspect=states(checked("unhealthy", test=None)),
+                           clock=clock, sleep=clock.sleep)
 
 
 def test_timeout_before_any_probe_says_so():

@@ -150,7 +150,9 @@ def wait_until_healthy(name: str, docker_host: str, timeout_seconds: int,
                        inspect=_inspect_state, clock=time.monotonic, sleep=time.sleep,
                        probe=_probe_inside) -> str:
     """Wait until the container's healthcheck test passes (probed inside it, or Docker
-    reports healthy), or it runs without a healthcheck; raise with the reason."""
+    reports healthy), or it runs without a healthcheck; raise with the reason. A container
+    Docker already calls unhealthy has had its start period (as long as the timeout
+    here): one short probe, and if that fails too, the error at once."""
     if inspect is _inspect_state and shutil.which("docker") is None:
         raise HealthGateError(
             "the `docker` CLI is not on PATH; it is needed to check that containers are "
@@ -178,16 +180,20 @@ def wait_until_healthy(name: str, docker_host: str, timeout_seconds: int,
         remaining = deadline - clock()
         if remaining > 0 and can_probe and test and state.get("Running"):
             started = clock()
-            outcome, output = probe(name, docker_host, test,
-                                    int(min(remaining, PROBE_ROUND_SECONDS)))
+            outcome, output = probe(name, docker_host, test, 1 if status == "unhealthy"
+                                    else int(min(remaining, PROBE_ROUND_SECONDS)))
             if outcome == "passed":
                 return "healthy"
             last = output or last
+            if status == "unhealthy":
+                raise HealthGateError(_unhealthy(name, last))
             # A probe that cannot run at all (no `sh` in the image) is not tried again;
             # one that failed at once (the container stopping) is retried after a pause.
             can_probe = "executable file not found" not in output
             if outcome == "unavailable" and clock() - started < 1:
                 sleep(min(0.5, max(0.0, deadline - clock())))
+        elif status == "unhealthy":
+            raise HealthGateError(_unhealthy(name, last))
         elif clock() < deadline:
             sleep(PROBE_INTERVAL if can_probe and test else 1)
         if clock() >= deadline:
@@ -195,6 +201,13 @@ def wait_until_healthy(name: str, docker_host: str, timeout_seconds: int,
                 f"container {name} did not become healthy within {timeout_seconds}s (status "
                 f"{status or 'unknown'}; last probe: {last or 'none yet'}). See `docker logs "
                 f"{name}`; the next `pulumi up` checks again and fails until it is healthy.")
+
+
+def _unhealthy(name: str, last: str) -> str:
+    return (f"container {name} is unhealthy: Docker counts its healthcheck as failing after "
+            f"its start period, and a probe now fails too (last probe: {last or 'none'}). See "
+            f"`docker logs {name}`; the next `pulumi up` checks again and fails until it is "
+            "healthy.")
 
 
 # Waits block on `docker` processes: they run on threads of their own, never on the
