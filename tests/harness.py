@@ -248,6 +248,11 @@ def evaluate(stack: Optional[str] = "dev", overrides: Optional[Mapping[str, Any]
 def _run(stack: str, config: dict, secret_keys: list, program: Path,
          mocks: pulumi.runtime.Mocks, health) -> Evaluation:
     loop = asyncio.new_event_loop()
+    # A run that fails leaves futures holding its error. Whenever they are collected (even
+    # while pytest compiles a module), asyncio reports "exception was never retrieved" by
+    # formatting the traceback, which inside the compiler makes CPython 3.11 raise
+    # "AST constructor recursion depth mismatch". The failure itself reaches the test.
+    loop.set_exception_handler(lambda _loop, _context: None)
     asyncio.set_event_loop(loop)
     # Fresh runtime settings (no root stack, no tracked Output tasks): a previous run that
     # stopped on an error leaves tasks behind on its (closed) event loop.

@@ -2,10 +2,12 @@
 fails on exited or timed-out ones, and records a gate only after."""
 
 import asyncio
+import signal
 import subprocess
 import threading
 import time
 
+import grpc
 import pulumi
 import pytest
 from harness import REPO, evaluate, is_secret_value
@@ -423,3 +425,22 @@ def test_the_probe_script_stops_when_its_time_is_up_with_the_last_output():
     assert (done.returncode, done.stdout) == (health.PROBE_TIMED_OUT, "refused 42")
     done = _probe_script("1", "CMD", "sh", "-c", "echo no; exit 1")
     assert (done.returncode, done.stdout) == (health.PROBE_TIMED_OUT, "no")
+
+
+def test_against_a_real_engine_an_interrupt_ends_the_program_quietly(monkeypatch):
+    installed, exits = [], []
+    monkeypatch.setattr(health.signal, "signal", lambda *a: installed.append(a))
+    # Under the SDK's mocks (the test harness) nothing is installed.
+    evaluate(None, program=REPO / "tests" / "programs" / "gate_alone.py")
+    assert installed == []
+    # Against an engine (a gRPC resource monitor), SIGINT exits at once: the engine has
+    # stopped, and Python's default would print a traceback per blocked call.
+    channel = grpc.insecure_channel("127.0.0.1:1")
+    monkeypatch.setattr(health.pulumi.runtime.settings, "get_monitor",
+                        lambda: health.ResourceMonitorStub(channel))
+    health.exit_quietly_when_interrupted()
+    assert installed == [(signal.SIGINT, health._exit_now)]
+    monkeypatch.setattr(health.os, "_exit", exits.append)
+    health._exit_now(signal.SIGINT, None)
+    assert exits == [1]
+    channel.close()

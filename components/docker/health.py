@@ -27,15 +27,19 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import re
 import shutil
+import signal
 import subprocess
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Mapping, Optional
 
 import pulumi
 from pulumi.dynamic import ResourceProvider
+from pulumi.runtime.proto.resource_pb2_grpc import ResourceMonitorStub
 
 _OUTPUT_LIMIT = 300
 # Between two probes inside the container: a ready container is noticed within about this
@@ -215,6 +219,22 @@ def _unhealthy(name: str, last: str) -> str:
 _WAITS = ThreadPoolExecutor(max_workers=64, thread_name_prefix="health-gate")
 
 
+def exit_quietly_when_interrupted() -> None:
+    """Under the Pulumi language host, let SIGINT end the program at once and quietly.
+    The engine interrupts the program when the update fails elsewhere (another resource) or
+    is cancelled; health waits may still be running then, and Python's default would print
+    a KeyboardInterrupt traceback for each call still blocked on the stopped engine. What
+    failed is the engine's to report; nothing the program says afterwards reaches anyone."""
+    # Only against a real engine (a gRPC resource monitor), never under the SDK's mocks.
+    if (threading.current_thread() is threading.main_thread()
+            and isinstance(pulumi.runtime.settings.get_monitor(), ResourceMonitorStub)):
+        signal.signal(signal.SIGINT, _exit_now)
+
+
+def _exit_now(_signum, _frame) -> None:
+    os._exit(1)
+
+
 async def confirm_healthy(container_id: str, container_name: str, docker_host: str,
                           timeout_seconds: int) -> str:
     """The container's id, once it passes its healthcheck (`pulumi up`); at once in a
@@ -241,6 +261,7 @@ class HealthGate(pulumi.Stash):
         state, so a preview shows their change only as [secret]; the gate's map shows it
         by name (RUST_LOG: "info" => "debug"). The engine address (which may carry
         credentials) is used for the wait and never recorded."""
+        exit_quietly_when_interrupted()
         confirmed = pulumi.Output.all(container.id, container.name).apply(
             lambda values: confirm_healthy(values[0], values[1], docker_host,
                                            int(timeout_seconds)))
