@@ -108,7 +108,8 @@ esac
 # Pulumi's default (4 per CPU: 8 on 2 cores) is sized for CPU-bound providers. Here almost
 # every operation waits on the Docker engine (a network read-back sleeps 2 s, a container
 # create waits for it to run), so ten deployments' 30-odd independent first-wave operations
-# would queue behind each other (the health waits run in the program, outside these slots). --parallel/-p or PULUMI_PARALLEL still decide.
+# would queue behind each other (the health waits run in the program, outside these
+# slots). --parallel/-p or PULUMI_PARALLEL still decide.
 default_parallel=32
 export PULUMI_PARALLEL="${PULUMI_PARALLEL:-$default_parallel}"
 

@@ -199,9 +199,8 @@ def judge_preview(events: Iterable, changeable: frozenset = frozenset(CHANGEABLE
             if changed and all(key.startswith(f"{NAMESPACE}:") for key in changed):
                 # A dynamic provider (the earlier releases' health gates ran on one)
                 # receives the project's configuration as its inputs, so a new `version`
-                # updates it. That changes
-                # no resource by itself: whatever it would change on one is that
-                # resource's own step, judged here too.
+                # updates it. That changes no resource by itself: whatever it would change
+                # on one is that resource's own step, judged here too.
                 notes.append(f"update {name} ({kind}) only passes the project's configuration "
                              f"to the provider ({', '.join(changed)}); nothing it manages "
                              "changes by it")
