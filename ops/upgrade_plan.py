@@ -33,6 +33,11 @@ GATE_TYPE = "pulumi:index:Stash"
 # this release replaces each by a Stash gate of the same name.
 LEGACY_GATE_TYPE = "pulumi-python:dynamic:Resource"
 LEGACY_GATE_PROVIDER = "pulumi:providers:pulumi-python"
+# A deployment's network: earlier releases made it with the docker provider, this one with
+# the docker CLI (components/docker/network.py), under the same resource name.
+NETWORK_TYPE = "command:local:Command"
+LEGACY_NETWORK_TYPE = "docker:index/network:Network"
+NETWORK_PROVIDER = "pulumi:providers:command"
 PROVIDER_TYPE_PREFIX = "pulumi:providers:"
 
 
@@ -174,7 +179,7 @@ def judge_preview(events: Iterable, changeable: frozenset = frozenset(CHANGEABLE
     version change replaces; all else is refused (with `refuse_deletes`, a changeable
     resource going away too), except a provider update that only passes the project's
     configuration, and the replacement of an earlier release's health gates by Stash
-    gates."""
+    gates and of its networks by command-made ones."""
     refused, notes = [], []
     steps = []
     for event in events:
@@ -183,16 +188,23 @@ def judge_preview(events: Iterable, changeable: frozenset = frozenset(CHANGEABLE
             continue
         steps.append((pre, pre.metadata.type, pre.metadata.op.value,
                       pre.metadata.urn.rsplit("::", 1)[-1]))
-    migrated = _migrated_gates(steps)
+    migrated = _migrated(steps, LEGACY_GATE_TYPE, GATE_TYPE)
     if migrated:
         notes.append(f"the health gates {', '.join(sorted(migrated))} become Stash records "
                      "(the engine keeps them; nothing they watch changes by it)")
+    networks = _migrated(steps, LEGACY_NETWORK_TYPE, NETWORK_TYPE)
+    if networks:
+        notes.append(f"the networks {', '.join(sorted(networks))} are made by the docker CLI "
+                     "now, under new names; the containers move to them")
     for pre, kind, op, name in steps:
         if (kind in changeable and not (refuse_deletes and op == "delete")) or \
                 (kind == GATE_TYPE and op == "update") or \
                 (name in migrated and (kind, op) in ((GATE_TYPE, "create"),
                                                      (LEGACY_GATE_TYPE, "delete"))) or \
-                (migrated and (kind, op) == (LEGACY_GATE_PROVIDER, "delete")):
+                (migrated and (kind, op) == (LEGACY_GATE_PROVIDER, "delete")) or \
+                (name in networks and (kind, op) in ((NETWORK_TYPE, "create"),
+                                                     (LEGACY_NETWORK_TYPE, "delete"))) or \
+                (networks and (kind, op) == (NETWORK_PROVIDER, "create")):
             continue
         changed = _changed_inputs(pre.metadata)
         if kind.startswith(PROVIDER_TYPE_PREFIX) and op == "update":
@@ -212,12 +224,11 @@ def judge_preview(events: Iterable, changeable: frozenset = frozenset(CHANGEABLE
     return refused, notes
 
 
-def _migrated_gates(steps: list) -> set[str]:
-    """The names of the earlier releases' gates this preview replaces by Stash gates (a
-    delete of the one and a create of the other under the same name)."""
-    created = {name for _, kind, op, name in steps if (kind, op) == (GATE_TYPE, "create")}
-    deleted = {name for _, kind, op, name in steps
-               if (kind, op) == (LEGACY_GATE_TYPE, "delete")}
+def _migrated(steps: list, legacy_type: str, new_type: str) -> set[str]:
+    """The names of an earlier release's resources this preview replaces by another kind
+    (a delete of the one and a create of the other under the same name)."""
+    created = {name for _, kind, op, name in steps if (kind, op) == (new_type, "create")}
+    deleted = {name for _, kind, op, name in steps if (kind, op) == (legacy_type, "delete")}
     return created & deleted
 
 

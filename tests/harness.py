@@ -16,6 +16,7 @@ import json
 import logging
 import os
 import runpy
+import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping, Optional
@@ -142,6 +143,17 @@ class Evaluation:
     def env(self, container_name: str) -> dict[str, str]:
         entries = self.containers()[container_name].inputs.get("envs") or []
         return dict(entry.split("=", 1) for entry in entries)
+
+
+NETWORK = "command:local:Command"  # a deployment's network (components/docker/network.py)
+NAMED_DOCKER_TYPES = ("docker:index/container:Container", "docker:index/volume:Volume", NETWORK)
+
+
+def physical_name(resource: "Registered") -> str:
+    """The Docker name of a container, volume or network resource."""
+    if resource.type == NETWORK:
+        return shlex.split(resource.inputs["create"])[-1]
+    return resource.inputs["name"]
 
 
 def fake_digest(*parts: str) -> str:

@@ -2,13 +2,13 @@
 
 import json
 
-from harness import REPO, SAMPLE_SECRET, evaluate
+from harness import REPO, SAMPLE_SECRET, evaluate, is_secret_value
 
 from components.admin_key import check_admin_key
 
 CONTAINER = "docker:index/container:Container"
 VOLUME = "docker:index/volume:Volume"
-NETWORK = "docker:index/network:Network"
+NETWORK = "command:local:Command"
 RANDOM_BYTES = "random:index/randomBytes:RandomBytes"
 
 
@@ -41,9 +41,11 @@ def test_adopting_an_instance_secret_creates_none_and_keeps_keys_valid():
 def test_network_joins_backend_and_dashboard():
     run = evaluate("dev")
     (network,) = run.of_type(NETWORK)
-    assert network.inputs["name"] == "convex-dev-net"
+    assert network.inputs["create"].endswith(" convex-dev-network")
     for container in run.of_type(CONTAINER):
-        assert container.inputs["networksAdvanced"][0]["name"] == "convex-dev-net"
+        assert container.inputs["networksAdvanced"][0]["name"] == "convex-dev-network"
+        # It starts only once the network exists.
+        assert network.urn in container.dependencies
 
 
 def test_dashboard_can_be_turned_off():
@@ -142,12 +144,16 @@ def test_docker_host_reaches_every_health_gate_and_the_proxy_gets_its_ports():
     assert {(name, host) for name, host, _ in run.health_waits} == {
         (name, "ssh://deploy@convex.example.com") for name in names}
     assert all("deploy@" not in repr(g.raw) for g in gates)
+    # The network's command reaches the same engine; the address is a secret in the state.
+    (network,) = run.of_type(NETWORK)
+    assert network.inputs["environment"] == {"DOCKER_HOST": "ssh://deploy@convex.example.com"}
+    assert is_secret_value(network.raw["environment"]["DOCKER_HOST"])
     containers = run.containers()
     proxy = containers["convex-prod-proxy"].inputs
     assert [(p["internal"], p["external"], p["ip"]) for p in proxy["ports"]] == [
         (80, 8080, "10.0.0.7"), (443, 8443, "10.0.0.7")]
     for name, container in containers.items():
-        assert container.inputs["networksAdvanced"][0]["name"] == "convex-prod-net", name
+        assert container.inputs["networksAdvanced"][0]["name"] == "convex-prod-network", name
         labels = {entry["label"]: entry["value"] for entry in container.inputs["labels"]}
         assert labels["convex-selfhost.stack"] == "prod", name
         assert labels["convex-selfhost.deployment"] == "convex-prod", name

@@ -1,7 +1,17 @@
 """The real program, evaluated for every stack file under the mock engine."""
 
 import pytest
-from harness import STACKS, EchoMocks, evaluate, fake_digest, is_secret_value, stack_file
+from harness import (
+    NAMED_DOCKER_TYPES,
+    NETWORK,
+    STACKS,
+    EchoMocks,
+    evaluate,
+    fake_digest,
+    is_secret_value,
+    physical_name,
+    stack_file,
+)
 
 from components.admin_key import check_admin_key
 from components.settings import BACKEND_IMAGE, DASHBOARD_IMAGE, DEFAULT_VERSION, KEYS_BY_NAME
@@ -167,7 +177,7 @@ def test_data_volumes_are_retained_and_protected_as_configured(run, stack):
 def test_independent_resources_have_no_dependencies(run):
     """Images, volumes, network and secret can all be created at once."""
     for resource in run.resources:
-        if resource.type in (IMAGE, VOLUME, "docker:index/network:Network",
+        if resource.type in (IMAGE, VOLUME, NETWORK,
                              "random:index/randomBytes:RandomBytes",
                              "random:index/randomPassword:RandomPassword"):
             assert resource.dependencies == [], resource.name
@@ -177,10 +187,10 @@ def test_backend_depends_only_on_its_inputs(run):
     for instance in per_deployment(run, "instanceName").values():
         backend = run.containers()[f"{instance}-backend"]
         kinds = {run.by_urn(urn).type for urn in backend.dependencies}
-        assert kinds <= {IMAGE, VOLUME, "docker:index/network:Network",
+        assert kinds <= {IMAGE, VOLUME, NETWORK,
                          "random:index/randomBytes:RandomBytes", GATE,
                          "random:index/randomPassword:RandomPassword"}
-        assert {IMAGE, VOLUME, "docker:index/network:Network"} <= kinds
+        assert {IMAGE, VOLUME, NETWORK} <= kinds
         for urn in backend.dependencies:
             dependency = run.by_urn(urn)
             if dependency.type == GATE:
@@ -200,8 +210,8 @@ def test_stacks_share_one_docker_host_without_clashes():
     for stack in STACKS:
         run = evaluate(stack)
         for resource in run.resources:
-            if resource.type in (CONTAINER, VOLUME, "docker:index/network:Network"):
-                physical = (resource.type, resource.inputs["name"])
+            if resource.type in NAMED_DOCKER_TYPES:
+                physical = (resource.type, physical_name(resource))
                 assert physical not in names, f"{physical} in {stack} and {names.get(physical)}"
                 names[physical] = stack
         for container in run.of_type(CONTAINER):

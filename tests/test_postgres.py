@@ -16,7 +16,7 @@ def test_postgres_container_volume_and_password():
     assert image.inputs["name"] == "postgres:17.6-alpine"
     assert postgres.inputs["image"] == f"sha256:{fake_digest('image', 'postgres:17.6-alpine')}"
     assert "ports" not in postgres.inputs  # reachable only on the deployment's network
-    assert postgres.inputs["networksAdvanced"][0]["name"] == "convex-dev-net"
+    assert postgres.inputs["networksAdvanced"][0]["name"] == "convex-dev-network"
     assert postgres.inputs["volumes"][0]["containerPath"] == "/var/lib/postgresql/data"
     # A query over TCP in the instance's database: the image's temporary init server
     # listens on the Unix socket only, before that database exists.

@@ -15,7 +15,7 @@ import json
 import os
 import re
 
-from harness import evaluate, stack_config
+from harness import NAMED_DOCKER_TYPES, evaluate, physical_name, stack_config
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -131,9 +131,8 @@ def test_accepted_configurations_build_a_program_docker_accepts(case):
     run = evaluate(stack if stack != "Feature_X" else None, overrides, secrets,
                    stack_name=stack)
     for resource in run.resources:
-        if resource.type in ("docker:index/container:Container", "docker:index/volume:Volume",
-                             "docker:index/network:Network"):
-            assert DOCKER_NAME.fullmatch(resource.inputs["name"]), resource.inputs["name"]
+        if resource.type in NAMED_DOCKER_TYPES:
+            assert DOCKER_NAME.fullmatch(physical_name(resource)), physical_name(resource)
     for container in run.of_type("docker:index/container:Container"):
         for port in container.inputs.get("ports", []):
             assert 1 <= port["external"] <= 65535

@@ -24,7 +24,7 @@ def test_backup_container_runs_the_uploaded_client_on_the_schedule():
                        } | {"/app/convex_backup.py": Path(backup.__file__).read_text()}
     assert inputs["healthcheck"]["tests"] == ["CMD", "python3", "/app/convex_backup.py",
                                               "health", "--dest", "/backups"]
-    assert inputs["networksAdvanced"][0]["name"] == "convex-staging-net"
+    assert inputs["networksAdvanced"][0]["name"] == "convex-staging-network"
     assert "ports" not in inputs
     # The admin key reaches it as a secret, and is the deployment's own.
     assert is_secret_value(container.raw["envs"]) and "envs" in container.additional_secret_outputs

@@ -493,6 +493,29 @@ def test_an_earlier_releases_gates_may_become_stash_gates_under_the_same_names()
                        "delete default (pulumi:providers:pulumi-python)"]
 
 
+def test_an_earlier_releases_networks_may_become_command_networks_under_the_same_names():
+    network = "convex-dev-network"
+    events = [_step("create", "command:local:Command", network),
+              _step("create", "pulumi:providers:command", "default_1_2_1"),
+              _step("delete", "docker:index/network:Network", network),
+              _step("replace", "docker:index/container:Container", "c")]
+    refused, notes = judge_preview(events)
+    assert refused == [] and len(notes) == 1 and network in notes[0]
+    # Another command, or a network deleted with nothing made in its place, is refused.
+    refused, _ = judge_preview([_step("create", "command:local:Command", "other"),
+                                _step("create", "pulumi:providers:command", "default"),
+                                _step("delete", "docker:index/network:Network", network)])
+    assert refused == ["create other (command:local:Command)",
+                       "create default (pulumi:providers:command)",
+                       f"delete {network} (docker:index/network:Network)"]
+
+
+def _step(op, kind, name):
+    meta = SimpleNamespace(op=SimpleNamespace(value=op), type=kind, diffs=None,
+                           urn=f"urn:pulumi:dev::p::{kind}::{name}")
+    return SimpleNamespace(resource_pre_event=SimpleNamespace(metadata=meta))
+
+
 def test_backup_makes_a_private_directory_wherever_the_log_is(tmp_path):
     up, _ = upgrader(tmp_path, FakeStack(), backup_dir=tmp_path / "deep" / "backup")
     up.backup()

@@ -13,16 +13,16 @@ from dataclasses import dataclass
 from typing import Optional
 
 import pulumi
-import pulumi_docker as docker
 import pulumi_random as random
 
 from components.core.keys import admin_keys
 from components.core.spec import DeploymentSpec
-from components.docker import docker_common, mapping
+from components.docker import mapping
 from components.docker.backend import ConvexBackend
 from components.docker.dashboard import ConvexDashboard
 from components.docker.images import ConvexImages
 from components.docker.mapping import DockerTarget
+from components.docker.network import DeploymentNetwork
 from components.docker.postgres import ConvexPostgres
 from components.docker.scheduled_backup import ScheduledBackup
 from components.docker.tls_proxy import TlsProxy
@@ -49,7 +49,8 @@ class ConvexDeployment(pulumi.ComponentResource):
         instance = spec.instance_name
         child = pulumi.ResourceOptions(parent=self)
 
-        self.network = self._network(name, spec.stack, instance)
+        self.network = DeploymentNetwork(f"{name}-network", spec.stack, instance,
+                                         target.docker_host, child)
         self.secret_resource, self.instance_secret = self._instance_secret(name, spec)
 
         self.postgres = self._postgres(name, args)
@@ -99,13 +100,6 @@ class ConvexDeployment(pulumi.ComponentResource):
             "readOnlyAdminKey": self.read_only_admin_key,
             "envLocal": self.env_local,
         })
-
-    def _network(self, name: str, stack: str, instance: str) -> docker.Network:
-        return docker.Network(
-            f"{name}-network", name=f"{instance}-net",
-            labels=docker_common.labels(docker.NetworkLabelArgs, stack, instance, "network"),
-            # Docker refuses a second network of the same name.
-            opts=pulumi.ResourceOptions(parent=self, delete_before_replace=True))
 
     def _postgres(self, name: str, args: DeploymentArgs) -> Optional[ConvexPostgres]:
         if args.spec.database.kind != "provisioned-postgres":
