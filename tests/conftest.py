@@ -2,6 +2,8 @@ import os
 import sys
 from pathlib import Path
 
+import pytest
+
 # Tests import the project's modules (components, policy) and the harness directly.
 REPO = Path(__file__).resolve().parents[1]
 for path in (REPO, REPO / "tests"):
@@ -19,3 +21,13 @@ def pytest_configure(config):
 os.environ.setdefault("CONVEX_SELFHOST_DOCKER_API_VERSION", "1.44")
 # Nor asked which host ports are taken (tests/test_port_check.py turns it on).
 os.environ.setdefault("CONVEX_SELFHOST_PORT_CHECK", "0")
+
+
+@pytest.fixture(autouse=True)
+def no_local_docker_socket(monkeypatch):
+    """Unit tests never reach a Docker engine this machine may run: the local socket the
+    program would ask (components/docker/engine_api.py) is a path that does not exist,
+    so it asks through the CLI, which these tests fake. tests/test_engine_api.py serves
+    its own socket."""
+    from components.docker import engine_api
+    monkeypatch.setattr(engine_api, "DEFAULT_SOCKET", "/nonexistent/convex-selfhost/docker.sock")

@@ -3,10 +3,11 @@
 A healthcheck's start interval (fast probes while a container starts) needs Engine 25
 (API 1.44); older engines refuse a container that sets it ("requires API version 1.44").
 The program asks the engine the docker provider talks to (`docker:host`, else
-DOCKER_HOST and friends) with the `docker` CLI. Where it cannot ask (no CLI, engine not
-reachable during a preview), it leaves the start interval out, which every engine
-accepts: Docker then reports a first start healthy within one normal interval instead
-of a second (the health gates run the test themselves and do not wait for that).
+DOCKER_HOST and friends): the local engine on its socket, any other with the `docker`
+CLI. Where it cannot ask (no CLI, engine not reachable during a preview), it leaves the
+start interval out, which every engine accepts: Docker then reports a first start
+healthy within one normal interval instead of a second (the health gates run the test
+themselves and do not wait for that).
 CONVEX_SELFHOST_DOCKER_API_VERSION=1.44 (for example) skips the question.
 """
 
@@ -18,6 +19,8 @@ import shutil
 import subprocess
 from dataclasses import dataclass
 from typing import Optional
+
+from components.docker import engine_api
 
 OVERRIDE_VAR = "CONVEX_SELFHOST_DOCKER_API_VERSION"
 START_INTERVAL_API = (1, 44)
@@ -40,6 +43,14 @@ def parse_api_version(text: str) -> Optional[tuple[int, int]]:
 def detect(docker_host: str = "") -> EngineFeatures:
     if OVERRIDE_VAR in os.environ:
         return EngineFeatures(parse_api_version(os.environ[OVERRIDE_VAR]))
+    socket_path = engine_api.local_socket(docker_host)
+    if socket_path:
+        try:
+            answer = engine_api.get_json(socket_path, "/version")
+            if isinstance(answer, dict) and isinstance(answer.get("ApiVersion"), str):
+                return EngineFeatures(parse_api_version(answer["ApiVersion"]))
+        except (engine_api.EngineApiError, engine_api.NotFound):
+            pass  # ask through the CLI instead
     if shutil.which("docker") is None:
         return EngineFeatures(None)
     command = ["docker"] + (["--host", docker_host] if docker_host else []) + [

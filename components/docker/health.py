@@ -41,6 +41,8 @@ import pulumi
 from pulumi.dynamic import ResourceProvider
 from pulumi.runtime.proto.resource_pb2_grpc import ResourceMonitorStub
 
+from components.docker import engine_api
+
 _OUTPUT_LIMIT = 300
 # Between two probes inside the container: a ready container is noticed within about this
 # long, and a waiting gate costs one probe process per interval.
@@ -72,7 +74,18 @@ def _docker(docker_host: str) -> list[str]:
 
 def _inspect_state(name: str, docker_host: str) -> dict:
     """The container's State, with its configured healthcheck (or None) under
-    "Healthcheck"; {} when the engine did not answer in time."""
+    "Healthcheck"; {} when the engine did not answer in time. The local engine is asked on
+    its socket (no process to start), any other through the CLI."""
+    socket_path = engine_api.local_socket(docker_host)
+    if socket_path:
+        try:
+            return state_from_api(name, engine_api.get_json(
+                socket_path, engine_api.container_path(name)))
+        except engine_api.NotFound:
+            raise HealthGateError(f"`docker inspect {name}` failed: no such container "
+                                  f"{name}") from None
+        except engine_api.EngineApiError:
+            pass  # ask through the CLI instead
     command = _docker(docker_host) + [
         "inspect", "--type", "container", "--format", INSPECT_FORMAT, "--", name]
     try:
@@ -102,6 +115,17 @@ def parse_state(name: str, printed: str) -> dict:
             f"`docker inspect {name}` did not print a container state (it printed "
             f"{readable(printed) or 'nothing'!r}); check that the `docker` CLI on PATH talks "
             "to the engine the stack deploys to. The next `pulumi up` checks again.")
+    return {**state, "Healthcheck": healthcheck}
+
+
+def state_from_api(name: str, container) -> dict:
+    """parse_state's result from the engine's GET /containers/<name>/json."""
+    state = container.get("State") if isinstance(container, dict) else None
+    config = container.get("Config") if isinstance(container, dict) else None
+    if not isinstance(state, dict) or not state:
+        raise HealthGateError(f"the engine's answer about container {name} has no state; "
+                              "the next `pulumi up` checks again.")
+    healthcheck = config.get("Healthcheck") if isinstance(config, dict) else None
     return {**state, "Healthcheck": healthcheck}
 
 

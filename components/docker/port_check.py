@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import Callable, Iterable, Optional
 
 from components import rules
+from components.docker import engine_api
 
 _PORT = re.compile(r"^(?P<address>.*):(?P<first>\d+)(?:-(?P<last>\d+))?->")
 
@@ -63,6 +64,12 @@ def _docker(docker_host: str) -> list[str]:
 def published_by_containers(docker_host: str) -> Optional[list[tuple[str, str, int]]]:
     """(container name, host address, port) for every running container, or None when the
     engine cannot be asked."""
+    socket_path = engine_api.local_socket(docker_host)
+    if socket_path:
+        try:
+            return parse_containers(engine_api.get_json(socket_path, "/containers/json"))
+        except (engine_api.EngineApiError, engine_api.NotFound):
+            pass  # ask through the CLI instead
     if shutil.which("docker") is None:
         return None
     command = _docker(docker_host) + ["ps", "--format", "{{.Names}}\t{{.Ports}}"]
@@ -73,6 +80,19 @@ def published_by_containers(docker_host: str) -> Optional[list[tuple[str, str, i
     if done.returncode != 0:
         return None
     return parse_ps(done.stdout)
+
+
+def parse_containers(listed) -> list[tuple[str, str, int]]:
+    """The same as parse_ps, from the engine's GET /containers/json (running ones)."""
+    held = []
+    for container in listed if isinstance(listed, list) else []:
+        if not isinstance(container, dict):
+            continue
+        name = str((container.get("Names") or [""])[0]).lstrip("/")
+        for port in container.get("Ports") or []:
+            if isinstance(port, dict) and isinstance(port.get("PublicPort"), int):
+                held.append((name, str(port.get("IP") or "0.0.0.0"), port["PublicPort"]))
+    return held
 
 
 def parse_ps(printed: str) -> list[tuple[str, str, int]]:
