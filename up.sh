@@ -106,8 +106,8 @@ case "$stack" in  # only this project's own dev stacks, named without an org or 
   dev|dev-*) yes=1 skip_preview=(--skip-preview) ;;
 esac
 # Pulumi's default (4 per CPU: 8 on 2 cores) is sized for CPU-bound providers. Here almost
-# every operation waits on the Docker engine (a network read-back sleeps 2 s, a container
-# create waits for it to run), so ten deployments' 30-odd independent first-wave operations
+# every operation waits on the Docker engine (a network's `docker network create`, a
+# container create waits for it to run), so ten deployments' 30-odd independent operations
 # would queue behind each other (the health waits run in the program, outside these
 # slots). --parallel/-p or PULUMI_PARALLEL still decide.
 default_parallel=32

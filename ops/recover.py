@@ -10,8 +10,9 @@ An interrupted run leaves two things behind:
   Each Docker container, volume or network that exists under the recorded name is
   adopted into the state (then read back with a targeted refresh), never deleted and
   recreated: a volume may already hold data. The rest (the object was never made, or
-  a resource that lives only in the state: random values, health gates) is cleared, and
-  the next `pulumi up` creates it.
+  a resource that lives only in the state: random values, health gates, a network's
+  command, whose create adopts a network that exists) is cleared, and the next `pulumi
+  up` creates it.
 
     python -m ops.recover <stack>     exit 0: nothing to do or recovered; 1: not
 

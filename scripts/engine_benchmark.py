@@ -24,8 +24,9 @@ machine's load falls on all of them alike):
   empty    nothing of it on the engine -> every container healthy (pulumi and compose: as
            their command returns; the floor: as its probes pass);
   same     run again with nothing changed: pulumi `preview` and `up --skip-preview` (and
-           `up --yes`, preview then apply), compose `up -d --wait`, the floor one
-           `docker inspect` of everything it made.
+           `up --yes`, preview then apply, and `up --skip-preview --refresh`, as
+           `./up.sh` runs it), compose `up -d --wait`, the floor one `docker inspect` of
+           everything it made.
 
 Everything is named `bn<random>-...` on free ports and removed at the end (and between
 scenarios), so other people's stacks and containers on the engine are never touched.
@@ -246,7 +247,9 @@ def check_answering(deployments: list[Deployment]) -> None:
 def remove_everything(deployments: list[Deployment]) -> None:
     names = [n for d in deployments for n in (d.backend, d.dashboard)]
     run(["docker", "rm", "-f", *names], check=False)
-    run(["docker", "network", "rm", *[f"{d.instance}-net" for d in deployments]], check=False)
+    # compose and the floor name networks <instance>-net; this project <instance>-network.
+    run(["docker", "network", "rm", *[f"{d.instance}-{suffix}" for d in deployments
+                                      for suffix in ("net", "network")]], check=False)
     run(["docker", "volume", "rm", "-f", *[f"{d.instance}-data" for d in deployments]],
         check=False)
 
@@ -304,6 +307,10 @@ class PulumiContender(Contender):
                 stack=self.stack),
             "up --yes": self.bench.pulumi_timed("up", "--yes", "--expect-no-changes",
                                                 *self.parallel, stack=self.stack),
+            # What ./up.sh adds: the refresh that brings back what was removed by hand.
+            "up --skip-preview --refresh": self.bench.pulumi_timed(
+                "up", "--yes", "--skip-preview", "--refresh", "--expect-no-changes",
+                *self.parallel, stack=self.stack),
         }
 
     def down(self) -> None:

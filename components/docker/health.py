@@ -19,8 +19,10 @@ within a fraction of a second. Docker's own status still counts (a container Doc
 already calls healthy is not probed), and the containers keep their healthchecks for
 Docker's view (`docker ps`, restarts). An image without `sh` falls back to Docker's status.
 
-It asks Docker through the `docker` CLI, against the same engine as the provider
-(`docker:host`, or DOCKER_HOST and friends from the environment).
+It asks the same engine as the provider (`docker:host`, or DOCKER_HOST and friends from
+the environment): the provider's local engine on its socket for `inspect`
+(components/docker/engine_api.py: no process to start), any other through the `docker`
+CLI; the probes always run with `docker exec`.
 """
 
 from __future__ import annotations
