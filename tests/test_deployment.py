@@ -2,13 +2,12 @@
 
 import json
 
-from harness import REPO, SAMPLE_SECRET, evaluate, is_secret_value
+from harness import NETWORK, REPO, SAMPLE_SECRET, evaluate, is_secret_value
 
 from components.admin_key import check_admin_key
 
 CONTAINER = "docker:index/container:Container"
 VOLUME = "docker:index/volume:Volume"
-NETWORK = "command:local:Command"
 RANDOM_BYTES = "random:index/randomBytes:RandomBytes"
 
 

@@ -45,6 +45,13 @@ class ContainerLimits:
     fast_start_probes: bool = True
 
 
+def label_values(stack: str, instance_name: str, role: str,
+                 extra: Optional[Mapping[str, str]] = None) -> dict[str, str]:
+    """The stack/deployment/role labels (plus `extra`), by full label name."""
+    values = {"stack": stack, "deployment": instance_name, "role": role, **(extra or {})}
+    return {f"{LABEL_PREFIX}.{key}": value for key, value in values.items()}
+
+
 def labels(
     label_type: type,
     stack: str,
@@ -53,8 +60,8 @@ def labels(
     extra: Optional[Mapping[str, str]] = None,
 ) -> list:
     """The stack/deployment/role labels (plus `extra`), as `label_type` args."""
-    values = {"stack": stack, "deployment": instance_name, "role": role, **(extra or {})}
-    return [label_type(label=f"{LABEL_PREFIX}.{key}", value=value) for key, value in values.items()]
+    return [label_type(label=label, value=value)
+            for label, value in label_values(stack, instance_name, role, extra).items()]
 
 
 def container_labels(stack: str, instance_name: str, role: str, limits: ContainerLimits) -> list:

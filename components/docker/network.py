@@ -32,7 +32,7 @@ from typing import Mapping, Optional
 import pulumi
 from pulumi_command import local
 
-from components.docker.docker_common import LABEL_PREFIX
+from components.docker.docker_common import label_values
 
 
 def network_name(instance_name: str) -> str:
@@ -63,8 +63,7 @@ class DeploymentNetwork:
     def __init__(self, name: str, stack: str, instance_name: str, docker_host: str = "",
                  opts: Optional[pulumi.ResourceOptions] = None):
         self.network_name = network_name(instance_name)
-        labels = {f"{LABEL_PREFIX}.stack": stack, f"{LABEL_PREFIX}.deployment": instance_name,
-                  f"{LABEL_PREFIX}.role": "network"}
+        labels = label_values(stack, instance_name, "network")
         environment = ({"DOCKER_HOST": pulumi.Output.secret(docker_host)} if docker_host
                        else None)
         self.command = local.Command(
