@@ -93,14 +93,18 @@ def healthcheck(
     start_period: int,
 ) -> docker.ContainerHealthcheckArgs:
     """A healthcheck in read-back form; 1 s probes during the start period where the
-    engine supports them (see HOST_MERGED_FIELDS for why a change of engine is no diff)."""
+    engine supports them (see HOST_MERGED_FIELDS for why a change of engine is no diff).
+    Elsewhere "0s", Docker's "not set", spelled out: left out, the provider's Check fills
+    it in as a default, the ignore_changes above then hands the stored value back as if
+    the program had sent it, and the engine rewrites the whole state file for every
+    container on the next unchanged run (inputs differ in their `__defaults`)."""
     return docker.ContainerHealthcheckArgs(
         tests=list(test),
         interval=go_duration(interval),
         timeout=go_duration(timeout),
         retries=retries,
         start_period=go_duration(start_period),
-        start_interval="1s" if limits.fast_start_probes else None,
+        start_interval="1s" if limits.fast_start_probes else "0s",
     )
 
 
