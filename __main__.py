@@ -12,8 +12,11 @@ import pulumi
 
 from components.core.keys import OUTPUTS
 from components.core.spec import describe_all
+from components.sdk_debug import drop_sdk_debug_lines
 from components.settings import load_settings
 
+# The SDK's per-resource debug lines cost a blocking engine call each (components/sdk_debug.py).
+drop_sdk_debug_lines()
 settings = load_settings()
 for warning in settings.warnings:
     pulumi.log.warn(warning)

@@ -31,3 +31,18 @@ def no_local_docker_socket(monkeypatch):
     its own socket."""
     from components.docker import engine_api
     monkeypatch.setattr(engine_api, "DEFAULT_SOCKET", "/nonexistent/convex-selfhost/docker.sock")
+
+
+import pulumi  # noqa: E402  (after the path set-up above, like the project's modules)
+
+SDK_DEBUG = pulumi.log.debug  # the SDK's own, before any program here replaced it
+
+
+@pytest.fixture(autouse=True)
+def sdk_debug_restored():
+    """The program drops the SDK's debug lines by replacing pulumi.log.debug
+    (components/sdk_debug.py), also when a module-scoped fixture evaluates it: each test
+    starts and ends with the SDK's own function."""
+    pulumi.log.debug = SDK_DEBUG
+    yield
+    pulumi.log.debug = SDK_DEBUG
