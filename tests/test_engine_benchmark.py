@@ -68,3 +68,10 @@ def test_summary_reports_median_spread_and_the_worst_run():
 
 def test_pulumi_runs_with_the_parallelism_up_sh_passes():
     assert bench.up_sh_parallel() == "32"
+
+
+def test_unchanged_runs_start_once_docker_says_every_container_is_healthy():
+    assert bench.healthy_by_docker("healthy\nhealthy\n")
+    assert not bench.healthy_by_docker("healthy\nstarting\n")
+    assert not bench.healthy_by_docker("healthy\n\n<no value>\n")
+    assert not bench.healthy_by_docker("")
