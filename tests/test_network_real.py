@@ -3,8 +3,9 @@
 
     CONVEX_SELFHOST_INTEGRATION=1 ./test.sh -m integration tests/test_network_real.py -s
 
-The earlier release's `components/` come from git (the commit below, the last one with a
-`docker.Network`), so this needs the repository's history; a shallow clone skips it.
+The earlier release's program (`__main__.py` and `components/`) comes from git (the commit
+below, the last one with a `docker.Network`), so this needs the repository's history; a
+shallow clone skips it.
 """
 
 from __future__ import annotations
@@ -34,10 +35,18 @@ REPO = Path(__file__).resolve().parents[1]
 RELEASE_BEFORE = "35bdc02ceb11c594bf1c636da0afebce79fd5723"
 
 
-def _components_of(commit: str) -> bytes:
+PROGRAM = ("__main__.py", "components")  # what a `git pull` of the release changes
+
+
+def _program_of(commit: str) -> bytes:
     done = subprocess.run(["git", "-C", str(REPO), "archive", "--format=tar", commit,
-                           "components"], capture_output=True, timeout=60)
+                           *PROGRAM], capture_output=True, timeout=60)
     return done.stdout if done.returncode == 0 else b""
+
+
+def _remove_program(project: Path) -> None:
+    (project / "__main__.py").unlink()
+    shutil.rmtree(project / "components")
 
 
 def _networks(prefix: str) -> dict[str, dict]:
@@ -53,15 +62,15 @@ def test_a_deployment_of_the_release_before_moves_to_the_command_made_network(tm
     reason = integration_skip_reason()
     if reason:
         pytest.skip(reason)
-    old_components = _components_of(RELEASE_BEFORE)
-    if not old_components:
+    old_program = _program_of(RELEASE_BEFORE)
+    if not old_program:
         pytest.skip(f"opt-in test needs the repository's history (git archive {RELEASE_BEFORE[:8]} "
                     "failed: a shallow clone?)")
     _ensure_images()
     ws = project_copy(tmp_path, keep=())
     try:
-        shutil.rmtree(ws.project / "components")
-        with tarfile.open(fileobj=io.BytesIO(old_components)) as archive:
+        _remove_program(ws.project)
+        with tarfile.open(fileobj=io.BytesIO(old_program)) as archive:
             archive.extractall(ws.project, filter="data")
         stack = ws.new_stack("net", _base_config(ws, "net", protectData="false"))
         instance = f"{ws.prefix}-net"
@@ -69,8 +78,9 @@ def test_a_deployment_of_the_release_before_moves_to_the_command_made_network(tm
         ws.pulumi("up", "--yes", "--skip-preview", stack=stack)
         assert set(_networks(instance)) == {f"{instance}-net"}
 
-        # This release's components, as a `git pull` brings them.
-        shutil.rmtree(ws.project / "components")
+        # This release's program, as a `git pull` brings it.
+        _remove_program(ws.project)
+        shutil.copy2(REPO / "__main__.py", ws.project / "__main__.py")
         shutil.copytree(REPO / "components", ws.project / "components")
         steps = {(s["op"], s["urn"].rsplit("::", 1)[-1]) for s in ws.preview_steps(stack)
                  if s["op"] != "same"}
