@@ -95,6 +95,11 @@ class Deployment:
         return f"{self.instance}-dashboard"
 
 
+def container_names(deployments: list[Deployment]) -> list[str]:
+    """Every deployment's backend and dashboard container, in order."""
+    return [name for d in deployments for name in (d.backend, d.dashboard)]
+
+
 def backend_env(d: Deployment, secret: str) -> dict[str, str]:
     return {"INSTANCE_NAME": d.instance, "INSTANCE_SECRET": secret,
             "CONVEX_CLOUD_ORIGIN": f"http://127.0.0.1:{d.api_port}",
@@ -258,7 +263,7 @@ def wait_healthy_by_docker(deployments: list[Deployment], timeout: float = 120) 
     project's `up` ends as soon as the probes it runs itself pass; until Docker says
     healthy, each of its gates would run the healthcheck test again on the next `up`, and
     compose's `--wait` would wait for Docker. Returns the seconds waited."""
-    names = [n for d in deployments for n in (d.backend, d.dashboard)]
+    names = container_names(deployments)
     start = time.perf_counter()
     while True:
         done = run(["docker", "inspect", "--format", "{{.State.Health.Status}}", *names],
@@ -272,8 +277,7 @@ def wait_healthy_by_docker(deployments: list[Deployment], timeout: float = 120) 
 
 
 def remove_everything(deployments: list[Deployment]) -> None:
-    names = [n for d in deployments for n in (d.backend, d.dashboard)]
-    run(["docker", "rm", "-f", *names], check=False)
+    run(["docker", "rm", "-f", *container_names(deployments)], check=False)
     # compose and the floor name networks <instance>-net; this project <instance>-network.
     run(["docker", "network", "rm", *[f"{d.instance}-{suffix}" for d in deployments
                                       for suffix in ("net", "network")]], check=False)
@@ -378,8 +382,7 @@ class FloorContender(Contender):
         return timed(["bash", str(self.script)])
 
     def unchanged(self) -> dict[str, float]:
-        names = [n for d in self.deployments for n in (d.backend, d.dashboard)]
-        return {"inspect": timed(["docker", "inspect", *names, *[
+        return {"inspect": timed(["docker", "inspect", *container_names(self.deployments), *[
             f"{d.instance}-net" for d in self.deployments], *[
             f"{d.instance}-data" for d in self.deployments]])}
 

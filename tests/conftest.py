@@ -2,6 +2,7 @@ import os
 import sys
 from pathlib import Path
 
+import pulumi
 import pytest
 
 # Tests import the project's modules (components, policy) and the harness directly.
@@ -32,8 +33,6 @@ def no_local_docker_socket(monkeypatch):
     from components.docker import engine_api
     monkeypatch.setattr(engine_api, "DEFAULT_SOCKET", "/nonexistent/convex-selfhost/docker.sock")
 
-
-import pulumi  # noqa: E402  (after the path set-up above, like the project's modules)
 
 SDK_DEBUG = pulumi.log.debug  # the SDK's own, before any program here replaced it
 

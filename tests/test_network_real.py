@@ -45,8 +45,12 @@ def _program_of(commit: str) -> bytes:
 
 
 def _remove_program(project: Path) -> None:
-    (project / "__main__.py").unlink()
-    shutil.rmtree(project / "components")
+    for name in PROGRAM:
+        path = project / name
+        if path.is_dir():
+            shutil.rmtree(path)
+        else:
+            path.unlink()
 
 
 def _networks(prefix: str) -> dict[str, dict]:
@@ -80,8 +84,9 @@ def test_a_deployment_of_the_release_before_moves_to_the_command_made_network(tm
 
         # This release's program, as a `git pull` brings it.
         _remove_program(ws.project)
-        shutil.copy2(REPO / "__main__.py", ws.project / "__main__.py")
-        shutil.copytree(REPO / "components", ws.project / "components")
+        for name in PROGRAM:
+            source = REPO / name
+            (shutil.copytree if source.is_dir() else shutil.copy2)(source, ws.project / name)
         steps = {(s["op"], s["urn"].rsplit("::", 1)[-1]) for s in ws.preview_steps(stack)
                  if s["op"] != "same"}
         assert ("create", f"{instance}-network") in steps
